@@ -1,0 +1,496 @@
+// Package config is certcenter's YAML configuration: the types with their
+// defaults, strict loading (an unknown key is an error naming it), secrets
+// read from environment variables or files, and validation whose messages name
+// the offending key. It does not start anything.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration. Every field has a default (see Default).
+type Config struct {
+	// DataDir holds the database, file keys and bootstrap credentials. Default "./data".
+	DataDir string `yaml:"data_dir"`
+	Log     Log    `yaml:"log"`
+	Store   Store  `yaml:"store"`
+	HTTP    HTTP   `yaml:"http"`
+	LDAP    LDAP   `yaml:"ldap"`
+	API     API    `yaml:"api"`
+	CA      CA     `yaml:"ca"`
+	Signer  Signer `yaml:"signer"`
+	OCSP    OCSP   `yaml:"ocsp"`
+	CRL     CRL    `yaml:"crl"`
+}
+
+// Log configures operational logs.
+type Log struct {
+	// Level is debug, info, warn or error. Default "info".
+	Level string `yaml:"level"`
+	// Format is text or json. Default "text".
+	Format string `yaml:"format"`
+}
+
+// Store configures the embedded database.
+type Store struct {
+	// SyncWrites fsyncs each commit so it survives power loss. Default true.
+	SyncWrites bool `yaml:"sync_writes"`
+}
+
+// HTTP configures the public listener (OCSP, CRLs, CA certificates, health).
+type HTTP struct {
+	// Addr is the listen address. Default ":8080".
+	Addr string `yaml:"addr"`
+	// ReadHeaderTimeout default 5s, ReadTimeout 10s, WriteTimeout 30s, IdleTimeout 120s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	ReadTimeout       Duration `yaml:"read_timeout"`
+	WriteTimeout      Duration `yaml:"write_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes default 16384.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds the drain of requests in flight at shutdown. Default 20s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// LDAP configures the directory listeners.
+type LDAP struct {
+	// Addr serves ldap:// and StartTLS. Default ":1389". Empty disables it.
+	Addr string `yaml:"addr"`
+	// LDAPSAddr serves ldaps://. Default ":1636". Empty disables it.
+	LDAPSAddr string `yaml:"ldaps_addr"`
+	// Suffix is the directory's naming context. Default: derived from the CA subject.
+	Suffix string `yaml:"suffix"`
+}
+
+// API configures the HTTPS listener for the RA and admin API.
+type API struct {
+	// Addr default ":8443".
+	Addr string `yaml:"addr"`
+	// Hosts are the DNS names and IPs in the API's TLS certificate.
+	// Default ["localhost", "127.0.0.1", "::1"].
+	Hosts []string `yaml:"hosts"`
+	// MaxBodyBytes limits request bodies. Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// CA configures the issuing authority created by init.
+type CA struct {
+	// Name is the CA's short name in URLs (/crl/{name}.crl). Default "demo".
+	Name string `yaml:"name"`
+	// CommonName default "certcenter Demo Root CA"; Organization default
+	// "certcenter"; Country default "CN".
+	CommonName   string `yaml:"common_name"`
+	Organization string `yaml:"organization"`
+	Country      string `yaml:"country"`
+	// KeyAlgorithm is ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096. Default "ecdsa-p256".
+	KeyAlgorithm string `yaml:"key_algorithm"`
+	// Validity of the root certificate. Default 20y.
+	Validity Duration `yaml:"validity"`
+	// PublicURL is the base of the http URLs put in certificates (AIA, CRL DP).
+	// Default "http://localhost:8080".
+	PublicURL string `yaml:"public_url"`
+	// LDAPURL is the base of the ldap URLs put in CRL distribution points.
+	// Default "ldap://localhost:1389".
+	LDAPURL string `yaml:"ldap_url"`
+}
+
+// Signer selects where CA keys live.
+type Signer struct {
+	// Provider is "file" (PEM files in DATA/keys, the demo default) or "pkcs11".
+	Provider string `yaml:"provider"`
+	PKCS11   PKCS11 `yaml:"pkcs11"`
+}
+
+// PKCS11 configures an HSM. The PIN is never in the file: it comes from the
+// environment variable PINEnv or the file PINFile.
+type PKCS11 struct {
+	Module     string `yaml:"module"`
+	TokenLabel string `yaml:"token_label"`
+	// Slot selects the token by slot ID when TokenLabel is empty.
+	Slot *uint `yaml:"slot"`
+	// PINEnv names the environment variable holding the user PIN. Default "CERTCENTER_PKCS11_PIN".
+	PINEnv  string `yaml:"pin_env"`
+	PINFile string `yaml:"pin_file"`
+	// PoolSize is the number of sessions signing in parallel. Default 8.
+	PoolSize int `yaml:"pool_size"`
+}
+
+// PIN reads the PKCS#11 PIN from PINFile or the PINEnv variable.
+func (p PKCS11) PIN() (string, error) {
+	if p.PINFile != "" {
+		b, err := os.ReadFile(p.PINFile)
+		if err != nil {
+			return "", fmt.Errorf("signer.pkcs11.pin_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	v, ok := os.LookupEnv(p.PINEnv)
+	if !ok || v == "" {
+		return "", fmt.Errorf("signer.pkcs11.pin_env: environment variable %s is not set", p.PINEnv)
+	}
+	return v, nil
+}
+
+// OCSP configures the responder.
+type OCSP struct {
+	// Validity of each response (nextUpdate - thisUpdate). Default 72h; must be within 8h..240h.
+	Validity Duration `yaml:"validity"`
+	// Backdate moves thisUpdate into the past to absorb clock skew. Default 1h.
+	Backdate Duration `yaml:"backdate"`
+	// CacheEntries bounds the in-memory response cache. Default 100000.
+	CacheEntries int `yaml:"cache_entries"`
+	// ResponderID is "name" or "key". Default "key".
+	ResponderID string `yaml:"responder_id"`
+	// Nonce is "ignore" (RFC 5019) or "sign" (echo it in a live-signed response). Default "ignore".
+	Nonce string `yaml:"nonce"`
+	// MaxRequestBytes limits a request. Default 8192.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+}
+
+// CRL configures revocation lists.
+type CRL struct {
+	// Interval between full CRLs. Default 24h.
+	Interval Duration `yaml:"interval"`
+	// Validity of a full CRL (nextUpdate - thisUpdate). Default 168h.
+	Validity Duration `yaml:"validity"`
+	// DeltaDelay coalesces revocations before the delta CRL is rebuilt. Default 2s.
+	DeltaDelay Duration `yaml:"delta_delay"`
+	// Shards partitions the CRL; 0 or 1 means one CRL per issuer. Default 1.
+	Shards int `yaml:"shards"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	return &Config{
+		DataDir: "./data",
+		Log:     Log{Level: "info", Format: "text"},
+		Store:   Store{SyncWrites: true},
+		HTTP: HTTP{
+			Addr:              ":8080",
+			ReadHeaderTimeout: Duration(5 * time.Second),
+			ReadTimeout:       Duration(10 * time.Second),
+			WriteTimeout:      Duration(30 * time.Second),
+			IdleTimeout:       Duration(120 * time.Second),
+			MaxHeaderBytes:    16 << 10,
+			ShutdownTimeout:   Duration(20 * time.Second),
+		},
+		LDAP: LDAP{Addr: ":1389", LDAPSAddr: ":1636"},
+		API:  API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
+		CA: CA{
+			Name:         "demo",
+			CommonName:   "certcenter Demo Root CA",
+			Organization: "certcenter",
+			Country:      "CN",
+			KeyAlgorithm: "ecdsa-p256",
+			Validity:     Duration(20 * 365 * 24 * time.Hour),
+			PublicURL:    "http://localhost:8080",
+			LDAPURL:      "ldap://localhost:1389",
+		},
+		Signer: Signer{Provider: "file", PKCS11: PKCS11{PINEnv: "CERTCENTER_PKCS11_PIN", PoolSize: 8}},
+		OCSP: OCSP{
+			Validity:        Duration(72 * time.Hour),
+			Backdate:        Duration(time.Hour),
+			CacheEntries:    100000,
+			ResponderID:     "key",
+			Nonce:           "ignore",
+			MaxRequestBytes: 8192,
+		},
+		CRL: CRL{
+			Interval:   Duration(24 * time.Hour),
+			Validity:   Duration(7 * 24 * time.Hour),
+			DeltaDelay: Duration(2 * time.Second),
+			Shards:     1,
+		},
+	}
+}
+
+// Load reads a YAML file over the defaults. An unknown key is an error that
+// names its full path; the result is validated.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over the defaults and validates the result.
+func Parse(b []byte) (*Config, error) {
+	cfg := Default()
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("parsing YAML: %w", err)
+	}
+	if len(root.Content) > 0 {
+		if err := checkKeys(root.Content[0], reflect.TypeOf(*cfg), ""); err != nil {
+			return nil, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil {
+			return nil, fmt.Errorf("decoding: %w", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// checkKeys walks the YAML tree beside the Go type so an unknown key is
+// reported with its full dotted path and line ("http.adr (line 3)"), which
+// yaml.v3's own message does not give.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == reflect.TypeOf(Duration(0)) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return nil
+		}
+		return fmt.Errorf("%s (line %d): expected a mapping", orRoot(path), n.Line)
+	}
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := k.Value
+		if path != "" {
+			p = path + "." + k.Value
+		}
+		ft, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("unknown key %q (line %d)", p, k.Line)
+		}
+		if err := checkKeys(v, ft, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "top level"
+	}
+	return p
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	checkAddr := func(key, v string, optional bool) {
+		if v == "" && optional {
+			return
+		}
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			bad(key, "%q is not a host:port address", v)
+			return
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(key, "%q has a bad port", v)
+		}
+		if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+			bad(key, "%q has a bad host", v)
+		}
+	}
+	checkAddr("http.addr", c.HTTP.Addr, false)
+	checkAddr("ldap.addr", c.LDAP.Addr, true)
+	checkAddr("ldap.ldaps_addr", c.LDAP.LDAPSAddr, true)
+	checkAddr("api.addr", c.API.Addr, false)
+	for key, d := range map[string]Duration{
+		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
+		"http.read_timeout":        c.HTTP.ReadTimeout,
+		"http.write_timeout":       c.HTTP.WriteTimeout,
+		"http.idle_timeout":        c.HTTP.IdleTimeout,
+		"http.shutdown_timeout":    c.HTTP.ShutdownTimeout,
+		"ca.validity":              c.CA.Validity,
+		"crl.interval":             c.CRL.Interval,
+		"crl.validity":             c.CRL.Validity,
+		"crl.delta_delay":          c.CRL.DeltaDelay,
+	} {
+		if d <= 0 {
+			bad(key, "must be a positive duration")
+		}
+	}
+	if c.HTTP.MaxHeaderBytes < 1024 {
+		bad("http.max_header_bytes", "must be at least 1024")
+	}
+	if c.API.MaxBodyBytes < 1024 {
+		bad("api.max_body_bytes", "must be at least 1024")
+	}
+	if len(c.API.Hosts) == 0 {
+		bad("api.hosts", "needs at least one name")
+	}
+	if !validCAName(c.CA.Name) {
+		bad("ca.name", "%q must be 1-32 letters, digits or '-'", c.CA.Name)
+	}
+	if c.CA.CommonName == "" {
+		bad("ca.common_name", "must not be empty")
+	}
+	if c.CA.Country != "" && len(c.CA.Country) != 2 {
+		bad("ca.country", "%q must be a two-letter country code", c.CA.Country)
+	}
+	switch strings.ToLower(c.CA.KeyAlgorithm) {
+	case "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096":
+	default:
+		bad("ca.key_algorithm", "%q is not one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096", c.CA.KeyAlgorithm)
+	}
+	checkURL := func(key, v, scheme string) {
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" || !strings.HasPrefix(u.Scheme, scheme) {
+			bad(key, "%q is not a %s:// URL", v, scheme)
+		}
+	}
+	checkURL("ca.public_url", c.CA.PublicURL, "http")
+	checkURL("ca.ldap_url", c.CA.LDAPURL, "ldap")
+	switch c.Signer.Provider {
+	case "file":
+	case "pkcs11":
+		if c.Signer.PKCS11.Module == "" {
+			bad("signer.pkcs11.module", "is required with provider pkcs11")
+		}
+		if c.Signer.PKCS11.TokenLabel == "" && c.Signer.PKCS11.Slot == nil {
+			bad("signer.pkcs11.token_label", "or signer.pkcs11.slot is required with provider pkcs11")
+		}
+		if c.Signer.PKCS11.PINEnv == "" && c.Signer.PKCS11.PINFile == "" {
+			bad("signer.pkcs11.pin_env", "or signer.pkcs11.pin_file is required with provider pkcs11")
+		}
+		if c.Signer.PKCS11.PoolSize < 1 || c.Signer.PKCS11.PoolSize > 256 {
+			bad("signer.pkcs11.pool_size", "must be between 1 and 256")
+		}
+	default:
+		bad("signer.provider", "%q is not one of file, pkcs11", c.Signer.Provider)
+	}
+	if v := c.OCSP.Validity.D(); v < 8*time.Hour || v > 10*24*time.Hour {
+		bad("ocsp.validity", "%s is outside the CA/Browser Forum's 8h to 10 days", v)
+	}
+	if c.OCSP.Backdate < 0 || c.OCSP.Backdate.D() > c.OCSP.Validity.D()/2 {
+		bad("ocsp.backdate", "must be between 0 and half of ocsp.validity")
+	}
+	if c.OCSP.CacheEntries < 0 {
+		bad("ocsp.cache_entries", "must not be negative")
+	}
+	if c.OCSP.ResponderID != "key" && c.OCSP.ResponderID != "name" {
+		bad("ocsp.responder_id", "%q is not one of key, name", c.OCSP.ResponderID)
+	}
+	if c.OCSP.Nonce != "ignore" && c.OCSP.Nonce != "sign" {
+		bad("ocsp.nonce", "%q is not one of ignore, sign", c.OCSP.Nonce)
+	}
+	if c.OCSP.MaxRequestBytes < 256 {
+		bad("ocsp.max_request_bytes", "must be at least 256")
+	}
+	if c.CRL.Shards < 0 || c.CRL.Shards > 1024 {
+		bad("crl.shards", "must be between 0 and 1024")
+	}
+	return errors.Join(errs...)
+}
+
+func validCAName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration that YAML writes as "90s", "72h", "7d" or "20y"
+// (a year is 365 days).
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ParseDuration accepts Go durations plus the d and y suffixes.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "y": 365 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bad duration %q", s)
+			}
+			return Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q (use e.g. 90s, 72h, 7d, 20y)", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }

@@ -1,0 +1,340 @@
+// Package store persists certcenter's records in an embedded Badger database.
+//
+// It owns the key layout, the record codecs, transactions, secondary indexes,
+// sequences and committed-change notification. No other package imports badger:
+// features read and write typed records through Tx, View and the iterators here,
+// and learn about committed changes through Watch.
+//
+// Key layout (every key starts with a short namespace and a NUL separator):
+//
+//	ca\0<name>                                  CA record
+//	cert\0<serial>                              certificate record
+//	sub\0<id>                                   subscriber record
+//	staff\0<id>                                 staff record
+//	i\0subj\0<lower subject>\0<serial>          certificates by subject DN
+//	i\0cn\0<lower cn>\0<serial>                 certificates by subject CN
+//	i\0sub\0<subscriber>\0<serial>              certificates by subscriber
+//	i\0exp\0<notAfter be64>\0<serial>           certificates by expiry
+//	i\0rev\0<issuer>\0<serial>                  revoked certificates per issuer (value: time+reason)
+//	i\0revt\0<issuer>\0<revokedAt be64><serial> revocations per issuer in time order (delta CRLs)
+//	i\0subcn\0<lower cn>\0<id>                  subscribers by CN
+//	i\0staffcert\0<serial>                      staff member by client certificate serial
+//	blob\0<namespace>\0<key>                    opaque records of feature packages (OCSP responses, CRLs)
+//	seq\0<name>                                 sequences
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrInUse is returned by Open when another process holds the database.
+var ErrInUse = errors.New("data directory is in use by another certcenter process")
+
+// ErrConflict is returned when a transaction conflicted with a concurrent one;
+// callers may retry.
+var ErrConflict = errors.New("transaction conflict")
+
+// Options configure Open.
+type Options struct {
+	// Dir is the database directory; it is created if missing.
+	Dir string
+	// InMemory keeps everything in memory (tests only); Dir is ignored.
+	InMemory bool
+	// SyncWrites fsyncs every commit, so a commit survives power loss and not only
+	// a process crash. Default in config: true.
+	SyncWrites bool
+	Logger     *slog.Logger
+}
+
+// Store is the embedded database. It is safe for concurrent use.
+type Store struct {
+	db   *badger.DB
+	lock *os.File
+	log  *slog.Logger
+
+	mu       sync.RWMutex
+	watchers map[int]func([]Change)
+	nextW    int
+
+	seqMu sync.Mutex
+	seqs  map[string]*badger.Sequence
+}
+
+// Open opens (creating if needed) the database in opts.Dir.
+func Open(opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: log, watchers: map[int]func([]Change){}, seqs: map[string]*badger.Sequence{}}
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{log}).
+		WithSyncWrites(opts.SyncWrites).
+		WithNumVersionsToKeep(1).
+		WithMetricsEnabled(false)
+	if opts.InMemory {
+		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
+	} else {
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating database directory %s: %w", opts.Dir, err)
+		}
+		// Our own lock, taken before Badger's, turns "another process has it"
+		// into one clear error instead of Badger's internal message.
+		f, err := os.OpenFile(filepath.Join(opts.Dir, "certcenter.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("opening database lock in %s: %w", opts.Dir, err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s: %w", opts.Dir, ErrInUse)
+			}
+			return nil, fmt.Errorf("locking database %s: %w", opts.Dir, err)
+		}
+		s.lock = f
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		if s.lock != nil {
+			s.lock.Close()
+		}
+		return nil, fmt.Errorf("opening database %s: %w", opts.Dir, err)
+	}
+	s.db = db
+	return s, nil
+}
+
+// Close releases sequences, closes the database and drops the lock.
+func (s *Store) Close() error {
+	s.seqMu.Lock()
+	for _, q := range s.seqs {
+		_ = q.Release()
+	}
+	s.seqs = map[string]*badger.Sequence{}
+	s.seqMu.Unlock()
+	err := s.db.Close()
+	if s.lock != nil {
+		s.lock.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("closing database: %w", err)
+	}
+	return nil
+}
+
+// Run collects value-log garbage until ctx is done.
+func (s *Store) Run(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// Change describes one committed write.
+type Change struct {
+	Kind Kind
+	// Key identifies the record: a CA name, a hex serial, a subscriber ID, or
+	// "<namespace>/<key>" for blobs.
+	Key string
+}
+
+// Kind names a record type in a Change.
+type Kind string
+
+const (
+	KindCA         Kind = "ca"
+	KindCert       Kind = "cert"
+	KindSubscriber Kind = "subscriber"
+	KindStaff      Kind = "staff"
+	KindBlob       Kind = "blob"
+)
+
+// Watch registers fn to be called with the changes of every committed
+// transaction, in commit order per goroutine. fn runs on the committing
+// goroutine, so it must be quick (hand work to a channel). The returned
+// function unregisters it.
+func (s *Store) Watch(fn func([]Change)) (cancel func()) {
+	s.mu.Lock()
+	id := s.nextW
+	s.nextW++
+	s.watchers[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.watchers, id)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Store) notify(changes []Change) {
+	if len(changes) == 0 {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, fn := range s.watchers {
+		fn(changes)
+	}
+}
+
+// Update runs fn in a read-write transaction and commits it. Watchers are
+// notified after the commit succeeded. A conflict is retried a few times.
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tx := &Tx{txn: s.db.NewTransaction(true), s: s}
+		err := fn(tx)
+		if err == nil {
+			err = tx.txn.Commit()
+		}
+		tx.txn.Discard()
+		if errors.Is(err, badger.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if errors.Is(err, badger.ErrConflict) {
+			return ErrConflict
+		}
+		if err != nil {
+			return err
+		}
+		s.notify(tx.changes)
+		return nil
+	}
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tx := &Tx{txn: s.db.NewTransaction(false), s: s, readOnly: true}
+	defer tx.txn.Discard()
+	return fn(tx)
+}
+
+// Tx is one transaction. It must not be used after Update or View returns.
+type Tx struct {
+	txn      *badger.Txn
+	s        *Store
+	readOnly bool
+	changes  []Change
+}
+
+func (tx *Tx) changed(k Kind, key string) {
+	tx.changes = append(tx.changes, Change{Kind: k, Key: key})
+}
+
+func (tx *Tx) get(key []byte) ([]byte, error) {
+	item, err := tx.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+func (tx *Tx) set(key, val []byte) error {
+	err := tx.txn.Set(key, val)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("transaction too big: %w", err)
+	}
+	return err
+}
+
+func (tx *Tx) exists(key []byte) (bool, error) {
+	_, err := tx.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// scanKeys calls fn with each key (and, if withValues, the value) under
+// prefix, in key order, starting at start if it is not nil. Values are only
+// valid during fn.
+func (tx *Tx) scan(prefix, start []byte, withValues bool, fn func(key, val []byte) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = withValues
+	opts.Prefix = prefix
+	if withValues {
+		opts.PrefetchSize = 64
+	}
+	it := tx.txn.NewIterator(opts)
+	defer it.Close()
+	if start == nil {
+		start = prefix
+	}
+	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		var val []byte
+		if withValues {
+			if err := item.Value(func(v []byte) error { val = v; return fn(item.Key(), val) }); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(item.Key(), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("stop")
+
+// Next returns the next value of the named sequence. Values strictly increase
+// across restarts; a crash may skip some.
+func (s *Store) Next(name string) (uint64, error) {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	q, ok := s.seqs[name]
+	if !ok {
+		var err error
+		q, err = s.db.GetSequence([]byte("seq\x00"+name), 16)
+		if err != nil {
+			return 0, fmt.Errorf("opening sequence %s: %w", name, err)
+		}
+		s.seqs[name] = q
+	}
+	for {
+		v, err := q.Next()
+		if err != nil {
+			return 0, fmt.Errorf("sequence %s: %w", name, err)
+		}
+		if v > 0 { // Badger sequences start at 0; we want 1-based numbers.
+			return v, nil
+		}
+	}
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
