@@ -104,3 +104,37 @@ func (a *Authority) Cert(ctx context.Context, serial []byte) (*store.Cert, error
 	}
 	return c, err
 }
+
+// RevokeBatch revokes several certificates in one transaction (seeding,
+// bulk revocation of an organisation); events follow the commit.
+func (a *Authority) RevokeBatch(ctx context.Context, serials [][]byte, reasons []Reason) error {
+	if len(serials) != len(reasons) {
+		return fmt.Errorf("%d serials but %d reasons", len(serials), len(reasons))
+	}
+	for _, r := range reasons {
+		if r == ReasonRemoveFromCRL || r == 7 || r < 0 || r > 10 {
+			return fmt.Errorf("%w: revocation reason %d is not allowed", ErrBadRequest, int(r))
+		}
+	}
+	certs := make([]*store.Cert, len(serials))
+	err := a.store.Update(ctx, func(tx *store.Tx) error {
+		now := a.now()
+		for i, s := range serials {
+			c, err := tx.RevokeCert(s, now, int(reasons[i]))
+			if err != nil {
+				return err
+			}
+			certs[i] = c
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoking %d certificates: %w", len(serials), err)
+	}
+	evs := make([]Event, len(certs))
+	for i, c := range certs {
+		evs[i] = Event{Kind: EventRevoked, Cert: c}
+	}
+	a.emit(ctx, evs...)
+	return nil
+}

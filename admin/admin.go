@@ -1,0 +1,237 @@
+// Package admin serves the admin HTTP API for CA operators and the service
+// desk: certificate lookup and revocation, store status, and (as their issues
+// land) tickets, knowledge base, diagnostics and the audit log. It does not
+// issue: issuance belongs to the RA workflows.
+package admin
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/store"
+)
+
+// Authority is what the admin API needs of the CA.
+type Authority interface {
+	Revoke(ctx context.Context, serial []byte, reason ca.Reason) (*store.Cert, error)
+	Cert(ctx context.Context, serial []byte) (*store.Cert, error)
+}
+
+// Options configure the API.
+type Options struct {
+	Store     *store.Store
+	Authority Authority
+	Auth      *httpapi.Authenticator
+	Logger    *slog.Logger
+	// Audit receives one record per state change.
+	Audit *slog.Logger
+}
+
+// API is the admin HTTP API.
+type API struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns the API.
+func New(opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Audit == nil {
+		opts.Audit = opts.Logger
+	}
+	return &API{opts: opts, log: opts.Logger.With("component", "admin")}
+}
+
+// Register mounts the routes on mux.
+func (a *API) Register(mux *http.ServeMux) {
+	h := func(fn httpapi.HandlerFunc, roles ...string) http.Handler {
+		return a.opts.Auth.Require(httpapi.Handle(a.log, fn), roles...)
+	}
+	readers := []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
+	mux.Handle("GET /api/v1/certs", h(a.listCerts, readers...))
+	mux.Handle("GET /api/v1/certs/{serial}", h(a.showCert, readers...))
+	mux.Handle("POST /api/v1/certs/{serial}/revoke", h(a.revokeCert, httpapi.RoleCAOperator))
+	mux.Handle("GET /api/v1/status", h(a.status, readers...))
+}
+
+// CertView is the JSON form of a certificate.
+type CertView struct {
+	Serial       string    `json:"serial"`
+	Issuer       string    `json:"issuer"`
+	Subject      string    `json:"subject"`
+	CommonName   string    `json:"cn"`
+	Profile      string    `json:"profile"`
+	SubscriberID string    `json:"subscriber,omitempty"`
+	Status       string    `json:"status"`
+	NotBefore    time.Time `json:"not_before"`
+	NotAfter     time.Time `json:"not_after"`
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+	Reason       string    `json:"reason,omitempty"`
+	PEM          string    `json:"pem,omitempty"`
+}
+
+func viewOf(c *store.Cert, withPEM bool) CertView {
+	v := CertView{
+		Serial: c.SerialHex(), Issuer: c.Issuer, Subject: c.Subject, CommonName: c.CommonName,
+		Profile: c.Profile, SubscriberID: c.SubscriberID, Status: c.Status.String(),
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter,
+	}
+	if c.Status == store.StatusRevoked {
+		v.RevokedAt = c.RevokedAt
+		v.Reason = ca.Reason(c.Reason).String()
+	}
+	if withPEM {
+		v.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
+	}
+	return v
+}
+
+func parseSerial(s string) ([]byte, error) {
+	s = strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) == 0 || len(b) > 20 {
+		return nil, httpapi.BadRequest("serial %q is not 1 to 20 bytes of hex", s)
+	}
+	return b, nil
+}
+
+func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
+	limit, after, err := httpapi.Page(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	out := []CertView{}
+	var next []byte
+	err = a.opts.Store.View(r.Context(), func(tx *store.Tx) error {
+		collect := func(c *store.Cert) error {
+			if len(out) == limit {
+				return errFull
+			}
+			if st := q.Get("status"); st != "" && c.Status.String() != st {
+				return nil
+			}
+			out = append(out, viewOf(c, false))
+			return nil
+		}
+		switch {
+		case q.Get("cn") != "":
+			return tx.CertsByCommonName(q.Get("cn"), collect)
+		case q.Get("subscriber") != "":
+			return tx.CertsBySubscriber(q.Get("subscriber"), collect)
+		}
+		var start []byte
+		if after != "" {
+			if start, err = parseSerial(after); err != nil {
+				return err
+			}
+		}
+		for {
+			page, n, err := tx.CertPage(start, limit)
+			if err != nil {
+				return err
+			}
+			for _, c := range page {
+				if err := collect(c); err != nil {
+					if errors.Is(err, errFull) {
+						next = append([]byte{}, out[len(out)-1].serialBytes()...)
+					}
+					return err
+				}
+			}
+			if n == nil {
+				return nil
+			}
+			start = n
+		}
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return err
+	}
+	resp := map[string]any{"items": out}
+	if next != nil {
+		resp["next"] = hex.EncodeToString(next)
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+var errFull = errors.New("page full")
+
+func (v CertView) serialBytes() []byte {
+	b, _ := hex.DecodeString(v.Serial)
+	return b
+}
+
+func (a *API) showCert(w http.ResponseWriter, r *http.Request) error {
+	serial, err := parseSerial(r.PathValue("serial"))
+	if err != nil {
+		return err
+	}
+	c, err := a.opts.Authority.Cert(r.Context(), serial)
+	if errors.Is(err, ca.ErrNotFound) {
+		return httpapi.NotFound("no certificate with serial %x", serial)
+	}
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, viewOf(c, true))
+}
+
+type revokeRequest struct {
+	Reason  string `json:"reason"`
+	Comment string `json:"comment,omitempty"`
+}
+
+func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
+	serial, err := parseSerial(r.PathValue("serial"))
+	if err != nil {
+		return err
+	}
+	var req revokeRequest
+	if err := httpapi.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Reason == "" {
+		req.Reason = "unspecified"
+	}
+	reason, err := ca.ParseReason(req.Reason)
+	if err != nil {
+		return httpapi.BadRequest("%v", err)
+	}
+	c, err := a.opts.Authority.Revoke(r.Context(), serial, reason)
+	switch {
+	case errors.Is(err, ca.ErrNotFound):
+		return httpapi.NotFound("no certificate with serial %x", serial)
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		return httpapi.Conflict("certificate %x is already revoked", serial)
+	case errors.Is(err, ca.ErrBadRequest):
+		return httpapi.BadRequest("%v", err)
+	case err != nil:
+		return err
+	}
+	p, _ := httpapi.PrincipalFrom(r.Context())
+	a.opts.Audit.Info("revoke", "serial", c.SerialHex(), "issuer", c.Issuer, "reason", reason.String(), "actor", p.Staff.ID, "comment", req.Comment)
+	return httpapi.WriteJSON(w, http.StatusOK, viewOf(c, false))
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) error {
+	var counts store.Counts
+	if err := a.opts.Store.View(r.Context(), func(tx *store.Tx) error {
+		var err error
+		counts, err = tx.Counts()
+		return err
+	}); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, counts)
+}

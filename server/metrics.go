@@ -1,0 +1,57 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// httpMetrics counts and times the requests of one listener.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	latency  prometheus.Observer
+}
+
+func newHTTPMetrics(reg prometheus.Registerer, listener string) *httpMetrics {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "certcenter_http_requests_total",
+		Help:        "HTTP requests by listener, method and status code.",
+		ConstLabels: prometheus.Labels{"listener": listener},
+	}, []string{"method", "code"})
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:        "certcenter_http_request_duration_seconds",
+		Help:        "HTTP request latency by listener.",
+		ConstLabels: prometheus.Labels{"listener": listener},
+		Buckets:     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	reg.MustRegister(requests, latency)
+	return &httpMetrics{requests: requests, latency: latency}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (m *httpMetrics) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		m.latency.Observe(time.Since(start).Seconds())
+		method := r.Method
+		if method != http.MethodGet && method != http.MethodPost && method != http.MethodHead {
+			method = "other"
+		}
+		m.requests.WithLabelValues(method, strconv.Itoa(rec.code)).Inc()
+	})
+}

@@ -1,0 +1,271 @@
+// Package server wires certcenter together: it opens the store, builds the
+// signer, constructs every component, starts the listeners in order and stops
+// them in reverse, draining requests in flight. It holds no business logic.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/internal/httpapi"
+)
+
+// Version is set by the build (-ldflags "-X .../server.Version=...").
+var Version = "dev"
+
+// components is what each feature is built from; the wire_*.go files add
+// their feature's routes, listeners and background jobs to it.
+type components struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	audit    *slog.Logger
+	core     *core
+	reg      *prometheus.Registry
+	public   *http.ServeMux
+	api      *http.ServeMux
+	tlsCert  tls.Certificate
+	clientCA *x509.CertPool
+	auth     *httpapi.Authenticator
+
+	services []service
+	checks   []readinessCheck
+}
+
+// service is a component with a lifecycle. start must return once the
+// component is serving (listeners bound); stop must drain and return.
+type service struct {
+	name  string
+	start func(ctx context.Context) error
+	stop  func(ctx context.Context) error
+}
+
+type readinessCheck struct {
+	name  string
+	check func(ctx context.Context) error
+}
+
+func (c *components) addService(s service)                                  { c.services = append(c.services, s) }
+func (c *components) addCheck(name string, fn func(context.Context) error) { c.checks = append(c.checks, readinessCheck{name, fn}) }
+
+// Server is a running certcenter.
+type Server struct {
+	c       *components
+	started []service
+	ready   atomic.Bool
+	bg      sync.WaitGroup
+	cancel  context.CancelFunc
+
+	mu    sync.Mutex
+	addrs map[string]string
+}
+
+// Run starts the server and blocks until ctx is cancelled, then shuts down
+// gracefully.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	s, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout.D())
+	defer cancel()
+	return s.Stop(stopCtx)
+}
+
+// Start opens the data directory (initialising a demo CA in an empty one),
+// builds every component and starts the listeners. On failure, whatever had
+// started is stopped again.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
+	begin := time.Now()
+	core, err := openCore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			core.Close()
+		}
+	}()
+	if err := core.ca.Load(ctx); errors.Is(err, ca.ErrNotInitialised) {
+		log.Info("empty data directory: initialising a demo CA", "data", cfg.DataDir)
+		if err := initialise(ctx, cfg, core, log); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	tlsCert, err := ensureServerCert(ctx, cfg, core)
+	if err != nil {
+		return nil, err
+	}
+	clientCA := x509.NewCertPool()
+	for _, iss := range core.ca.Issuers() {
+		clientCA.AddCert(iss.Cert)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c := &components{
+		cfg: cfg, log: log, audit: log.With("stream", "audit"), core: core, reg: reg,
+		public: http.NewServeMux(), api: http.NewServeMux(),
+		tlsCert: tlsCert, clientCA: clientCA,
+		auth: &httpapi.Authenticator{Store: core.store, Now: time.Now, Log: log},
+	}
+	s := &Server{c: c, addrs: map[string]string{}}
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.bg.Add(1)
+	go func() { defer s.bg.Done(); _ = core.store.Run(bgCtx) }()
+
+	c.addCheck("signer", core.signers.Healthy)
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wireRA, wireAdmin} {
+		if err := wire(c); err != nil {
+			s.Stop(context.Background())
+			return nil, err
+		}
+	}
+	s.routeBasics()
+	c.addService(s.httpService("http", cfg.HTTP.Addr, c.public, nil))
+	c.addService(s.httpService("api", cfg.API.Addr, c.api, &tls.Config{
+		Certificates: []tls.Certificate{tlsCert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    clientCA,
+		MinVersion:   tls.VersionTLS12,
+	}))
+	for _, svc := range c.services {
+		if err := svc.start(ctx); err != nil {
+			s.Stop(context.Background())
+			return nil, fmt.Errorf("starting %s: %w", svc.name, err)
+		}
+		s.started = append(s.started, svc)
+	}
+	s.ready.Store(true)
+	log.Info("certcenter ready", "version", Version, "data", cfg.DataDir, "startup", time.Since(begin).Round(time.Millisecond),
+		"http", s.Addr("http"), "api", s.Addr("api"), "ldap", s.Addr("ldap"), "ldaps", s.Addr("ldaps"))
+	return s, nil
+}
+
+// Addr returns the bound address of a listener ("http", "api", "ldap", "ldaps").
+func (s *Server) Addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[name]
+}
+
+func (s *Server) setAddr(name, addr string) {
+	s.mu.Lock()
+	s.addrs[name] = addr
+	s.mu.Unlock()
+}
+
+// Stop marks the server unready, stops the services in reverse order (each
+// drains what it has in flight) and closes the store.
+func (s *Server) Stop(ctx context.Context) error {
+	s.ready.Store(false)
+	var errs []error
+	for i := len(s.started) - 1; i >= 0; i-- {
+		if err := s.started[i].stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping %s: %w", s.started[i].name, err))
+		}
+	}
+	s.started = nil
+	s.cancel()
+	s.bg.Wait()
+	errs = append(errs, s.c.core.Close())
+	return errors.Join(errs...)
+}
+
+func (s *Server) routeBasics() {
+	c := s.c
+	c.public.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	c.public.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Cache-Control", "no-store")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: starting or shutting down")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var failed []string
+		for _, ch := range c.checks {
+			if err := ch.check(ctx); err != nil {
+				failed = append(failed, ch.name+": "+err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, f := range failed {
+				fmt.Fprintln(w, f)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	c.api.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
+	c.api.Handle("/api/", httpapi.NotBuilt("this API endpoint"))
+}
+
+// httpService serves mux on addr; with tlsConf it serves HTTPS.
+func (s *Server) httpService(name, addr string, mux *http.ServeMux, tlsConf *tls.Config) service {
+	cfg := s.c.cfg.HTTP
+	m := newHTTPMetrics(s.c.reg, name)
+	srv := &http.Server{
+		Handler:           m.wrap(mux),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.ReadTimeout.D(),
+		WriteTimeout:      cfg.WriteTimeout.D(),
+		IdleTimeout:       cfg.IdleTimeout.D(),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		TLSConfig:         tlsConf,
+		ErrorLog:          slog.NewLogLogger(s.c.log.With("listener", name).Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	return service{
+		name: name,
+		start: func(ctx context.Context) error {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listening on %s: %w", addr, err)
+			}
+			s.setAddr(name, ln.Addr().String())
+			go func() {
+				defer close(done)
+				var err error
+				if tlsConf != nil {
+					err = srv.ServeTLS(ln, "", "")
+				} else {
+					err = srv.Serve(ln)
+				}
+				if err != nil && !errors.Is(err, http.ErrServerClosed) {
+					s.c.log.Error("listener failed", "listener", name, "err", err)
+				}
+			}()
+			return nil
+		},
+		stop: func(ctx context.Context) error {
+			err := srv.Shutdown(ctx)
+			<-done
+			return err
+		},
+	}
+}

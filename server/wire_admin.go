@@ -1,0 +1,12 @@
+package server
+
+import "github.com/certcenter/certcenter/admin"
+
+// wireAdmin mounts the admin API.
+func wireAdmin(c *components) error {
+	admin.New(admin.Options{
+		Store: c.core.store, Authority: c.core.ca, Auth: c.auth,
+		Logger: c.log, Audit: c.audit,
+	}).Register(c.api)
+	return nil
+}

