@@ -171,7 +171,7 @@ func ensureServerCert(ctx context.Context, cfg *config.Config, c *core) (tls.Cer
 	cn := cfg.API.Hosts[0]
 	crt, err := c.ca.Issue(ctx, ca.IssueRequest{
 		Profile: ca.ProfileServerTLS, PublicKey: key.Public(),
-		Subject: &pkix.Name{CommonName: cn, Organization: []string{cfg.CA.Organization}},
+		Subject:  &pkix.Name{CommonName: cn, Organization: []string{cfg.CA.Organization}},
 		DNSNames: dns, IPAddresses: ips,
 	})
 	if err != nil {

@@ -59,8 +59,10 @@ type readinessCheck struct {
 	check func(ctx context.Context) error
 }
 
-func (c *components) addService(s service)                                  { c.services = append(c.services, s) }
-func (c *components) addCheck(name string, fn func(context.Context) error) { c.checks = append(c.checks, readinessCheck{name, fn}) }
+func (c *components) addService(s service) { c.services = append(c.services, s) }
+func (c *components) addCheck(name string, fn func(context.Context) error) {
+	c.checks = append(c.checks, readinessCheck{name, fn})
+}
 
 // Server is a running certcenter.
 type Server struct {

@@ -98,9 +98,9 @@ type Subscriber struct {
 
 // Staff is an operator of the CA, authenticated by client certificate.
 type Staff struct {
-	ID    string `json:"id"`
-	Name  string `json:"name"`
-	Role  string `json:"role"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role string `json:"role"`
 	// CertSerials are the client certificates that authenticate this person.
 	CertSerials [][]byte  `json:"cert_serials"`
 	CreatedAt   time.Time `json:"created_at"`

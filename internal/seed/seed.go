@@ -5,8 +5,8 @@ package seed
 
 import (
 	"context"
-	"errors"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
