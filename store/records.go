@@ -384,7 +384,7 @@ func (tx *Tx) CertsBySubscriber(id string, fn func(*Cert) error) error {
 // CertsExpiring streams certificates with notAfter in [from, to), in expiry order.
 func (tx *Tx) CertsExpiring(from, to time.Time, fn func(*Cert) error) error {
 	end := be64(to)
-	return tx.scan(pIdxExp, append(append([]byte{}, pIdxExp...), be64(from)...), false, func(k, _ []byte) error {
+	err := tx.scan(pIdxExp, append(append([]byte{}, pIdxExp...), be64(from)...), false, func(k, _ []byte) error {
 		rest := k[len(pIdxExp):]
 		if string(rest[:8]) >= string(end) {
 			return errStop
@@ -395,6 +395,10 @@ func (tx *Tx) CertsExpiring(from, to time.Time, fn func(*Cert) error) error {
 		}
 		return fn(c)
 	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
 }
 
 // Revocation is one entry of a CRL.
@@ -425,7 +429,9 @@ func (tx *Tx) EachRevoked(issuer string, fn func(*Revocation) error) error {
 func (tx *Tx) EachRevokedSince(issuer string, since time.Time, fn func(*Revocation) error) error {
 	prefix := cat(pIdxRevT, []byte(issuer), nil)
 	var t [8]byte
-	binary.BigEndian.PutUint64(t[:], uint64(since.UnixNano()))
+	if since.After(time.Unix(0, 0)) {
+		binary.BigEndian.PutUint64(t[:], uint64(since.UnixNano()))
+	}
 	var r Revocation
 	return tx.scan(prefix, append(append([]byte{}, prefix...), t[:]...), true, func(k, v []byte) error {
 		rest := k[len(prefix):]
@@ -446,10 +452,17 @@ func (tx *Tx) PutSubscriber(s *Subscriber) error {
 	if s.ID == "" {
 		return errors.New("subscriber without ID")
 	}
-	if old, err := tx.Subscriber(s.ID); err == nil && !strings.EqualFold(old.CommonName, s.CommonName) {
+	old, err := tx.Subscriber(s.ID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if old != nil && !strings.EqualFold(old.CommonName, s.CommonName) {
 		if err := tx.txn.Delete(cat(pIdxSubCN, fold(old.CommonName), []byte(old.ID))); err != nil {
 			return err
 		}
+	}
+	if err := tx.indexSubscriberAttrs(old, s); err != nil {
+		return err
 	}
 	v, err := encode(s)
 	if err != nil {

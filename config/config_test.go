@@ -1,0 +1,98 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "ok/empty is defaults", yaml: "", check: func(t *testing.T, c *Config) {
+			if c.HTTP.Addr != ":8080" || c.API.Addr != ":8443" || c.LDAP.Addr != ":1389" || c.DataDir != "./data" {
+				t.Errorf("defaults = %+v", c)
+			}
+		}},
+		{name: "ok/overrides and durations", yaml: "http:\n  addr: 127.0.0.1:9000\nca:\n  validity: 10y\nocsp:\n  validity: 4d\n", check: func(t *testing.T, c *Config) {
+			if c.HTTP.Addr != "127.0.0.1:9000" || c.CA.Validity.D() != 3650*24*time.Hour || c.OCSP.Validity.D() != 96*time.Hour {
+				t.Errorf("got %+v", c)
+			}
+			if c.HTTP.ReadTimeout.D() != 10*time.Second {
+				t.Errorf("unset sibling lost its default: %v", c.HTTP.ReadTimeout)
+			}
+		}},
+		{name: "fail/unknown top-level key", yaml: "htpp:\n  addr: x\n", wantErr: `unknown key "htpp" (line 1)`},
+		{name: "fail/unknown nested key", yaml: "http:\n  adr: :80\n", wantErr: `unknown key "http.adr" (line 2)`},
+		{name: "fail/bad address", yaml: "api:\n  addr: nonsense\n", wantErr: "api.addr"},
+		{name: "fail/bad port", yaml: "http:\n  addr: \":99999\"\n", wantErr: "http.addr"},
+		{name: "fail/bad duration", yaml: "crl:\n  interval: often\n", wantErr: "bad duration"},
+		{name: "fail/ocsp validity outside CA/B", yaml: "ocsp:\n  validity: 11d\n", wantErr: "ocsp.validity"},
+		{name: "fail/unknown algorithm", yaml: "ca:\n  key_algorithm: dsa\n", wantErr: "ca.key_algorithm"},
+		{name: "fail/pkcs11 without module", yaml: "signer:\n  provider: pkcs11\n  pkcs11:\n    token_label: t\n", wantErr: "signer.pkcs11.module"},
+		{name: "fail/mapping expected", yaml: "http: 3\n", wantErr: "http (line 1): expected a mapping"},
+		{name: "fail/not yaml", yaml: "a: [", wantErr: "parsing YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load(filepath.Join("..", "certcenter.example.yaml"))
+	if err != nil {
+		t.Fatalf("certcenter.example.yaml: %v", err)
+	}
+	if c.CA.Name != "demo" {
+		t.Errorf("example ca.name = %q", c.CA.Name)
+	}
+}
+
+func TestPIN(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "pin")
+	os.WriteFile(f, []byte("1234\n"), 0o600)
+	if pin, err := (PKCS11{PINFile: f}).PIN(); err != nil || pin != "1234" {
+		t.Errorf("PIN from file = %q, %v", pin, err)
+	}
+	t.Setenv("TEST_PIN", "5678")
+	if pin, err := (PKCS11{PINEnv: "TEST_PIN"}).PIN(); err != nil || pin != "5678" {
+		t.Errorf("PIN from env = %q, %v", pin, err)
+	}
+	if _, err := (PKCS11{PINEnv: "CERTCENTER_NO_SUCH_VAR"}).PIN(); err == nil || !strings.Contains(err.Error(), "signer.pkcs11.pin_env") {
+		t.Errorf("missing PIN err = %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("http:\n  addr: :8080\n"))
+	f.Add([]byte("ca:\n  validity: 20y\n  name: x\n"))
+	f.Add([]byte("signer: {provider: pkcs11, pkcs11: {module: /x, token_label: t}}"))
+	f.Add([]byte("- 1\n- 2"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err == nil {
+			if verr := c.Validate(); verr != nil {
+				t.Fatalf("Parse accepted a config Validate refuses: %v", verr)
+			}
+		}
+	})
+}
