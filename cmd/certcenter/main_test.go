@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the certcenter binary built once for these end-to-end tests: they
+// run it the way an operator does.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "certcenter-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "certcenter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building certcenter: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+type served struct {
+	data, http, api string
+	cmd             *exec.Cmd
+	log             *bytes.Buffer
+}
+
+// serve starts `certcenter serve` on a new data directory and waits for /healthz.
+func serve(t *testing.T, data string) *served {
+	t.Helper()
+	s := &served{data: data, http: freeAddr(t), api: freeAddr(t), log: &bytes.Buffer{}}
+	s.cmd = exec.Command(bin, "serve", "--data", data, "--http-addr", s.http, "--api-addr", s.api,
+		"--ldap-addr", "", "--ldaps-addr", "")
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	start := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	for time.Since(start) < 20*time.Second {
+		resp, err := http.Get("http://" + s.http + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Logf("serve answered /healthz %s after start", time.Since(start).Round(time.Millisecond))
+				return s
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("serve did not come up:\n%s", s.log)
+	return nil
+}
+
+func (s *served) client(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return run(t, append(args, "--data", s.data, "--server", "https://"+s.api)...)
+}
+
+func TestServeRevokeAndShutdown(t *testing.T) {
+	s := serve(t, filepath.Join(t.TempDir(), "data"))
+	out, err := s.client(t, "cert", "list")
+	if err != nil {
+		t.Fatalf("cert list: %v\n%s", err, out)
+	}
+	serial := regexp.MustCompile(`(?m)^([0-9a-f]{40})\s+valid\s+cert-admin`).FindStringSubmatch(out)
+	if serial == nil {
+		t.Fatalf("no admin certificate in:\n%s", out)
+	}
+	other := regexp.MustCompile(`(?m)^([0-9a-f]{40})\s+valid\s+server-tls`).FindStringSubmatch(out)
+	out, err = s.client(t, "cert", "revoke", other[1], "--reason", "keyCompromise")
+	if err != nil || !strings.Contains(out, "keyCompromise") {
+		t.Fatalf("cert revoke: %v\n%s", err, out)
+	}
+	out, err = s.client(t, "cert", "show", other[1])
+	if err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("cert show: %v\n%s", err, out)
+	}
+	out, err = s.client(t, "cert", "revoke", other[1], "--reason", "keyCompromise")
+	if err == nil || !strings.Contains(out, "already revoked") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("second revoke: %v, output %q (want one line)", err, out)
+	}
+
+	t.Run("fail/second serve on the same data directory", func(t *testing.T) {
+		out, err := run(t, "serve", "--data", s.data, "--http-addr", freeAddr(t), "--api-addr", freeAddr(t), "--ldap-addr", "", "--ldaps-addr", "")
+		if err == nil || !strings.Contains(out, "in use") {
+			t.Errorf("second serve: %v\n%s", err, out)
+		}
+	})
+	t.Run("fail/seed while serving", func(t *testing.T) {
+		out, err := run(t, "seed", "--data", s.data, "--count", "1")
+		if err == nil || !strings.Contains(out, "stop the running server") {
+			t.Errorf("seed while serving: %v\n%s", err, out)
+		}
+	})
+
+	// SIGTERM drains and exits 0.
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve exited with %v after SIGTERM:\n%s", err, s.log)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+}
+
+func TestBadConfigChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ name, yaml, want string }{
+		{"fail/unknown key", "http:\n  adr: :1\n", `unknown key "http.adr"`},
+		{"fail/bad address", "http:\n  addr: not-an-address\n", "http.addr"},
+		{"fail/bad algorithm", "ca:\n  key_algorithm: ed448\n", "ca.key_algorithm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, "c.yaml")
+			os.WriteFile(cfg, []byte(tt.yaml), 0o600)
+			data := filepath.Join(dir, "data-"+strings.ReplaceAll(tt.name, "/", "-"))
+			out, err := run(t, "serve", "--config", cfg, "--data", data)
+			if err == nil {
+				t.Fatal("serve accepted a bad config")
+			}
+			if !strings.Contains(out, tt.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+				t.Errorf("output %q: want one line naming %q", out, tt.want)
+			}
+			if _, err := os.Stat(data); !os.IsNotExist(err) {
+				t.Error("a bad config created the data directory")
+			}
+		})
+	}
+	t.Run("fail/bad flag address", func(t *testing.T) {
+		out, err := run(t, "serve", "--data", filepath.Join(dir, "x"), "--http-addr", "nope")
+		if err == nil || !strings.Contains(out, "http.addr") {
+			t.Errorf("%v %q", err, out)
+		}
+	})
+}
+
+func TestSeedBackupRestore(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	out, err := run(t, "seed", "--data", data, "--count", "300", "--revoked-fraction", "0.1")
+	if err != nil || !strings.Contains(out, "seeded 300 subscribers (seed-0000000 .. seed-0000299)") {
+		t.Fatalf("seed: %v\n%s", err, out)
+	}
+	out, err = run(t, "seed", "--data", data, "--count", "5")
+	if err != nil || !strings.Contains(out, "(seed-0000300 .. seed-0000304)") {
+		t.Fatalf("second seed: %v\n%s", err, out)
+	}
+	backup := filepath.Join(t.TempDir(), "b.tar.gz")
+	if out, err := run(t, "backup", "--data", data, "--out", backup); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	restored := filepath.Join(t.TempDir(), "restored")
+	out, err = run(t, "restore", "--data", restored, "--in", backup)
+	if err != nil || !strings.Contains(out, "308 certificates") || !strings.Contains(out, "305 subscribers") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	out, err = run(t, "restore", "--data", restored, "--in", backup)
+	if err == nil || !strings.Contains(out, "already holds a store") {
+		t.Errorf("restore over a store: %v\n%s", err, out)
+	}
+	s := serve(t, restored)
+	out, err = s.client(t, "cert", "list", "--cn", "seed-0000042")
+	if err != nil || !strings.Contains(out, "CN=seed-0000042") {
+		t.Errorf("restored server lookup: %v\n%s", err, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "certcenter ") {
+		t.Errorf("version: %v %q", err, out)
+	}
+}
