@@ -32,6 +32,7 @@ type Config struct {
 	Signer  Signer `yaml:"signer"`
 	OCSP    OCSP   `yaml:"ocsp"`
 	CRL     CRL    `yaml:"crl"`
+	RA      RA     `yaml:"ra"`
 }
 
 // Log configures operational logs.
@@ -71,6 +72,39 @@ type LDAP struct {
 	LDAPSAddr string `yaml:"ldaps_addr"`
 	// Suffix is the directory's naming context. Default: derived from the CA subject.
 	Suffix string `yaml:"suffix"`
+	// AnonymousRead lets unauthenticated clients search. Default true.
+	AnonymousRead bool `yaml:"anonymous_read"`
+	// AllowCleartextBind accepts a simple bind with a password on a connection
+	// without TLS. Default false: such a bind gets confidentialityRequired.
+	AllowCleartextBind bool `yaml:"allow_cleartext_bind"`
+	// Accounts are the service accounts that may simple-bind.
+	Accounts []LDAPAccount `yaml:"accounts"`
+	// IncludeRevoked and IncludeExpired put revoked or expired certificates in
+	// userCertificate. Default false: only valid certificates are published.
+	IncludeRevoked bool `yaml:"include_revoked"`
+	IncludeExpired bool `yaml:"include_expired"`
+	// MaxConnections bounds open connections per listener. Default 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a connection with no request in flight after this
+	// long without a request. Default 15m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds writing one response to a slow client. Default 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxPending bounds the requests in flight on one connection. Default 32.
+	MaxPending int `yaml:"max_pending"`
+	// MaxPDUBytes bounds one request message. Default 262144.
+	MaxPDUBytes int `yaml:"max_pdu_bytes"`
+	// SizeLimit is the most entries one search (or one page) returns. Default 1000.
+	SizeLimit int `yaml:"size_limit"`
+	// TimeLimit bounds one search. Default 60s.
+	TimeLimit Duration `yaml:"time_limit"`
+}
+
+// LDAPAccount is a directory service account. PasswordHash is a bcrypt hash
+// ("$2a$...", e.g. from `htpasswd -nbBC 10 "" PASSWORD | cut -d: -f2`).
+type LDAPAccount struct {
+	DN           string `yaml:"dn"`
+	PasswordHash string `yaml:"password_hash"`
 }
 
 // API configures the HTTPS listener for the RA and admin API.
@@ -168,6 +202,9 @@ type CRL struct {
 	DeltaDelay Duration `yaml:"delta_delay"`
 	// Shards partitions the CRL; 0 or 1 means one CRL per issuer. Default 1.
 	Shards int `yaml:"shards"`
+	// DeltaValidity of a delta CRL (nextUpdate - thisUpdate); a delta is also
+	// rebuilt when half of it has passed without a revocation. Default 1h.
+	DeltaValidity Duration `yaml:"delta_validity"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -185,8 +222,12 @@ func Default() *Config {
 			MaxHeaderBytes:    16 << 10,
 			ShutdownTimeout:   Duration(20 * time.Second),
 		},
-		LDAP: LDAP{Addr: ":1389", LDAPSAddr: ":1636"},
-		API:  API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
+		LDAP: LDAP{
+			Addr: ":1389", LDAPSAddr: ":1636", AnonymousRead: true,
+			MaxConnections: 4096, IdleTimeout: Duration(15 * time.Minute), WriteTimeout: Duration(30 * time.Second),
+			MaxPending: 32, MaxPDUBytes: 256 << 10, SizeLimit: 1000, TimeLimit: Duration(60 * time.Second),
+		},
+		API: API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
 		CA: CA{
 			Name:         "demo",
 			CommonName:   "certcenter Demo Root CA",
@@ -207,11 +248,13 @@ func Default() *Config {
 			MaxRequestBytes: 8192,
 		},
 		CRL: CRL{
-			Interval:   Duration(24 * time.Hour),
-			Validity:   Duration(7 * 24 * time.Hour),
-			DeltaDelay: Duration(2 * time.Second),
-			Shards:     1,
+			Interval:      Duration(24 * time.Hour),
+			Validity:      Duration(7 * 24 * time.Hour),
+			DeltaDelay:    Duration(2 * time.Second),
+			DeltaValidity: Duration(time.Hour),
+			Shards:        1,
 		},
+		RA: defaultRA(),
 	}
 }
 
@@ -349,6 +392,7 @@ func (c *Config) Validate() error {
 		"crl.interval":             c.CRL.Interval,
 		"crl.validity":             c.CRL.Validity,
 		"crl.delta_delay":          c.CRL.DeltaDelay,
+		"crl.delta_validity":       c.CRL.DeltaValidity,
 	} {
 		if d <= 0 {
 			bad(key, "must be a positive duration")
@@ -421,9 +465,11 @@ func (c *Config) Validate() error {
 	if c.OCSP.MaxRequestBytes < 256 {
 		bad("ocsp.max_request_bytes", "must be at least 256")
 	}
+	c.validateLDAP(bad)
 	if c.CRL.Shards < 0 || c.CRL.Shards > 1024 {
 		bad("crl.shards", "must be between 0 and 1024")
 	}
+	c.RA.validate(bad, checkAddr)
 	return errors.Join(errs...)
 }
 
@@ -494,3 +540,41 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+func (c *Config) validateLDAP(bad func(key, format string, a ...any)) {
+	l := c.LDAP
+	if l.Suffix != "" && !strings.Contains(l.Suffix, "=") {
+		bad("ldap.suffix", "%q is not a DN like o=example,c=CN", l.Suffix)
+	}
+	if l.MaxConnections < 1 {
+		bad("ldap.max_connections", "must be at least 1")
+	}
+	if l.MaxPending < 1 || l.MaxPending > 1024 {
+		bad("ldap.max_pending", "must be between 1 and 1024")
+	}
+	if l.MaxPDUBytes < 1024 {
+		bad("ldap.max_pdu_bytes", "must be at least 1024")
+	}
+	if l.SizeLimit < 1 {
+		bad("ldap.size_limit", "must be at least 1")
+	}
+	for key, d := range map[string]Duration{"ldap.idle_timeout": l.IdleTimeout, "ldap.write_timeout": l.WriteTimeout, "ldap.time_limit": l.TimeLimit} {
+		if d <= 0 {
+			bad(key, "must be a positive duration")
+		}
+	}
+	seen := map[string]bool{}
+	for i, a := range l.Accounts {
+		key := fmt.Sprintf("ldap.accounts[%d]", i)
+		if !strings.Contains(a.DN, "=") {
+			bad(key+".dn", "%q is not a DN", a.DN)
+		}
+		if seen[strings.ToLower(a.DN)] {
+			bad(key+".dn", "%q is listed twice", a.DN)
+		}
+		seen[strings.ToLower(a.DN)] = true
+		if !strings.HasPrefix(a.PasswordHash, "$2a$") && !strings.HasPrefix(a.PasswordHash, "$2b$") && !strings.HasPrefix(a.PasswordHash, "$2y$") || len(a.PasswordHash) != 60 {
+			bad(key+".password_hash", "must be a bcrypt hash ($2a$/$2b$/$2y$, 60 characters)")
+		}
+	}
+}

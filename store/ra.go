@@ -332,3 +332,9 @@ func (tx *Tx) readRA(prefix []byte, id string, v any, what string) error {
 	}
 	return nil
 }
+
+// StaffIDTaken reports whether a staff record with this ID exists (PutStaff
+// overwrites, so creators check first).
+func (tx *Tx) StaffIDTaken(id string) (bool, error) {
+	return tx.exists(cat(pStaff, []byte(id)))
+}

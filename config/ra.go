@@ -1,0 +1,155 @@
+package config
+
+import (
+	"net/url"
+	"slices"
+	"time"
+)
+
+// RA configures the registration authority's workflows (SPEC Art. 7-14).
+type RA struct {
+	// IssueDeadlineDays, RenewDeadlineDays and RevokeDeadlineDays are the
+	// working days a request may take (SPEC Art. 9-11). Defaults 5, 2, 1.
+	IssueDeadlineDays  int `yaml:"issue_deadline_days"`
+	RenewDeadlineDays  int `yaml:"renew_deadline_days"`
+	RevokeDeadlineDays int `yaml:"revoke_deadline_days"`
+	// SuperiorApprovals is the number of distinct administrators of the
+	// superior organisation that approve a multi-level organisation's request.
+	// Default 1.
+	SuperiorApprovals int `yaml:"superior_approvals"`
+	// CAApprovals is the number of distinct RA officers that approve at CA
+	// review. Default 1.
+	CAApprovals int `yaml:"ca_approvals"`
+	// AutoRevokeCauses are revocation causes executed at once, without a CA
+	// operator: key_lost, token_damaged, info_changed, documents_invalid.
+	// Default [key_lost].
+	AutoRevokeCauses []string `yaml:"auto_revoke_causes"`
+	// ReminderLeadDays are the renewal reminder windows before expiry, in
+	// days. Default [30, 7].
+	ReminderLeadDays []int `yaml:"reminder_lead_days"`
+	// ReminderInterval is how often the reminder job runs. Default 24h.
+	ReminderInterval Duration `yaml:"reminder_interval"`
+	// DownloadTTL is how long a one-time download link lives. Default 72h.
+	DownloadTTL Duration `yaml:"download_ttl"`
+	// DownloadBaseURL prefixes one-time download links in notifications.
+	// Default "https://localhost:8443".
+	DownloadBaseURL string     `yaml:"download_base_url"`
+	Calendar        RACalendar `yaml:"calendar"`
+	SMTP            RASMTP     `yaml:"smtp"`
+	Webhook         RAWebhook  `yaml:"webhook"`
+}
+
+// RACalendar is the working-day calendar of deadlines.
+type RACalendar struct {
+	// Builtin is "cn-2026" (China's 2026 statutory holidays and make-up
+	// working days) or "none". Default "cn-2026".
+	Builtin string `yaml:"builtin"`
+	// Holidays and MakeupWorkdays (YYYY-MM-DD) are added to the built-in ones.
+	Holidays       []string `yaml:"holidays"`
+	MakeupWorkdays []string `yaml:"makeup_workdays"`
+	// UTCOffsetHours decides which calendar day an instant falls on. Default 8.
+	UTCOffsetHours int `yaml:"utc_offset_hours"`
+}
+
+// RASMTP is the mail relay for reminders and notifications.
+type RASMTP struct {
+	// Addr is host:port of the relay; empty disables e-mail.
+	Addr string `yaml:"addr"`
+	// From is the envelope and header sender. Default "certcenter@localhost".
+	From string `yaml:"from"`
+	// Username enables PLAIN authentication (only over TLS or to localhost);
+	// the password comes from the environment variable PasswordEnv.
+	// Default PasswordEnv "CERTCENTER_SMTP_PASSWORD".
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// RAWebhook receives reminders and notifications as JSON POSTs.
+type RAWebhook struct {
+	// URL is an http(s) URL; empty disables the webhook.
+	URL string `yaml:"url"`
+	// Timeout of one delivery. Default 10s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// defaultRA is the RA section of Default.
+func defaultRA() RA {
+	return RA{
+		IssueDeadlineDays: 5, RenewDeadlineDays: 2, RevokeDeadlineDays: 1,
+		SuperiorApprovals: 1, CAApprovals: 1,
+		AutoRevokeCauses: []string{"key_lost"},
+		ReminderLeadDays: []int{30, 7},
+		ReminderInterval: Duration(24 * time.Hour),
+		DownloadTTL:      Duration(72 * time.Hour),
+		DownloadBaseURL:  "https://localhost:8443",
+		Calendar:         RACalendar{Builtin: "cn-2026", UTCOffsetHours: 8},
+		SMTP:             RASMTP{From: "certcenter@localhost", PasswordEnv: "CERTCENTER_SMTP_PASSWORD"},
+		Webhook:          RAWebhook{Timeout: Duration(10 * time.Second)},
+	}
+}
+
+// validate reports each bad value of the ra section through bad.
+func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key, v string, optional bool)) {
+	for key, v := range map[string]int{
+		"ra.issue_deadline_days":  r.IssueDeadlineDays,
+		"ra.renew_deadline_days":  r.RenewDeadlineDays,
+		"ra.revoke_deadline_days": r.RevokeDeadlineDays,
+	} {
+		if v < 0 || v > 60 {
+			bad(key, "must be between 0 and 60 working days")
+		}
+	}
+	if r.SuperiorApprovals < 1 || r.SuperiorApprovals > 10 {
+		bad("ra.superior_approvals", "must be between 1 and 10")
+	}
+	if r.CAApprovals < 1 || r.CAApprovals > 10 {
+		bad("ra.ca_approvals", "must be between 1 and 10")
+	}
+	for _, c := range r.AutoRevokeCauses {
+		if !slices.Contains([]string{"key_lost", "token_damaged", "info_changed", "documents_invalid"}, c) {
+			bad("ra.auto_revoke_causes", "%q is not one of key_lost, token_damaged, info_changed, documents_invalid", c)
+		}
+	}
+	if len(r.ReminderLeadDays) == 0 {
+		bad("ra.reminder_lead_days", "needs at least one window")
+	}
+	for _, d := range r.ReminderLeadDays {
+		if d < 1 || d > 365 {
+			bad("ra.reminder_lead_days", "%d is not between 1 and 365 days", d)
+		}
+	}
+	if r.ReminderInterval.D() < time.Minute {
+		bad("ra.reminder_interval", "must be at least 1m")
+	}
+	if r.DownloadTTL <= 0 {
+		bad("ra.download_ttl", "must be a positive duration")
+	}
+	if u, err := url.Parse(r.DownloadBaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		bad("ra.download_base_url", "%q is not an http(s) URL", r.DownloadBaseURL)
+	}
+	if r.Calendar.Builtin != "cn-2026" && r.Calendar.Builtin != "none" {
+		bad("ra.calendar.builtin", "%q is not one of cn-2026, none", r.Calendar.Builtin)
+	}
+	for key, days := range map[string][]string{"ra.calendar.holidays": r.Calendar.Holidays, "ra.calendar.makeup_workdays": r.Calendar.MakeupWorkdays} {
+		for _, d := range days {
+			if _, err := time.Parse(time.DateOnly, d); err != nil {
+				bad(key, "%q is not a YYYY-MM-DD date", d)
+			}
+		}
+	}
+	if r.Calendar.UTCOffsetHours < -12 || r.Calendar.UTCOffsetHours > 14 {
+		bad("ra.calendar.utc_offset_hours", "must be between -12 and 14")
+	}
+	checkAddr("ra.smtp.addr", r.SMTP.Addr, true)
+	if r.SMTP.Addr != "" && r.SMTP.From == "" {
+		bad("ra.smtp.from", "is required when ra.smtp.addr is set")
+	}
+	if r.Webhook.URL != "" {
+		if u, err := url.Parse(r.Webhook.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			bad("ra.webhook.url", "%q is not an http(s) URL", r.Webhook.URL)
+		}
+	}
+	if r.Webhook.Timeout <= 0 {
+		bad("ra.webhook.timeout", "must be a positive duration")
+	}
+}

@@ -1,0 +1,526 @@
+package ra
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smallstep/pkcs7"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/audit"
+	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/store"
+)
+
+type requestView struct {
+	ID           string           `json:"id"`
+	Kind         string           `json:"kind"`
+	Org          string           `json:"org"`
+	Application  string           `json:"application,omitempty"`
+	State        string           `json:"state"`
+	Profile      string           `json:"profile,omitempty"`
+	Subject      string           `json:"subject,omitempty"`
+	Person       store.RAPerson   `json:"person"`
+	Serial       string           `json:"serial,omitempty"`
+	TargetSerial string           `json:"target_serial,omitempty"`
+	Cause        string           `json:"cause,omitempty"`
+	Reason       string           `json:"reason,omitempty"`
+	Steps        []store.RAStep   `json:"steps"`
+	History      []store.RAAction `json:"history"`
+	SubmittedBy  string           `json:"submitted_by"`
+	ReceivedAt   time.Time        `json:"received_at"`
+	DueAt        time.Time        `json:"due_at"`
+	DoneAt       time.Time        `json:"done_at,omitzero"`
+	Overdue      bool             `json:"overdue"`
+}
+
+// overdue: not finished by its deadline, or finished after it.
+func (r *RA) overdue(rq *store.RARequest) bool {
+	if rq.DoneAt.IsZero() {
+		return r.now().After(rq.DueAt)
+	}
+	return rq.DoneAt.After(rq.DueAt)
+}
+
+func (r *RA) view(rq *store.RARequest) requestView {
+	v := requestView{
+		ID: rq.ID, Kind: rq.Kind, Org: rq.OrgID, Application: rq.ApplicationID, State: rq.State, Profile: rq.Profile,
+		Subject: rq.Subject, Person: rq.Person, Cause: rq.Cause, Steps: rq.Steps, History: rq.History,
+		SubmittedBy: rq.SubmittedBy, ReceivedAt: rq.ReceivedAt, DueAt: rq.DueAt, DoneAt: rq.DoneAt, Overdue: r.overdue(rq),
+	}
+	if len(rq.Serial) > 0 {
+		v.Serial = hex.EncodeToString(rq.Serial)
+	}
+	if len(rq.TargetSerial) > 0 {
+		v.TargetSerial = hex.EncodeToString(rq.TargetSerial)
+	}
+	if rq.Kind == KindRevoke {
+		v.Reason = ca.Reason(rq.Reason).String()
+	}
+	return v
+}
+
+// canSee decides whether a caller may see a request: staff all, an
+// administrator their organisation's and its subordinates'.
+func canSee(c *caller, rq *store.RARequest, org *store.Org) bool {
+	return c.admin == nil || rq.OrgID == c.admin.OrgID || (org != nil && org.ParentID == c.admin.OrgID)
+}
+
+func (r *RA) listRequests(w http.ResponseWriter, req *http.Request) error {
+	limit, after, err := httpapi.Page(req)
+	if err != nil {
+		return err
+	}
+	q := req.URL.Query()
+	c := callerFrom(req.Context())
+	onlyOverdue := q.Get("overdue") == "true"
+	out := []requestView{}
+	next := ""
+	orgs := map[string]*store.Org{}
+	err = r.st.View(req.Context(), func(tx *store.Tx) error {
+		return tx.EachRARequest(func(rq *store.RARequest) error {
+			if after != "" && rq.ID <= after {
+				return nil
+			}
+			if s := q.Get("state"); s != "" && rq.State != s {
+				return nil
+			}
+			if k := q.Get("kind"); k != "" && rq.Kind != k {
+				return nil
+			}
+			if o := q.Get("org"); o != "" && rq.OrgID != o {
+				return nil
+			}
+			if onlyOverdue && (!rq.DoneAt.IsZero() || !r.now().After(rq.DueAt)) {
+				return nil
+			}
+			org, ok := orgs[rq.OrgID]
+			if !ok {
+				org, _ = tx.Org(rq.OrgID)
+				orgs[rq.OrgID] = org
+			}
+			if !canSee(c, rq, org) {
+				return nil
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				return errFull
+			}
+			out = append(out, r.view(rq))
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return err
+	}
+	resp := map[string]any{"items": out}
+	if next != "" {
+		resp["next"] = next
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+var errFull = errors.New("page full")
+
+// visibleRequest reads a request the caller may see (404 otherwise, so an
+// administrator cannot probe other organisations' request IDs).
+func (r *RA) visibleRequest(tx *store.Tx, c *caller, id string) (*store.RARequest, error) {
+	rq, err := r.readRequest(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	org, _ := tx.Org(rq.OrgID)
+	if !canSee(c, rq, org) {
+		return nil, httpapi.NotFound("no request %s", id)
+	}
+	return rq, nil
+}
+
+func (r *RA) showRequest(w http.ResponseWriter, req *http.Request) error {
+	var rq *store.RARequest
+	err := r.st.View(req.Context(), func(tx *store.Tx) error {
+		var err error
+		rq, err = r.visibleRequest(tx, callerFrom(req.Context()), req.PathValue("id"))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, r.view(rq))
+}
+
+type applicationView struct {
+	ID           string    `json:"id"`
+	Org          string    `json:"org"`
+	Kind         string    `json:"kind"`
+	SubmittedBy  string    `json:"submitted_by"`
+	SignerSerial string    `json:"signer_serial,omitempty"`
+	Requests     []string  `json:"requests"`
+	ReceivedAt   time.Time `json:"received_at"`
+	Content      any       `json:"content"`
+}
+
+// showApplication returns an application, or with ?format=cms the signed
+// document exactly as received (evidence: anyone can re-verify it with
+// `openssl cms -verify`).
+func (r *RA) showApplication(w http.ResponseWriter, req *http.Request) error {
+	c := callerFrom(req.Context())
+	var app *store.RAApplication
+	err := r.st.View(req.Context(), func(tx *store.Tx) error {
+		var err error
+		app, err = tx.RAApplication(req.PathValue("id"))
+		if err != nil || (c.admin != nil && c.admin.OrgID != app.OrgID) {
+			return httpapi.NotFound("no application %s", req.PathValue("id"))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if req.URL.Query().Get("format") == "cms" {
+		if len(app.Signed) == 0 {
+			return httpapi.NotFound("application %s was entered by RA staff and carries no signature", app.ID)
+		}
+		w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=signed-data")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+app.ID+`.p7m"`)
+		_, err := w.Write(app.Signed)
+		return err
+	}
+	v := applicationView{ID: app.ID, Org: app.OrgID, Kind: app.Kind, SubmittedBy: app.SubmittedBy, Requests: app.Requests, ReceivedAt: app.ReceivedAt, Content: json.RawMessage(app.Content)}
+	if len(app.SignerSerial) > 0 {
+		v.SignerSerial = hex.EncodeToString(app.SignerSerial)
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, v)
+}
+
+// downloadRequestCert hands the certificate of an issued request to the
+// organisation's administrator; their first download delivers it.
+func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error {
+	ctx := req.Context()
+	c := callerFrom(ctx)
+	format, err := certFormat(req)
+	if err != nil {
+		return err
+	}
+	var cert *store.Cert
+	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		rq, err := r.visibleRequest(tx, c, req.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if c.admin != nil && c.admin.OrgID != rq.OrgID {
+			return httpapi.Forbidden("the certificate of request %s is delivered to %s's administrators", rq.ID, rq.OrgID)
+		}
+		if len(rq.Serial) == 0 {
+			return httpapi.Conflict("request %s is %s; it has no certificate to download", rq.ID, rq.State)
+		}
+		if cert, err = tx.Cert(rq.Serial); err != nil {
+			return err
+		}
+		if c.admin == nil || rq.State != StateIssued {
+			return nil
+		}
+		if err := r.move(rq, StateDelivered, c.id(), "deliver", "downloaded by the administrator"); err != nil {
+			return err
+		}
+		if err := tx.PutRARequest(rq); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: c.id(), Action: "ra.deliver", Object: "request/" + rq.ID, Details: map[string]string{"serial": cert.SerialHex()}})
+	})
+	if err != nil {
+		return err
+	}
+	return r.writeCert(w, cert, format)
+}
+
+// downloadOnce serves a one-time download link: the token is the
+// credential, and it is deleted in the transaction that reads it.
+func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
+	format, err := certFormat(req)
+	if err != nil {
+		return err
+	}
+	token := req.PathValue("token")
+	var cert *store.Cert
+	var d download
+	err = r.update(req.Context(), func(tx *store.Tx, log func(audit.Record) error) error {
+		b, err := tx.Blob(nsDownload, token)
+		if errors.Is(err, store.ErrNotFound) {
+			return httpapi.NotFound("this download link is unknown or was used already")
+		} else if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			return err
+		}
+		if err := tx.DeleteBlob(nsDownload, token); err != nil {
+			return err
+		}
+		if r.now().After(d.Expires) {
+			return httpapi.Errorf(http.StatusGone, "expired", "this download link expired at %s", d.Expires.Format(time.RFC3339))
+		}
+		serial, _ := hex.DecodeString(d.Serial)
+		if cert, err = tx.Cert(serial); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: "link", Action: "ra.download", Object: "request/" + d.Request, Details: map[string]string{"serial": d.Serial}})
+	})
+	if err != nil {
+		var ae *httpapi.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusGone {
+			// The expired token is deleted all the same.
+			_ = r.st.Update(req.Context(), func(tx *store.Tx) error { return tx.DeleteBlob(nsDownload, token) })
+		}
+		return err
+	}
+	return r.writeCert(w, cert, format)
+}
+
+func certFormat(req *http.Request) (string, error) {
+	f := req.URL.Query().Get("format")
+	switch f {
+	case "":
+		return "pem", nil
+	case "pem", "der", "p7":
+		return f, nil
+	}
+	return "", httpapi.BadRequest("format %q is not one of pem, der, p7", f)
+}
+
+// writeCert writes a certificate as PEM (leaf then CA), DER (leaf) or a
+// degenerate PKCS#7 SignedData holding the chain.
+func (r *RA) writeCert(w http.ResponseWriter, c *store.Cert, format string) error {
+	iss := r.issuerCert(c.Issuer)
+	name := c.SerialHex()
+	w.Header().Set("Cache-Control", "no-store")
+	switch format {
+	case "der":
+		w.Header().Set("Content-Type", "application/pkix-cert")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.cer"`)
+		_, err := w.Write(c.DER)
+		return err
+	case "p7":
+		chain := append([]byte{}, c.DER...)
+		if iss != nil {
+			chain = append(chain, iss.Raw...)
+		}
+		p7, err := pkcs7.DegenerateCertificate(chain)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.p7b"`)
+		_, err = w.Write(p7)
+		return err
+	}
+	var b bytes.Buffer
+	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.DER})
+	if iss != nil {
+		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: iss.Raw})
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+type certView struct {
+	Serial     string    `json:"serial"`
+	Issuer     string    `json:"issuer"`
+	Subject    string    `json:"subject"`
+	CommonName string    `json:"cn"`
+	Profile    string    `json:"profile"`
+	Org        string    `json:"org,omitempty"`
+	Subscriber string    `json:"subscriber,omitempty"`
+	Status     string    `json:"status"`
+	NotBefore  time.Time `json:"not_before"`
+	NotAfter   time.Time `json:"not_after"`
+	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+func (r *RA) certStatus(c *store.Cert) string {
+	switch {
+	case c.Status == store.StatusRevoked:
+		return "revoked"
+	case r.now().After(c.NotAfter):
+		return "expired"
+	}
+	return "valid"
+}
+
+func parseTime(key, s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, httpapi.BadRequest("%s %q is not an RFC 3339 time or a YYYY-MM-DD date", key, s)
+}
+
+// queryCerts finds certificates by serial, subject, CN, organisation, status
+// and expiry window. An administrator sees only their organisation's.
+func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
+	limit, after, err := httpapi.Page(req)
+	if err != nil {
+		return err
+	}
+	q := req.URL.Query()
+	c := callerFrom(req.Context())
+	org := q.Get("org")
+	if c.admin != nil {
+		if org != "" && org != c.admin.OrgID {
+			return httpapi.Forbidden("you may query only the certificates of %s", c.admin.OrgID)
+		}
+		org = c.admin.OrgID
+	}
+	status := q.Get("status")
+	if status != "" && status != "valid" && status != "revoked" && status != "expired" {
+		return httpapi.BadRequest("status %q is not one of valid, revoked, expired", status)
+	}
+	var from, to time.Time
+	if s := q.Get("expires_after"); s != "" {
+		if from, err = parseTime("expires_after", s); err != nil {
+			return err
+		}
+	}
+	if s := q.Get("expires_before"); s != "" {
+		if to, err = parseTime("expires_before", s); err != nil {
+			return err
+		}
+	}
+	var serial []byte
+	if s := q.Get("serial"); s != "" {
+		if serial, err = parseSerial(s); err != nil {
+			return err
+		}
+	}
+	out := []certView{}
+	next := ""
+	skipping := after != ""
+	err = r.st.View(req.Context(), func(tx *store.Tx) error {
+		collect := func(ct *store.Cert) error {
+			if skipping {
+				skipping = ct.SerialHex() != after
+				return nil
+			}
+			if serial != nil && !bytes.Equal(ct.Serial, serial) {
+				return nil
+			}
+			if s := q.Get("subject"); s != "" && !strings.EqualFold(ct.Subject, s) {
+				return nil
+			}
+			if s := q.Get("cn"); s != "" && !strings.EqualFold(ct.CommonName, s) {
+				return nil
+			}
+			if status != "" && r.certStatus(ct) != status {
+				return nil
+			}
+			if (!from.IsZero() && ct.NotAfter.Before(from)) || (!to.IsZero() && !ct.NotAfter.Before(to)) {
+				return nil
+			}
+			owner, _ := tx.CertOrg(ct.Serial)
+			if org != "" && owner != org {
+				return nil
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].Serial
+				return errFull
+			}
+			v := certView{Serial: ct.SerialHex(), Issuer: ct.Issuer, Subject: ct.Subject, CommonName: ct.CommonName, Profile: ct.Profile,
+				Org: owner, Subscriber: ct.SubscriberID, Status: r.certStatus(ct), NotBefore: ct.NotBefore, NotAfter: ct.NotAfter}
+			if ct.Status == store.StatusRevoked {
+				v.RevokedAt, v.Reason = ct.RevokedAt, ca.Reason(ct.Reason).String()
+			}
+			out = append(out, v)
+			return nil
+		}
+		switch {
+		case serial != nil:
+			ct, err := tx.Cert(serial)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			return collect(ct)
+		case org != "":
+			return tx.CertsByOrg(org, collect)
+		case q.Get("subject") != "":
+			return tx.CertsBySubject(q.Get("subject"), collect)
+		case q.Get("cn") != "":
+			return tx.CertsByCommonName(q.Get("cn"), collect)
+		case !to.IsZero():
+			return tx.CertsExpiring(from, to, collect)
+		}
+		return tx.EachCert(collect)
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return err
+	}
+	resp := map[string]any{"items": out}
+	if next != "" {
+		resp["next"] = next
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// downloadCert serves one certificate as PEM, DER or PKCS#7 to staff and to
+// the administrators of the organisation it was issued to.
+func (r *RA) downloadCert(w http.ResponseWriter, req *http.Request) error {
+	serial, err := parseSerial(req.PathValue("serial"))
+	if err != nil {
+		return err
+	}
+	format, err := certFormat(req)
+	if err != nil {
+		return err
+	}
+	c := callerFrom(req.Context())
+	var cert *store.Cert
+	err = r.st.View(req.Context(), func(tx *store.Tx) error {
+		cert, err = tx.Cert(serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return httpapi.NotFound("no certificate with serial %x", serial)
+		} else if err != nil {
+			return err
+		}
+		if c.admin != nil {
+			if owner, _ := tx.CertOrg(serial); owner != c.admin.OrgID {
+				return httpapi.NotFound("no certificate with serial %x", serial)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return r.writeCert(w, cert, format)
+}
+
+func (r *RA) verifyAudit(w http.ResponseWriter, req *http.Request) error {
+	rep, err := r.audit.Verify(req.Context())
+	if err != nil && !errors.Is(err, audit.ErrBroken) {
+		return err
+	}
+	status := http.StatusOK
+	if err != nil {
+		status = http.StatusConflict
+	}
+	return httpapi.WriteJSON(w, status, rep)
+}
+
+func (r *RA) runReminders(w http.ResponseWriter, req *http.Request) error {
+	res, err := r.RunReminders(req.Context())
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, res)
+}

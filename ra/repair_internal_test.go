@@ -1,0 +1,118 @@
+package ra
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/internal/audit"
+	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/signer"
+	"github.com/certcenter/certcenter/store"
+)
+
+// flaky wraps the real Authority: it fails before issuing (a CA outage) or
+// after the issuance committed (a crash before the RA recorded it).
+type flaky struct {
+	*ca.Authority
+	failBefore, failAfter int
+}
+
+func (f *flaky) Issue(ctx context.Context, req ca.IssueRequest) (*store.Cert, error) {
+	if f.failBefore > 0 {
+		f.failBefore--
+		return nil, errors.New("signer unavailable")
+	}
+	c, err := f.Authority.Issue(ctx, req)
+	if err == nil && f.failAfter > 0 {
+		f.failAfter--
+		return nil, errors.New("connection lost after commit")
+	}
+	return c, err
+}
+
+// TestRepairFinishesInFlightIssuance: an approved request whose issuance
+// failed stays issuing and is finished by Repair; a certificate issued
+// before the RA could record it is adopted, not issued twice.
+func TestRepairFinishesInFlightIssuance(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(store.Options{Dir: dir + "/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sig, err := signer.NewFile(dir + "/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := ca.New(ca.Options{Store: st, Signers: sig, PublicURL: "http://localhost:8080", LDAPURL: "ldap://localhost:1389"})
+	if _, err := auth.Init(ctx, ca.InitOptions{Name: "demo", CommonName: "Test CA", Algorithm: signer.ECDSAP256, Validity: 24 * time.Hour * 365}); err != nil {
+		t.Fatal(err)
+	}
+	fl := &flaky{Authority: auth}
+	r, err := New(Options{Store: st, Authority: fl, Config: config.Default().RA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := &store.Org{ID: "o", Name: "Org"}
+	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.InsertOrg(org) }); err != nil {
+		t.Fatal(err)
+	}
+	admin := &caller{admin: &store.CertAdmin{ID: "adm", OrgID: "o"}}
+	officer := &caller{staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}
+	for _, tc := range []struct {
+		name                  string
+		failBefore, failAfter int
+	}{
+		{"ca outage", 1, 0},
+		{"crash after commit", 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app, csrs, err := ParseApplication([]byte(`{"org":"o","items":[{"name":"` + tc.name + `","csr":` + jsonString(testCSR(t)) + `}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rq *store.RARequest
+			err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+				if rq, err = r.newRequest(tx, app, 0, csrs[0], org, &store.RAApplication{ID: "a"}, admin, time.Now()); err != nil {
+					return err
+				}
+				return tx.PutRARequest(rq)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fl.failBefore, fl.failAfter = tc.failBefore, tc.failAfter
+			req := httptest.NewRequest("POST", "/api/v1/requests/"+rq.ID+"/approve", nil)
+			req.SetPathValue("id", rq.ID)
+			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, officer))
+			err = r.approve(httptest.NewRecorder(), req)
+			if err == nil || !strings.Contains(err.Error(), "retried automatically") {
+				t.Fatalf("approve with a failing CA = %v; want a retry-later error", err)
+			}
+			r.Repair(ctx)
+			var got *store.RARequest
+			n := 0
+			st.View(ctx, func(tx *store.Tx) error {
+				got, _ = tx.RARequest(rq.ID)
+				return tx.CertsBySubscriber(rq.SubscriberID, func(*store.Cert) error { n++; return nil })
+			})
+			if got.State != StateIssued || len(got.Serial) == 0 || n != 1 {
+				t.Fatalf("after Repair: state %s, serial %x, %d certificates; want issued with exactly one", got.State, got.Serial, n)
+			}
+		})
+	}
+	if _, err := r.audit.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func jsonString(s string) string {
+	return `"` + strings.NewReplacer("\n", `\n`, `"`, `\"`).Replace(s) + `"`
+}

@@ -1,0 +1,741 @@
+package ra
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/audit"
+	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/store"
+)
+
+// States of a request. A request waits in the state named by its current
+// approval step; issuing and revoking are the short moments between the last
+// approval and the Authority's commit, which Repair finishes after a crash.
+const (
+	StateSuperior  = "superior_review"
+	StateCAReview  = "ca_review"
+	StateIssuing   = "issuing"
+	StateIssued    = "issued"
+	StateDelivered = "delivered"
+	StateRevoking  = "revoking"
+	StateRevoked   = "revoked"
+	StateRejected  = "rejected"
+	StateFailed    = "failed"
+)
+
+// transitions lists the states a request may move to from each state; it is
+// the state machine, checked on every write.
+var transitions = map[string][]string{
+	"":             {StateSuperior, StateCAReview, StateRevoking},
+	StateSuperior:  {StateSuperior, StateCAReview, StateRejected},
+	StateCAReview:  {StateCAReview, StateIssuing, StateRevoking, StateRejected},
+	StateIssuing:   {StateIssued, StateFailed},
+	StateRevoking:  {StateRevoked, StateFailed},
+	StateIssued:    {StateDelivered},
+	StateDelivered: {},
+	StateRevoked:   {},
+	StateRejected:  {},
+	StateFailed:    {},
+}
+
+func isReview(state string) bool { return state == StateSuperior || state == StateCAReview }
+
+// move changes a request's state, recording who did it and why.
+func (r *RA) move(rq *store.RARequest, to, actor, action, comment string) error {
+	allowed := false
+	for _, s := range transitions[rq.State] {
+		allowed = allowed || s == to
+	}
+	if !allowed {
+		return httpapi.Conflict("request %s is %s; it cannot become %s", rq.ID, rq.State, to)
+	}
+	now := r.now().UTC()
+	rq.History = append(rq.History, store.RAAction{Actor: actor, Action: action, State: to, Comment: comment, At: now})
+	if rq.State != to {
+		r.m.transitions.WithLabelValues(rq.Kind, to).Inc()
+	}
+	rq.State = to
+	switch to {
+	case StateIssued, StateRevoked, StateRejected, StateFailed:
+		rq.DoneAt = now
+		rq.Open = false
+	}
+	return nil
+}
+
+func (r *RA) deadlineDays(kind string) int {
+	switch kind {
+	case KindRenew:
+		return r.cfg.RenewDeadlineDays
+	case KindRevoke:
+		return r.cfg.RevokeDeadlineDays
+	}
+	return r.cfg.IssueDeadlineDays
+}
+
+func (r *RA) stepsFor(kind string, org *store.Org) []store.RAStep {
+	var steps []store.RAStep
+	if kind == KindIssue && org.MultiLevel && org.ParentID != "" {
+		steps = append(steps, store.RAStep{Name: StateSuperior, Need: r.cfg.SuperiorApprovals})
+	}
+	need := r.cfg.CAApprovals
+	if kind == KindRevoke {
+		need = 1
+	}
+	return append(steps, store.RAStep{Name: StateCAReview, Need: need})
+}
+
+// subjectFor is the DN the RA decides for a person of an organisation.
+func subjectFor(p store.RAPerson, org *store.Org) pkix.Name {
+	n := pkix.Name{CommonName: p.Name, Organization: []string{org.Name}, Country: []string{"CN"}}
+	if p.OrgUnit != "" {
+		n.OrganizationalUnit = []string{p.OrgUnit}
+	}
+	if p.SerialNumber != "" {
+		n.SerialNumber = p.SerialNumber
+	}
+	return n
+}
+
+func parseSerial(s string) ([]byte, error) {
+	s = strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) == 0 || len(b) > 20 {
+		return nil, httpapi.BadRequest("serial %q is not 1 to 20 bytes of hex", s)
+	}
+	return b, nil
+}
+
+// toAPI maps an error of the RA's own making to the API error it means.
+func toAPI(err error) error {
+	var ae *httpapi.Error
+	switch {
+	case err == nil, errors.As(err, &ae):
+		return err
+	case errors.Is(err, errApplication), errors.Is(err, ca.ErrBadRequest):
+		return httpapi.BadRequest("%v", err)
+	case errors.Is(err, store.ErrExists):
+		return httpapi.Conflict("%v", err)
+	}
+	return err
+}
+
+// ---- submission ----
+
+type submitResponse struct {
+	Application string        `json:"application"`
+	Requests    []requestView `json:"requests"`
+}
+
+func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
+	ctx := req.Context()
+	c := callerFrom(ctx)
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return err
+	}
+	now := r.now()
+	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	var signed *Signed
+	content := body
+	switch {
+	case mt == "application/json" && c.admin != nil:
+		r.m.refused.WithLabelValues("unsigned").Inc()
+		return httpapi.BadRequest("a certificate administrator's application must be a CMS SignedData made with their certificate (Content-Type application/pkcs7-mime)")
+	case mt != "application/json":
+		if signed, err = ParseSigned(body, now); err != nil {
+			r.m.refused.WithLabelValues("cms").Inc()
+			return toAPI(err)
+		}
+		content = signed.Content
+	}
+	app, csrs, err := ParseApplication(content)
+	if err != nil {
+		r.m.refused.WithLabelValues("content").Inc()
+		return toAPI(err)
+	}
+	if c.admin != nil && c.admin.OrgID != app.Org {
+		r.m.refused.WithLabelValues("org").Inc()
+		return httpapi.Forbidden("you are a certificate administrator of %s, not of %s", c.admin.OrgID, app.Org)
+	}
+	if signed != nil {
+		if err := r.checkChain(signed, now); err != nil {
+			r.m.refused.WithLabelValues("signer").Inc()
+			return err
+		}
+	}
+	var out submitResponse
+	var auto []string
+	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		out = submitResponse{}
+		auto = auto[:0]
+		org, err := tx.Org(app.Org)
+		if errors.Is(err, store.ErrNotFound) {
+			return httpapi.BadRequest("organisation %q does not exist", app.Org)
+		} else if err != nil {
+			return err
+		}
+		rec := &store.RAApplication{OrgID: org.ID, Kind: app.Kind, SubmittedBy: c.id(), Content: content, ReceivedAt: now.UTC()}
+		if signed != nil {
+			if err := r.checkSigner(tx, signed.Signer, org.ID); err != nil {
+				return err
+			}
+			rec.Signed, rec.SignerSerial = body, signed.Signer.SerialNumber.Bytes()
+			sum := sha256Sum(body)
+			rec.Digest = sum[:]
+		}
+		n, err := r.st.Next("ra-application")
+		if err != nil {
+			return err
+		}
+		rec.ID = fmt.Sprintf("app-%06d", n)
+		for i := range app.Items {
+			rq, err := r.newRequest(tx, app, i, csrs[i], org, rec, c, now)
+			if err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
+			if err := tx.PutRARequest(rq); errors.Is(err, store.ErrExists) {
+				id, _ := tx.OpenRARequest(rq.DuplicateKey)
+				return httpapi.Conflict("item %d: %s is already pending as request %s", i, describeDup(rq), id)
+			} else if err != nil {
+				return err
+			}
+			if err := log(audit.Record{Actor: c.id(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
+				"application": rec.ID, "kind": rq.Kind, "org": org.ID, "subject": rq.Subject, "target": hex.EncodeToString(rq.TargetSerial), "due_at": rq.DueAt.Format(time.RFC3339),
+			}}); err != nil {
+				return err
+			}
+			rec.Requests = append(rec.Requests, rq.ID)
+			out.Requests = append(out.Requests, r.view(rq))
+			if rq.State == StateRevoking {
+				auto = append(auto, rq.ID)
+			}
+		}
+		out.Application = rec.ID
+		return tx.InsertRAApplication(rec)
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrExists) {
+			r.m.refused.WithLabelValues("duplicate").Inc()
+		}
+		return toAPI(err)
+	}
+	for i := range out.Requests {
+		r.m.submitted.WithLabelValues(out.Requests[i].Kind).Inc()
+	}
+	// Revocations for a cause the policy executes at once (a lost key) do
+	// not wait for an operator.
+	for _, id := range auto {
+		rq, err := r.execute(ctx, id)
+		if err != nil {
+			r.log.Error("automatic revocation failed; Repair retries it", "request", id, "err", err)
+			continue
+		}
+		for i := range out.Requests {
+			if out.Requests[i].ID == id {
+				out.Requests[i] = r.view(rq)
+			}
+		}
+	}
+	return httpapi.WriteJSON(w, http.StatusCreated, out)
+}
+
+func describeDup(rq *store.RARequest) string {
+	if rq.Kind == KindIssue {
+		return fmt.Sprintf("a %s certificate for %s", rq.Profile, rq.Subject)
+	}
+	return fmt.Sprintf("a %s of certificate %x", rq.Kind, rq.TargetSerial)
+}
+
+func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.CertificateRequest, org *store.Org, rec *store.RAApplication, c *caller, now time.Time) (*store.RARequest, error) {
+	it := app.Items[i]
+	n, err := r.st.Next("ra-request")
+	if err != nil {
+		return nil, err
+	}
+	rq := &store.RARequest{
+		ID: fmt.Sprintf("req-%06d", n), Kind: app.Kind, OrgID: org.ID, ApplicationID: rec.ID,
+		Person:      store.RAPerson{Name: it.Name, Email: it.Email, UID: it.UID, SerialNumber: it.IDNumber, OrgUnit: it.OrgUnit},
+		SubmittedBy: c.id(), ReceivedAt: now.UTC(), Open: true,
+		DueAt: r.cal.Deadline(now, r.deadlineDays(app.Kind)).UTC(),
+	}
+	if csr != nil {
+		rq.CSR = csr.Raw
+	}
+	if it.ValidDays > 0 {
+		rq.NotAfter = now.Add(time.Duration(it.ValidDays) * 24 * time.Hour).UTC()
+	}
+	switch app.Kind {
+	case KindIssue:
+		rq.Profile = it.Profile
+		rq.Subject = subjectFor(rq.Person, org).String()
+		rq.SubscriberID = "ra-" + rq.ID
+		rq.DuplicateKey = "issue\x00" + rq.Profile + "\x00" + rq.Subject
+	default:
+		serial, err := parseSerial(it.Serial)
+		if err != nil {
+			return nil, err
+		}
+		old, err := tx.Cert(serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, httpapi.BadRequest("no certificate with serial %x", serial)
+		} else if err != nil {
+			return nil, err
+		}
+		if owner, err := tx.CertOrg(serial); err != nil || owner != org.ID {
+			return nil, httpapi.Forbidden("certificate %x was not issued to organisation %s", serial, org.ID)
+		}
+		if old.Status == store.StatusRevoked {
+			return nil, httpapi.Conflict("certificate %x is already revoked", serial)
+		}
+		rq.TargetSerial, rq.Subject, rq.Profile, rq.SubscriberID = serial, old.Subject, old.Profile, old.SubscriberID
+		if sub, err := tx.Subscriber(old.SubscriberID); err == nil {
+			rq.Person = store.RAPerson{Name: sub.CommonName, Email: sub.Email, UID: sub.UID, SerialNumber: sub.SerialNumber, OrgUnit: sub.OrgUnit}
+		}
+		rq.DuplicateKey = app.Kind + "\x00" + hex.EncodeToString(serial)
+		if app.Kind == KindRevoke {
+			reason, _ := reasonFor(it.Cause)
+			rq.Cause, rq.Reason = it.Cause, int(reason)
+		}
+	}
+	rq.Steps = r.stepsFor(app.Kind, org)
+	first := rq.Steps[0].Name
+	comment := "received"
+	if app.Kind == KindRevoke && r.autoRevokes(rq.Cause) {
+		first, comment = StateRevoking, "received; cause "+rq.Cause+" is revoked at once by policy"
+		rq.Step = len(rq.Steps)
+	}
+	if err := r.move(rq, first, c.id(), "submit", comment); err != nil {
+		return nil, err
+	}
+	return rq, nil
+}
+
+func (r *RA) autoRevokes(cause string) bool {
+	for _, c := range r.cfg.AutoRevokeCauses {
+		if c == cause {
+			return true
+		}
+	}
+	return false
+}
+
+// checkChain verifies that the signer's certificate chains to one of our CAs
+// now.
+func (r *RA) checkChain(s *Signed, now time.Time) error {
+	roots := x509.NewCertPool()
+	for _, iss := range r.auth.Issuers() {
+		roots.AddCert(iss.Cert)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range s.Chain {
+		inter.AddCert(c)
+	}
+	if _, err := s.Signer.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return httpapi.BadRequest("the signer's certificate %x is not valid from this CA: %v", s.Signer.SerialNumber.Bytes(), err)
+	}
+	return nil
+}
+
+// checkSigner decides whether the signer is, now, a certificate
+// administrator of the organisation with an unrevoked administrator
+// certificate.
+func (r *RA) checkSigner(tx *store.Tx, signer *x509.Certificate, org string) error {
+	serial := signer.SerialNumber.Bytes()
+	rec, err := tx.Cert(serial)
+	if err != nil {
+		return httpapi.Forbidden("the signer's certificate %x was not issued by this CA", serial)
+	}
+	if rec.Status == store.StatusRevoked {
+		return httpapi.Forbidden("the signer's certificate %x is revoked", serial)
+	}
+	if r.now().After(rec.NotAfter) {
+		return httpapi.Forbidden("the signer's certificate %x has expired", serial)
+	}
+	if rec.Profile != ca.ProfileCertAdmin {
+		return httpapi.Forbidden("the signer's certificate %x is a %s certificate, not a certificate administrator's", serial, rec.Profile)
+	}
+	adm, err := tx.CertAdminByCert(serial)
+	if err != nil || adm.OrgID != org {
+		return httpapi.Forbidden("the signer (certificate %x) is not a certificate administrator of %s", serial, org)
+	}
+	return nil
+}
+
+// ---- approval ----
+
+type decision struct {
+	Comment string `json:"comment,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// mayAct checks that the caller may decide the request's current step.
+func (r *RA) mayAct(c *caller, rq *store.RARequest, org *store.Org) error {
+	switch {
+	case rq.State == StateSuperior:
+		if c.admin == nil || org.ParentID == "" || c.admin.OrgID != org.ParentID {
+			return httpapi.Forbidden("only a certificate administrator of the superior organisation %s approves at %s", org.ParentID, rq.State)
+		}
+	case rq.Kind == KindRevoke:
+		if !c.hasRole(httpapi.RoleCAOperator) {
+			return httpapi.Forbidden("only a CA operator executes a revocation")
+		}
+	default:
+		if !c.hasRole(httpapi.RoleRAOfficer) {
+			return httpapi.Forbidden("only an RA officer reviews for the CA")
+		}
+	}
+	if c.id() == rq.SubmittedBy {
+		return httpapi.Forbidden("the submitter of request %s may not decide it", rq.ID)
+	}
+	for _, s := range rq.Steps {
+		for _, a := range s.Approvals {
+			if a.Actor == c.id() {
+				return httpapi.Conflict("%s has already approved request %s; each approver acts once", c.id(), rq.ID)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *RA) decide(w http.ResponseWriter, req *http.Request, approve bool) error {
+	ctx := req.Context()
+	c := callerFrom(ctx)
+	var d decision
+	if req.ContentLength != 0 {
+		if err := httpapi.DecodeJSON(req, &d); err != nil {
+			return err
+		}
+	}
+	if !approve && strings.TrimSpace(d.Reason) == "" {
+		return httpapi.BadRequest("a rejection needs a reason")
+	}
+	id := req.PathValue("id")
+	var rq *store.RARequest
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		var err error
+		if rq, err = r.readRequest(tx, id); err != nil {
+			return err
+		}
+		if !isReview(rq.State) {
+			return httpapi.Conflict("request %s is %s; it is not waiting for a decision", rq.ID, rq.State)
+		}
+		org, err := tx.Org(rq.OrgID)
+		if err != nil {
+			return err
+		}
+		if err := r.mayAct(c, rq, org); err != nil {
+			return err
+		}
+		now := r.now().UTC()
+		if !approve {
+			if err := r.move(rq, StateRejected, c.id(), "reject", d.Reason); err != nil {
+				return err
+			}
+			if err := tx.PutRARequest(rq); err != nil {
+				return err
+			}
+			return log(audit.Record{Actor: c.id(), Action: "ra.reject", Object: "request/" + rq.ID, Details: map[string]string{"step": rq.Steps[rq.Step].Name, "reason": d.Reason}})
+		}
+		step := &rq.Steps[rq.Step]
+		step.Approvals = append(step.Approvals, store.RAAction{Actor: c.id(), Action: "approve", State: step.Name, Comment: d.Comment, At: now})
+		next := rq.State
+		if len(step.Approvals) >= step.Need {
+			rq.Step++
+			switch {
+			case rq.Step < len(rq.Steps):
+				next = rq.Steps[rq.Step].Name
+			case rq.Kind == KindRevoke:
+				next = StateRevoking
+			default:
+				next = StateIssuing
+			}
+		}
+		if err := r.move(rq, next, c.id(), "approve", d.Comment); err != nil {
+			return err
+		}
+		if err := tx.PutRARequest(rq); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: c.id(), Action: "ra.approve", Object: "request/" + rq.ID, Details: map[string]string{
+			"step": step.Name, "approvals": fmt.Sprintf("%d/%d", len(step.Approvals), step.Need), "state": rq.State, "comment": d.Comment}})
+	})
+	if err != nil {
+		return toAPI(err)
+	}
+	if rq.State == StateIssuing || rq.State == StateRevoking {
+		done, err := r.execute(ctx, rq.ID)
+		if err != nil {
+			r.log.Error("executing approved request failed; Repair retries it", "request", rq.ID, "err", err)
+			return httpapi.Errorf(http.StatusServiceUnavailable, "retry_later", "request %s is approved but the CA could not complete it yet (%v); it is retried automatically", rq.ID, err)
+		}
+		rq = done
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, r.view(rq))
+}
+
+func (r *RA) approve(w http.ResponseWriter, req *http.Request) error { return r.decide(w, req, true) }
+func (r *RA) reject(w http.ResponseWriter, req *http.Request) error  { return r.decide(w, req, false) }
+
+func (r *RA) readRequest(tx *store.Tx, id string) (*store.RARequest, error) {
+	rq, err := tx.RARequest(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, httpapi.NotFound("no request %s", id)
+	}
+	return rq, err
+}
+
+// ---- execution ----
+
+// execute carries out an approved request: issue (or renew) through the
+// Authority, or revoke. A request left issuing or revoking by a crash or a
+// CA error is finished by Repair; an issued certificate whose request record
+// was not yet updated is found by its subscriber ID and adopted, not issued
+// twice.
+func (r *RA) execute(ctx context.Context, id string) (*store.RARequest, error) {
+	var rq *store.RARequest
+	var org *store.Org
+	if err := r.st.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if rq, err = tx.RARequest(id); err != nil {
+			return err
+		}
+		org, err = tx.Org(rq.OrgID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	switch rq.State {
+	case StateIssuing:
+		return r.issue(ctx, rq, org)
+	case StateRevoking:
+		return r.revoke(ctx, rq)
+	}
+	return rq, nil
+}
+
+func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*store.RARequest, error) {
+	cert, err := r.adopt(ctx, rq)
+	if err != nil {
+		return nil, err
+	}
+	if cert == nil {
+		csr, err := x509.ParseCertificateRequest(rq.CSR)
+		if err != nil {
+			return r.fail(ctx, rq, fmt.Sprintf("stored CSR does not parse: %v", err))
+		}
+		subj := subjectFor(rq.Person, org)
+		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: rq.NotAfter}
+		if rq.Kind == KindRenew {
+			// A renewal keeps the subject of the certificate it renews.
+			ir.Subject = nil
+			if old, err := x509ParseStored(ctx, r.st, rq.TargetSerial); err == nil {
+				ir.Subject = &old.Subject
+				ir.EmailAddresses = old.EmailAddresses
+			}
+		}
+		if rq.Person.Email != "" && ir.EmailAddresses == nil {
+			ir.EmailAddresses = []string{rq.Person.Email}
+		}
+		cert, err = r.auth.Issue(ctx, ir)
+		if errors.Is(err, ca.ErrBadRequest) {
+			return r.fail(ctx, rq, err.Error())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("issuing for request %s: %w", rq.ID, err)
+		}
+	}
+	var token string
+	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != StateIssuing {
+			rq = cur
+			return nil
+		}
+		rq = cur
+		rq.Serial = cert.Serial
+		if err := r.move(rq, StateIssued, "system", "issue", "certificate "+cert.SerialHex()); err != nil {
+			return err
+		}
+		if err := tx.PutOrgCert(rq.OrgID, cert.Serial); err != nil {
+			return err
+		}
+		sub := &store.Subscriber{ID: rq.SubscriberID, CommonName: cert.CommonName, Email: rq.Person.Email, UID: rq.Person.UID,
+			Organization: org.Name, OrgUnit: rq.Person.OrgUnit, SerialNumber: rq.Person.SerialNumber, CreatedAt: r.now().UTC()}
+		if old, err := tx.Subscriber(rq.SubscriberID); err == nil {
+			sub.CreatedAt = old.CreatedAt
+		}
+		if err := tx.PutSubscriber(sub); err != nil {
+			return err
+		}
+		details := map[string]string{"serial": cert.SerialHex(), "subject": cert.Subject, "profile": cert.Profile}
+		if rq.Kind == KindRenew {
+			if token, err = r.newDownload(tx, rq, cert); err != nil {
+				return err
+			}
+			details["renews"] = hex.EncodeToString(rq.TargetSerial)
+		}
+		if err := tx.PutRARequest(rq); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: "system", Action: "ra.issue", Object: "request/" + rq.ID, Details: details})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recording issuance of request %s: %w", rq.ID, err)
+	}
+	if token != "" {
+		r.notifyRenewed(ctx, rq, cert, token)
+	}
+	return rq, nil
+}
+
+// adopt finds a certificate issued for rq before a crash kept the request
+// from recording it: same subscriber and profile, issued after the request
+// entered issuing, and claimed by no organisation yet.
+func (r *RA) adopt(ctx context.Context, rq *store.RARequest) (*store.Cert, error) {
+	since := rq.History[len(rq.History)-1].At.Add(-time.Second)
+	var found *store.Cert
+	err := r.st.View(ctx, func(tx *store.Tx) error {
+		return tx.CertsBySubscriber(rq.SubscriberID, func(c *store.Cert) error {
+			if c.Profile != rq.Profile || c.IssuedAt.Before(since) {
+				return nil
+			}
+			if _, err := tx.CertOrg(c.Serial); err == nil {
+				return nil
+			}
+			found = c
+			return nil
+		})
+	})
+	return found, err
+}
+
+func (r *RA) fail(ctx context.Context, rq *store.RARequest, why string) (*store.RARequest, error) {
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		rq = cur
+		if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
+			return err
+		}
+		if err := tx.PutRARequest(rq); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: "system", Action: "ra.fail", Object: "request/" + rq.ID, Details: map[string]string{"reason": why}})
+	})
+	return rq, err
+}
+
+func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest, error) {
+	note := ""
+	_, err := r.auth.Revoke(ctx, rq.TargetSerial, ca.Reason(rq.Reason))
+	switch {
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		note = " (it was already revoked)"
+	case errors.Is(err, ca.ErrNotFound), errors.Is(err, ca.ErrBadRequest):
+		return r.fail(ctx, rq, err.Error())
+	case err != nil:
+		return nil, fmt.Errorf("revoking for request %s: %w", rq.ID, err)
+	}
+	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		rq = cur
+		if rq.State != StateRevoking {
+			return nil
+		}
+		reason := ca.Reason(rq.Reason).String()
+		if err := r.move(rq, StateRevoked, "system", "revoke", "certificate "+hex.EncodeToString(rq.TargetSerial)+" revoked: "+reason+note); err != nil {
+			return err
+		}
+		if err := tx.PutRARequest(rq); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: "system", Action: "cert.revoke", Object: "cert/" + hex.EncodeToString(rq.TargetSerial), Details: map[string]string{
+			"request": rq.ID, "cause": rq.Cause, "reason": reason}})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recording revocation of request %s: %w", rq.ID, err)
+	}
+	return rq, nil
+}
+
+// Repair finishes requests a crash or a CA outage left issuing or revoking.
+func (r *RA) Repair(ctx context.Context) {
+	var ids []string
+	_ = r.st.View(ctx, func(tx *store.Tx) error {
+		return tx.EachRARequest(func(rq *store.RARequest) error {
+			if rq.State == StateIssuing || rq.State == StateRevoking {
+				ids = append(ids, rq.ID)
+			}
+			return nil
+		})
+	})
+	for _, id := range ids {
+		if _, err := r.execute(ctx, id); err != nil {
+			r.log.Error("repairing request", "request", id, "err", err)
+		} else {
+			r.log.Info("repaired request left in flight", "request", id)
+		}
+	}
+}
+
+// ---- downloads ----
+
+type download struct {
+	Serial  string    `json:"serial"`
+	Request string    `json:"request"`
+	Expires time.Time `json:"expires"`
+}
+
+const nsDownload = "ra-download"
+
+func (r *RA) newDownload(tx *store.Tx, rq *store.RARequest, c *store.Cert) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	v, _ := json.Marshal(download{Serial: c.SerialHex(), Request: rq.ID, Expires: r.now().Add(r.cfg.DownloadTTL.D()).UTC()})
+	return token, tx.PutBlob(nsDownload, token, v)
+}
+
+func (r *RA) downloadURL(token string) string {
+	return strings.TrimRight(r.cfg.DownloadBaseURL, "/") + "/api/v1/downloads/" + token
+}
+
+func x509ParseStored(ctx context.Context, st *store.Store, serial []byte) (*x509.Certificate, error) {
+	var der []byte
+	err := st.View(ctx, func(tx *store.Tx) error {
+		c, err := tx.Cert(serial)
+		if err == nil {
+			der = c.DER
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
