@@ -15,14 +15,21 @@ import (
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/store"
 )
 
 // Authority is what the admin API needs of the CA.
 type Authority interface {
-	Revoke(ctx context.Context, serial []byte, reason ca.Reason) (*store.Cert, error)
+	RevokeWith(ctx context.Context, serial []byte, reason ca.Reason, also func(*store.Tx, *store.Cert) error) (*store.Cert, error)
 	Cert(ctx context.Context, serial []byte) (*store.Cert, error)
+}
+
+// AuditLog records state changes in the tamper-evident audit log.
+type AuditLog interface {
+	AppendTx(tx *store.Tx, r audit.Record) (*store.AuditEntry, error)
+	Logged(e *store.AuditEntry)
 }
 
 // Options configure the API.
@@ -31,8 +38,8 @@ type Options struct {
 	Authority Authority
 	Auth      *httpapi.Authenticator
 	Logger    *slog.Logger
-	// Audit receives one record per state change.
-	Audit *slog.Logger
+	// Audit receives one record per state change, in the change's transaction.
+	Audit AuditLog
 }
 
 // API is the admin HTTP API.
@@ -45,9 +52,6 @@ type API struct {
 func New(opts Options) *API {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Audit == nil {
-		opts.Audit = opts.Logger
 	}
 	return &API{opts: opts, log: opts.Logger.With("component", "admin")}
 }
@@ -208,7 +212,16 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return httpapi.BadRequest("%v", err)
 	}
-	c, err := a.opts.Authority.Revoke(r.Context(), serial, reason)
+	p, _ := httpapi.PrincipalFrom(r.Context())
+	var entry *store.AuditEntry
+	c, err := a.opts.Authority.RevokeWith(r.Context(), serial, reason, func(tx *store.Tx, c *store.Cert) error {
+		var err error
+		entry, err = a.opts.Audit.AppendTx(tx, audit.Record{
+			Actor: "staff:" + p.Staff.ID, Action: "cert.revoke", Object: "cert/" + c.SerialHex(),
+			Details: map[string]string{"issuer": c.Issuer, "reason": reason.String(), "comment": req.Comment},
+		})
+		return err
+	})
 	switch {
 	case errors.Is(err, ca.ErrNotFound):
 		return httpapi.NotFound("no certificate with serial %x", serial)
@@ -219,8 +232,7 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	p, _ := httpapi.PrincipalFrom(r.Context())
-	a.opts.Audit.Info("revoke", "serial", c.SerialHex(), "issuer", c.Issuer, "reason", reason.String(), "actor", p.Staff.ID, "comment", req.Comment)
+	a.opts.Audit.Logged(entry)
 	return httpapi.WriteJSON(w, http.StatusOK, viewOf(c, false))
 }
 

@@ -71,6 +71,13 @@ var ErrNotFound = errors.New("certificate not found")
 // EventRevoked after the commit. Revoking an already revoked certificate
 // returns store.ErrAlreadyRevoked, except to move it off hold.
 func (a *Authority) Revoke(ctx context.Context, serial []byte, reason Reason) (*store.Cert, error) {
+	return a.RevokeWith(ctx, serial, reason, nil)
+}
+
+// RevokeWith is Revoke with also, when not nil, run inside the revocation's
+// transaction, so a caller's own record of it (an audit entry, a request's
+// state) commits together with the revocation or not at all.
+func (a *Authority) RevokeWith(ctx context.Context, serial []byte, reason Reason, also func(tx *store.Tx, c *store.Cert) error) (*store.Cert, error) {
 	if reason == ReasonRemoveFromCRL || reason == 7 || reason < 0 || reason > 10 {
 		return nil, fmt.Errorf("%w: revocation reason %d is not allowed", ErrBadRequest, int(reason))
 	}
@@ -78,7 +85,10 @@ func (a *Authority) Revoke(ctx context.Context, serial []byte, reason Reason) (*
 	err := a.store.Update(ctx, func(tx *store.Tx) error {
 		var err error
 		c, err = tx.RevokeCert(serial, a.now(), int(reason))
-		return err
+		if err != nil || also == nil {
+			return err
+		}
+		return also(tx, c)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("serial %x: %w", serial, ErrNotFound)

@@ -15,9 +15,8 @@ import (
 // wireRA mounts the RA API on the API listener and runs its background jobs
 // (renewal reminders, repair of requests left in flight).
 func wireRA(c *components) error {
-	log := audit.New(audit.Options{Store: c.core.store, Logger: c.log})
 	r, err := ra.New(ra.Options{
-		Store: c.core.store, Authority: c.core.ca, Audit: log, Config: c.cfg.RA,
+		Store: c.core.store, Authority: c.core.ca, Audit: c.auditLog, Config: c.cfg.RA,
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 	})
 	if err != nil {

@@ -115,6 +115,18 @@ func TestServeRevokeAndShutdown(t *testing.T) {
 		t.Errorf("second revoke: %v, output %q (want one line)", err, out)
 	}
 
+	t.Run("ok/ra list", func(t *testing.T) {
+		out, err := s.client(t, "ra", "list")
+		if err != nil {
+			t.Errorf("ra list: %v\n%s", err, out)
+		}
+	})
+	t.Run("ok/audit verify through the API while serving", func(t *testing.T) {
+		out, err := run(t, "audit", "verify", "--data", s.data, "--server", "https://"+s.api)
+		if err != nil || !strings.Contains(out, "audit log intact") {
+			t.Errorf("audit verify: %v\n%s", err, out)
+		}
+	})
 	t.Run("fail/second serve on the same data directory", func(t *testing.T) {
 		out, err := run(t, "serve", "--data", s.data, "--http-addr", freeAddr(t), "--api-addr", freeAddr(t), "--ldap-addr", "", "--ldaps-addr", "")
 		if err == nil || !strings.Contains(out, "in use") {
@@ -139,6 +151,12 @@ func TestServeRevokeAndShutdown(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop after SIGTERM")
+	}
+
+	// The revocation is in the hash-chained audit log, readable offline.
+	out, err = run(t, "audit", "verify", "--data", s.data)
+	if err != nil || !regexp.MustCompile(`audit log intact: [1-9]\d* entries`).MatchString(out) {
+		t.Errorf("audit verify: %v\n%s", err, out)
 	}
 }
 
