@@ -22,6 +22,7 @@ import (
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 )
 
@@ -41,9 +42,15 @@ type components struct {
 	tlsCert  tls.Certificate
 	clientCA *x509.CertPool
 	auth     *httpapi.Authenticator
+	// auditLog is the tamper-evident record of every state change (ra, admin).
+	auditLog *audit.Log
+	// front holds path prefixes served before the public mux (see front.go).
+	front []frontRoute
 
 	services []service
 	checks   []readinessCheck
+	// setAddr records a listener's bound address for Server.Addr.
+	setAddr func(name, addr string)
 }
 
 // service is a component with a lifecycle. start must return once the
@@ -126,9 +133,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 		cfg: cfg, log: log, audit: log.With("stream", "audit"), core: core, reg: reg,
 		public: http.NewServeMux(), api: http.NewServeMux(),
 		tlsCert: tlsCert, clientCA: clientCA,
-		auth: &httpapi.Authenticator{Store: core.store, Now: time.Now, Log: log},
+		auth:     &httpapi.Authenticator{Store: core.store, Now: time.Now, Log: log},
+		auditLog: audit.New(audit.Options{Store: core.store, Logger: log}),
 	}
 	s := &Server{c: c, addrs: map[string]string{}}
+	c.setAddr = s.setAddr
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.bg.Add(1)
@@ -142,7 +151,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 		}
 	}
 	s.routeBasics()
-	c.addService(s.httpService("http", cfg.HTTP.Addr, c.public, nil))
+	c.addService(s.httpService("http", cfg.HTTP.Addr, c.publicHandler(), nil))
 	c.addService(s.httpService("api", cfg.API.Addr, c.api, &tls.Config{
 		Certificates: []tls.Certificate{tlsCert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
@@ -228,7 +237,7 @@ func (s *Server) routeBasics() {
 }
 
 // httpService serves mux on addr; with tlsConf it serves HTTPS.
-func (s *Server) httpService(name, addr string, mux *http.ServeMux, tlsConf *tls.Config) service {
+func (s *Server) httpService(name, addr string, mux http.Handler, tlsConf *tls.Config) service {
 	cfg := s.c.cfg.HTTP
 	m := newHTTPMetrics(s.c.reg, name)
 	srv := &http.Server{

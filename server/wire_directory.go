@@ -3,71 +3,61 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
-	"time"
+	"errors"
 
-	"github.com/jimlambrt/gldap"
+	"github.com/certcenter/certcenter/directory"
 )
 
-// wireDirectory starts the LDAP listeners (issue: LDAP directory). Until the
-// directory lands they answer every operation with unwillingToPerform.
+// wireDirectory serves the LDAP directory on the ldap (plain + StartTLS) and
+// ldaps listeners; both share one Directory.
 func wireDirectory(c *components) error {
-	for _, l := range []struct {
-		name, addr string
-		tls        *tls.Config
-	}{
-		{"ldap", c.cfg.LDAP.Addr, nil},
-		{"ldaps", c.cfg.LDAP.LDAPSAddr, &tls.Config{Certificates: []tls.Certificate{c.tlsCert}, MinVersion: tls.VersionTLS12}},
-	} {
-		if l.addr == "" {
-			continue
-		}
-		c.addService(placeholderLDAP(l.name, l.addr, l.tls))
+	cfg := c.cfg.LDAP
+	if cfg.Addr == "" && cfg.LDAPSAddr == "" {
+		return nil
 	}
-	return nil
-}
-
-func placeholderLDAP(name, addr string, tlsConf *tls.Config) service {
-	var srv *gldap.Server
-	errc := make(chan error, 1)
-	return service{
-		name: name,
+	d, err := directory.New(directory.Options{
+		Store: c.core.store, CA: c.core.ca, Config: cfg,
+		Logger: c.log, Registerer: c.reg, VendorVersion: Version,
+		TLS: &tls.Config{Certificates: []tls.Certificate{c.tlsCert}, MinVersion: tls.VersionTLS12},
+	})
+	if err != nil {
+		return err
+	}
+	var listeners []*directory.Listener
+	c.addService(service{
+		name: "ldap",
 		start: func(ctx context.Context) error {
-			var err error
-			if srv, err = gldap.NewServer(); err != nil {
+			if err := d.Start(ctx); err != nil {
 				return err
 			}
-			mux, err := gldap.NewMux()
-			if err != nil {
-				return err
-			}
-			_ = mux.DefaultRoute(func(w *gldap.ResponseWriter, r *gldap.Request) {
-				_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultUnwillingToPerform),
-					gldap.WithDiagnosticMessage("the directory is not built yet")))
-			})
-			_ = srv.Router(mux)
-			var opts []gldap.Option
-			if tlsConf != nil {
-				opts = append(opts, gldap.WithTLSConfig(tlsConf))
-			}
-			go func() { errc <- srv.Run(addr, opts...) }()
-			for deadline := time.Now().Add(5 * time.Second); !srv.Ready(); {
-				select {
-				case err := <-errc:
-					return fmt.Errorf("listening on %s: %w", addr, err)
-				case <-time.After(10 * time.Millisecond):
+			for _, l := range []struct {
+				name, addr string
+				tls        bool
+			}{{"ldap", cfg.Addr, false}, {"ldaps", cfg.LDAPSAddr, true}} {
+				if l.addr == "" {
+					continue
 				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("listening on %s: timed out", addr)
+				ln, err := d.Listen(l.name, l.addr, l.tls)
+				if err != nil {
+					for _, o := range listeners {
+						_ = o.Close(ctx)
+					}
+					_ = d.Stop()
+					return err
 				}
-			}
-			select {
-			case err := <-errc:
-				return fmt.Errorf("listening on %s: %w", addr, err)
-			case <-time.After(20 * time.Millisecond):
+				listeners = append(listeners, ln)
+				c.setAddr(l.name, ln.Addr().String())
 			}
 			return nil
 		},
-		stop: func(ctx context.Context) error { return srv.Stop() },
-	}
+		stop: func(ctx context.Context) error {
+			var errs []error
+			for _, l := range listeners {
+				errs = append(errs, l.Close(ctx))
+			}
+			errs = append(errs, d.Stop())
+			return errors.Join(errs...)
+		},
+	})
+	return nil
 }

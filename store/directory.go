@@ -160,3 +160,13 @@ func (s *Store) EnsureSubscriberIndexes(ctx context.Context) error {
 	}
 	return s.Update(ctx, func(tx *Tx) error { return tx.set(append([]byte{}, kSubIdxMarker...), nil) })
 }
+
+// EachSubscriberIDAfter streams subscriber IDs in order starting after the
+// given ID ("" for the start), reading keys only.
+func (tx *Tx) EachSubscriberIDAfter(after string, fn func(id string) error) error {
+	var start []byte
+	if after != "" {
+		start = append(cat(pSub, []byte(after)), 0)
+	}
+	return tx.scan(pSub, start, false, func(k, _ []byte) error { return fn(string(k[len(pSub):])) })
+}

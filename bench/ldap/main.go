@@ -1,0 +1,293 @@
+// Command ldapbench compares certcenter's LDAP directory with OpenLDAP slapd
+// on the same entries: it seeds a certcenter data directory, starts
+// certcenter, exports its subscriber tree as LDIF into a private slapd
+// (back-mdb, equality indexes on cn, uid, mail and serialNumber, its own
+// config and database directory, a loopback port), then runs one load
+// generator (go-ldap, N connections, bounded time) against each in turn:
+// base-scope reads of random subscriber entries and subtree equality
+// searches on cn. It prints a Markdown table for bench/README.md.
+//
+//	go build -o /tmp/cc ./cmd/certcenter
+//	go run ./bench/ldap -certcenter /tmp/cc -count 100000 -duration 20s
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+const suffix = "o=certcenter,c=CN"
+
+func main() {
+	bin := flag.String("certcenter", "/tmp/cc-bench", "certcenter binary")
+	dir := flag.String("dir", "/tmp/ldapbench", "work directory (certcenter data, slapd config and database)")
+	count := flag.Int("count", 100000, "subscribers to seed")
+	conns := flag.Int("conns", 16, "client connections")
+	dur := flag.Duration("duration", 20*time.Second, "measured time per target and workload")
+	warm := flag.Duration("warmup", 3*time.Second, "unmeasured time before each measurement")
+	flag.Parse()
+	if err := run(*bin, *dir, *count, *conns, *dur, *warm); err != nil {
+		fmt.Fprintln(os.Stderr, "ldapbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, dir string, count, conns int, dur, warm time.Duration) error {
+	for _, tool := range []string{"/usr/sbin/slapd", "/usr/sbin/slapadd"} {
+		if _, err := os.Stat(tool); err != nil {
+			return fmt.Errorf("%s missing: install the Debian package slapd", tool)
+		}
+	}
+	data := filepath.Join(dir, "certcenter")
+	if _, err := os.Stat(filepath.Join(data, "seeded")); err != nil {
+		os.RemoveAll(dir)
+		log("seeding %d subscribers", count)
+		if out, err := exec.Command(bin, "seed", "--data", data, "--count", fmt.Sprint(count), "--revoked-fraction", "0.01").CombinedOutput(); err != nil {
+			return fmt.Errorf("seeding: %v: %s", err, out)
+		}
+		os.WriteFile(filepath.Join(data, "seeded"), nil, 0o600)
+	}
+	ccAddr, slapdAddr := freePort(), freePort()
+	cc := exec.Command(bin, "serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", "")
+	cc.Stdout, cc.Stderr = nil, nil
+	if err := cc.Start(); err != nil {
+		return err
+	}
+	defer func() { cc.Process.Signal(os.Interrupt); cc.Wait() }()
+	if err := waitLDAP(ccAddr, 60*time.Second); err != nil {
+		return fmt.Errorf("certcenter: %w", err)
+	}
+	ldif := filepath.Join(dir, "export.ldif")
+	log("exporting the directory from certcenter (also warms its entry cache)")
+	n, err := export(ccAddr, ldif)
+	if err != nil {
+		return err
+	}
+	log("exported %d entries", n)
+	slapd, err := startSlapd(dir, ldif, slapdAddr)
+	if err != nil {
+		return err
+	}
+	defer func() { slapd.Process.Signal(os.Interrupt); slapd.Wait() }()
+	if err := waitLDAP(slapdAddr, 30*time.Second); err != nil {
+		return fmt.Errorf("slapd: %w", err)
+	}
+	type row struct {
+		workload string
+		r        [2]stats
+	}
+	var rows []row
+	for _, w := range []string{"base", "sub-eq-cn"} {
+		var rr row
+		rr.workload = w
+		for i, addr := range []string{ccAddr, slapdAddr} {
+			name := [...]string{"certcenter", "slapd"}[i]
+			log("%s: %s warm-up %s", name, w, warm)
+			if _, err := load(addr, w, count, conns, warm); err != nil {
+				return fmt.Errorf("%s %s: %w", name, w, err)
+			}
+			log("%s: %s measuring %s", name, w, dur)
+			s, err := load(addr, w, count, conns, dur)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", name, w, err)
+			}
+			rr.r[i] = s
+		}
+		rows = append(rows, rr)
+	}
+	fmt.Printf("\n%d subscribers, %d connections, %s per cell, GOMAXPROCS of the machine; %s\n\n", count, conns, dur, time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		c, s := r.r[0], r.r[1]
+		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2fx |\n", r.workload, c.rate, c.p50, c.p99, s.rate, s.p50, s.p99, c.rate/s.rate)
+	}
+	return nil
+}
+
+func log(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...) }
+
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitLDAP(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if c, err := ldap.DialURL("ldap://" + addr); err == nil {
+			_, err := c.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return errors.New("not answering LDAP")
+}
+
+// export writes every entry under the suffix as LDIF, parents first.
+func export(addr, file string) (int, error) {
+	c, err := ldap.DialURL("ldap://" + addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	n := 0
+	res, err := c.SearchWithPaging(ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(objectClass=*)", []string{"*"}, nil), 1000)
+	if err != nil {
+		return 0, fmt.Errorf("exporting: %w", err)
+	}
+	for _, e := range res.Entries {
+		{
+			n++
+			fmt.Fprintf(w, "dn: %s\n", e.DN)
+			for _, a := range e.Attributes {
+				for _, v := range a.ByteValues {
+					if utf8.Valid(v) && !strings.Contains(a.Name, ";binary") && !strings.ContainsAny(string(v), "\n\r\x00") && !strings.HasPrefix(string(v), " ") {
+						fmt.Fprintf(w, "%s: %s\n", a.Name, v)
+					} else {
+						fmt.Fprintf(w, "%s:: %s\n", a.Name, base64.StdEncoding.EncodeToString(v))
+					}
+				}
+			}
+			w.WriteString("\n")
+		}
+	}
+	return n, w.Flush()
+}
+
+func startSlapd(dir, ldif, addr string) (*exec.Cmd, error) {
+	sd := filepath.Join(dir, "slapd")
+	os.RemoveAll(sd)
+	if err := os.MkdirAll(filepath.Join(sd, "db"), 0o700); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+pidfile %[1]s/slapd.pid
+argsfile %[1]s/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+loglevel 0
+sizelimit 1000
+database mdb
+suffix "%[2]s"
+directory %[1]s/db
+maxsize 4294967296
+index objectClass eq
+index cn,uid,mail,serialNumber eq
+`, sd, suffix)
+	cf := filepath.Join(sd, "slapd.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	// -s: X.520 serialNumber is not in any of OpenLDAP's person classes;
+	// the entries are loaded as certcenter serves them.
+	log("slapadd into back-mdb")
+	if out, err := exec.Command("/usr/sbin/slapadd", "-q", "-s", "-f", cf, "-l", ldif).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
+	}
+	cmd := exec.Command("/usr/sbin/slapd", "-d", "0", "-f", cf, "-h", "ldap://"+addr+"/")
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting slapd: %w", err)
+	}
+	return cmd, nil
+}
+
+type stats struct {
+	rate     float64
+	p50, p99 time.Duration
+}
+
+// load runs the workload on conns connections for d and measures it.
+func load(addr, workload string, count, conns int, d time.Duration) (stats, error) {
+	var mu sync.Mutex
+	var all []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	start := time.Now()
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := ldap.DialURL("ldap://" + addr)
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+				return
+			}
+			defer c.Close()
+			lat := make([]time.Duration, 0, 1<<16)
+			for ctx.Err() == nil {
+				n := rand.IntN(count)
+				cn := fmt.Sprintf("seed-%07d", n)
+				var req *ldap.SearchRequest
+				if workload == "base" {
+					req = ldap.NewSearchRequest(fmt.Sprintf("cn=%s,ou=unit-%02d,%s", cn, n%16, suffix), ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, nil)
+				} else {
+					req = ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(cn="+cn+")", nil, nil)
+				}
+				t0 := time.Now()
+				r, err := c.Search(req)
+				lat = append(lat, time.Since(t0))
+				if err == nil && len(r.Entries) != 1 {
+					err = fmt.Errorf("%s found %d entries", cn, len(r.Entries))
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if firstErr != nil {
+		return stats{}, firstErr
+	}
+	slices.Sort(all)
+	if len(all) == 0 {
+		return stats{}, errors.New("no searches completed")
+	}
+	pct := func(p float64) time.Duration { return all[int(float64(len(all)-1)*p)].Round(time.Microsecond) }
+	return stats{rate: float64(len(all)) / el.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
+}

@@ -1,0 +1,48 @@
+package directory
+
+import (
+	"testing"
+)
+
+func benchEntry() *Entry {
+	cert := string(make([]byte, 700))
+	return newEntry("cn=seed-0000001,ou=unit-01,o=certcenter,c=CN", "inetOrgPerson", false, []attrSpec{
+		{name: "objectClass", values: []string{"top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser"}},
+		{name: "cn", values: []string{"seed-0000001"}}, {name: "sn", values: []string{"Seed"}},
+		{name: "uid", values: []string{"seed-0000001"}}, {name: "mail", values: []string{"seed-0000001@seed.example"}},
+		{name: "userCertificate", values: []string{cert}},
+	}, nil)
+}
+
+// BenchmarkEncodeEntry is the per-entry cost of a search answering "*".
+func BenchmarkEncodeEntry(b *testing.B) {
+	e := benchEntry()
+	sel := newSelection(nil, false)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.appendSearchEntry(buf[:0], 42, sel)
+	}
+}
+
+// BenchmarkParseSearch is decoding a search request with its filter.
+func BenchmarkParseSearch(b *testing.B) {
+	body := appendString(nil, 0x04, "o=certcenter,c=CN")
+	body = appendInt(body, 0x0a, 2)
+	body = appendInt(body, 0x0a, 0)
+	body = appendInt(body, 0x02, 0)
+	body = appendInt(body, 0x02, 0)
+	body = appendTLV(body, 0x01, []byte{0})
+	body = appendTLV(body, fEquality, append(appendString(nil, 0x04, "cn"), appendString(nil, 0x04, "seed-0000001")...))
+	body = appendTLV(body, 0x30, nil)
+	msg := append(appendInt(nil, 0x02, 7), appendTLV(nil, opSearchRequest, body)...)
+	e := benchEntry()
+	b.ReportAllocs()
+	for b.Loop() {
+		m, _ := parseMessage(msg)
+		req, _ := parseSearch(m.op.body)
+		if req.filter.eval(e) != triTrue {
+			b.Fatal("no match")
+		}
+	}
+}

@@ -1,0 +1,587 @@
+package directory
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/store"
+)
+
+const subschemaDN = "cn=Subschema"
+
+// CRL blob names written by the CRL engine: namespace "crl", keys
+// "<ca>.crl", "<ca>-arl.crl" and "<ca>-delta.crl".
+const crlNamespace = "crl"
+
+// Authority is what the directory needs from the issuing authority.
+type Authority interface {
+	Issuers() []*ca.Issuer
+	EntryDN(iss *ca.Issuer) string
+	Suffix(iss *ca.Issuer) string
+}
+
+// Options configure a Directory.
+type Options struct {
+	Store      *store.Store
+	CA         Authority
+	Config     config.LDAP
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// TLS serves LDAPS and StartTLS; nil disables both.
+	TLS *tls.Config
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// VendorVersion is put in the rootDSE.
+	VendorVersion string
+	// CacheEntries bounds the encoded subscriber entries kept; default 250000.
+	CacheEntries int
+}
+
+// Directory maps the store to a DIT and answers searches from it.
+type Directory struct {
+	opts    Options
+	st      *store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	backend *backend
+
+	static atomic.Pointer[staticDIT]
+
+	// containers are the organisations and units subscribers live in, by
+	// (organization, orgUnit) as stored; guarded by contMu.
+	contMu     sync.Mutex
+	containers map[[2]string]bool
+
+	cacheMu sync.RWMutex
+	byID    map[string]*Entry
+	cnGroup map[string][]string // normalized cn -> subscriber IDs, sorted
+	gen     atomic.Uint64
+
+	unwatch func()
+}
+
+// staticDIT is every entry that is not a subscriber: rootDSE, subschema,
+// suffixes, CAs, organisations and units. It is rebuilt as a whole when a
+// CRL, a CA or the set of containers changes.
+type staticDIT struct {
+	rootDSE, subschema *Entry
+	byNorm             map[string]*Entry
+	order              []*Entry // parents before children
+	suffix             string   // subscribers' naming context
+	suffixNorm         string
+	suffixOrg          string            // normalized o= value of the suffix's first RDN, if any
+	issuerDN           map[string]string // CA name -> normalized subject DN
+}
+
+// New returns a Directory; Start loads it.
+func New(opts Options) (*Directory, error) {
+	if opts.Store == nil || opts.CA == nil {
+		return nil, errors.New("directory: store and CA are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.CacheEntries <= 0 {
+		opts.CacheEntries = 250000
+	}
+	d := &Directory{
+		opts: opts, st: opts.Store, log: opts.Logger.With("component", "directory"), now: opts.Now,
+		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{},
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	d.metrics = m
+	return d, nil
+}
+
+// Start builds the subscriber indexes if needed, loads the organisation
+// tree and the CA entries, subscribes to store changes and starts the
+// backend that serves the operations gldap routes.
+func (d *Directory) Start(ctx context.Context) error {
+	if err := d.st.EnsureSubscriberIndexes(ctx); err != nil {
+		return err
+	}
+	d.unwatch = d.st.Watch(d.onChange)
+	if err := d.st.View(ctx, func(tx *store.Tx) error {
+		return tx.EachSubscriber(func(s *store.Subscriber) error {
+			d.containers[[2]string{s.Organization, s.OrgUnit}] = true
+			return nil
+		})
+	}); err != nil {
+		return fmt.Errorf("loading directory organisations: %w", err)
+	}
+	if err := d.rebuildStatic(ctx); err != nil {
+		return err
+	}
+	b, err := startBackend(d)
+	if err != nil {
+		return err
+	}
+	d.backend = b
+	return nil
+}
+
+// Stop unsubscribes from the store and stops the backend. Listeners are
+// closed by their owners first.
+func (d *Directory) Stop() error {
+	if d.unwatch != nil {
+		d.unwatch()
+	}
+	if d.backend != nil {
+		return d.backend.stop()
+	}
+	return nil
+}
+
+func (d *Directory) rebuildStatic(ctx context.Context) error {
+	issuers := d.opts.CA.Issuers()
+	if len(issuers) == 0 {
+		return errors.New("directory: no CA loaded")
+	}
+	s := &staticDIT{byNorm: map[string]*Entry{}, issuerDN: map[string]string{}}
+	s.suffix = d.opts.CA.Suffix(issuers[0])
+	s.suffixNorm = mustNorm(s.suffix)
+	if rdns, _ := parseDN(s.suffix); len(rdns) > 0 && len(rdns[0]) == 1 && rdns[0][0].attr == "o" {
+		s.suffixOrg = normalize(rdns[0][0].value)
+	}
+	var suffixes []string
+	children := map[string]bool{} // normalized DNs that have children
+	var cas []*Entry
+	var blobs map[string][]byte
+	if err := d.st.View(ctx, func(tx *store.Tx) error {
+		blobs = map[string][]byte{}
+		for _, iss := range issuers {
+			for _, k := range []string{iss.Name + ".crl", iss.Name + "-arl.crl", iss.Name + "-delta.crl"} {
+				v, err := tx.Blob(crlNamespace, k)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				blobs[k] = v
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("reading CRLs for the directory: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, iss := range issuers {
+		s.issuerDN[iss.Name] = mustNorm(iss.Cert.Subject.String())
+		suf := d.opts.CA.Suffix(iss)
+		if n := mustNorm(suf); !seen[n] {
+			seen[n] = true
+			suffixes = append(suffixes, suf)
+		}
+		dn := d.opts.CA.EntryDN(iss)
+		user := []attrSpec{
+			{name: "objectClass", values: []string{"top", "cRLDistributionPoint", "pkiCA", "deltaCRL"}},
+			{name: "cn", values: []string{iss.Cert.Subject.CommonName}},
+			{name: "cACertificate", values: []string{string(iss.Cert.Raw)},
+				certs: []*certInfo{{serial: iss.Cert.SerialNumber, issuer: mustNorm(iss.Cert.Issuer.String())}}},
+		}
+		for _, c := range []struct{ attr, key string }{
+			{"certificateRevocationList", iss.Name + ".crl"},
+			{"authorityRevocationList", iss.Name + "-arl.crl"},
+			{"deltaRevocationList", iss.Name + "-delta.crl"},
+		} {
+			if v, ok := blobs[c.key]; ok {
+				user = append(user, attrSpec{name: c.attr, values: []string{string(v)}})
+			}
+		}
+		cas = append(cas, newEntry(dn, "cRLDistributionPoint", false, user, nil))
+		children[parentOf(mustNorm(dn))] = true
+	}
+	// organisations and units
+	d.contMu.Lock()
+	conts := make([][2]string, 0, len(d.containers))
+	for k := range d.containers {
+		conts = append(conts, k)
+	}
+	d.contMu.Unlock()
+	sort.Slice(conts, func(i, j int) bool {
+		return conts[i][0] < conts[j][0] || conts[i][0] == conts[j][0] && conts[i][1] < conts[j][1]
+	})
+	var orgs, units []*Entry
+	orgSeen := map[string]bool{}
+	for _, c := range conts {
+		odn := s.orgDN(c[0])
+		children[mustNorm(s.containerDN(c[0], c[1]))] = true
+		if on := mustNorm(odn); on != s.suffixNorm && !orgSeen[on] {
+			orgSeen[on] = true
+			orgs = append(orgs, newEntry(odn, "organization", true, []attrSpec{
+				{name: "objectClass", values: []string{"top", "organization"}},
+				{name: "o", values: []string{c[0]}},
+			}, nil))
+			children[s.suffixNorm] = true
+		}
+		if c[1] != "" {
+			udn := s.containerDN(c[0], c[1])
+			if un := mustNorm(udn); !orgSeen[un] {
+				orgSeen[un] = true
+				units = append(units, newEntry(udn, "organizationalUnit", true, []attrSpec{
+					{name: "objectClass", values: []string{"top", "organizationalUnit"}},
+					{name: "ou", values: []string{c[1]}},
+				}, nil))
+				children[mustNorm(odn)] = true
+			}
+		}
+	}
+	for _, suf := range suffixes {
+		s.order = append(s.order, suffixEntry(suf, children[mustNorm(suf)]))
+	}
+	s.order = append(s.order, cas...)
+	s.order = append(s.order, orgs...)
+	s.order = append(s.order, units...)
+	for _, e := range s.order {
+		s.byNorm[e.norm] = e
+	}
+	s.rootDSE = d.rootDSE(suffixes)
+	s.subschema = subschemaEntry()
+	d.static.Store(s)
+	return nil
+}
+
+// suffixEntry is the naming context entry; its object class follows its
+// first RDN (o= organization, ou= organizationalUnit, c= country, dc= domain).
+func suffixEntry(dn string, hasChildren bool) *Entry {
+	rdns, _ := parseDN(dn)
+	oc, attr, val := "organization", "o", ""
+	if len(rdns) > 0 {
+		attr, val = rdns[0][0].attr, rdns[0][0].value
+	}
+	user := []attrSpec{}
+	switch attr {
+	case "ou":
+		oc = "organizationalUnit"
+	case "c":
+		oc = "country"
+	case "dc":
+		oc = "extensibleObject"
+	}
+	user = append(user, attrSpec{name: "objectClass", values: []string{"top", oc}}, attrSpec{name: attr, values: []string{val}})
+	return newEntry(dn, oc, hasChildren, user, nil)
+}
+
+// orgDN is where an organisation's entries live: the suffix itself when the
+// suffix names that organisation (o=certcenter,c=CN holds certcenter's
+// people), else o=<org>,<suffix>.
+func (s *staticDIT) orgDN(org string) string {
+	if org == "" || normalize(org) == s.suffixOrg {
+		return s.suffix
+	}
+	return "o=" + escapeValue(org) + "," + s.suffix
+}
+
+func (s *staticDIT) containerDN(org, unit string) string {
+	if unit == "" {
+		return s.orgDN(org)
+	}
+	return "ou=" + escapeValue(unit) + "," + s.orgDN(org)
+}
+
+func (d *Directory) rootDSE(suffixes []string) *Entry {
+	controls := []string{oidPagedResults, oidManageDsaIT}
+	var ext []string
+	if d.opts.TLS != nil {
+		ext = append(ext, oidStartTLS)
+	}
+	oper := []attrSpec{
+		{name: "namingContexts", values: suffixes},
+		{name: "supportedLDAPVersion", values: []string{"3"}},
+		{name: "supportedControl", values: controls},
+		{name: "supportedExtension", values: ext},
+		// all operational attributes (+), attribute lists by object class
+		// (RFC 4529) are not; absolute true/false filters are.
+		{name: "supportedFeatures", values: []string{"1.3.6.1.4.1.4203.1.5.1", "1.3.6.1.4.1.4203.1.5.3"}},
+		{name: "subschemaSubentry", values: []string{subschemaDN}},
+		{name: "vendorName", values: []string{"certcenter"}},
+		{name: "vendorVersion", values: []string{"certcenter " + d.opts.VendorVersion}},
+	}
+	return newEntry("", "", false, []attrSpec{{name: "objectClass", values: []string{"top"}}}, oper)
+}
+
+func subschemaEntry() *Entry {
+	var ats []string
+	for _, a := range attrTypes {
+		ats = append(ats, attributeTypeDef(a))
+	}
+	return newEntry(subschemaDN, "subentry", false, []attrSpec{
+		{name: "objectClass", values: []string{"top", "subentry", "subschema"}},
+		{name: "cn", values: []string{"Subschema"}},
+	}, []attrSpec{
+		{name: "attributeTypes", values: ats},
+		{name: "objectClasses", values: objectClassDefs},
+		{name: "ldapSyntaxes", values: syntaxDefs},
+		{name: "matchingRules", values: matchingRuleDefs},
+	})
+}
+
+// ---- change notification ----
+
+// onChange runs on the committing goroutine after every store commit. It
+// reads the changed records (point reads, microseconds each) so that the
+// entry caches are exact before the commit call returns: what was committed
+// is visible at once.
+func (d *Directory) onChange(changes []store.Change) {
+	var subs, serials []string
+	rebuild := false
+	for _, c := range changes {
+		switch c.Kind {
+		case store.KindSubscriber:
+			subs = append(subs, c.Key)
+		case store.KindCert:
+			serials = append(serials, c.Key)
+		case store.KindCA:
+			rebuild = true
+		case store.KindBlob:
+			if strings.HasPrefix(c.Key, crlNamespace+"/") {
+				rebuild = true
+			}
+		}
+	}
+	if len(subs) == 0 && len(serials) == 0 && !rebuild {
+		return
+	}
+	ctx := context.Background()
+	var records []*store.Subscriber
+	ids := map[string]bool{}
+	_ = d.st.View(ctx, func(tx *store.Tx) error {
+		for _, id := range subs {
+			ids[id] = true
+			if s, err := tx.Subscriber(id); err == nil {
+				records = append(records, s)
+			}
+		}
+		for _, h := range serials {
+			serial, err := hex.DecodeString(h)
+			if err != nil {
+				continue
+			}
+			if c, err := tx.Cert(serial); err == nil && c.SubscriberID != "" {
+				ids[c.SubscriberID] = true
+			}
+		}
+		return nil
+	})
+	newCN := map[string]bool{}
+	for _, s := range records {
+		newCN[normalize(s.CommonName)] = true
+		d.contMu.Lock()
+		k := [2]string{s.Organization, s.OrgUnit}
+		if !d.containers[k] {
+			d.containers[k] = true
+			rebuild = true
+		}
+		d.contMu.Unlock()
+	}
+	if len(ids) > 0 {
+		d.cacheMu.Lock()
+		d.gen.Add(1)
+		drop := func(id string) {
+			if e := d.byID[id]; e != nil {
+				cn := normalize(firstValue(e, "cn"))
+				for _, other := range d.cnGroup[cn] {
+					delete(d.byID, other)
+				}
+				delete(d.cnGroup, cn)
+			}
+			delete(d.byID, id)
+		}
+		for id := range ids {
+			drop(id)
+		}
+		for cn := range newCN {
+			for _, other := range d.cnGroup[cn] {
+				delete(d.byID, other)
+			}
+			delete(d.cnGroup, cn)
+		}
+		d.cacheMu.Unlock()
+	}
+	if rebuild {
+		if err := d.rebuildStatic(ctx); err != nil {
+			d.log.Error("rebuilding directory entries", "err", err)
+		}
+	}
+}
+
+func firstValue(e *Entry, name string) string {
+	if a := e.attr(attrByName[strings.ToLower(name)]); a != nil && len(a.values) > 0 {
+		return string(a.values[0])
+	}
+	return ""
+}
+
+// ---- subscriber entries ----
+
+// subscriberEntry returns the entry of one subscriber, from the cache or
+// built from the store; nil if the subscriber does not exist.
+func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*Entry, error) {
+	now := d.now()
+	d.cacheMu.RLock()
+	e := d.byID[id]
+	d.cacheMu.RUnlock()
+	if e != nil && (e.expires.IsZero() || now.Before(e.expires)) {
+		return e, nil
+	}
+	gen := d.gen.Load()
+	s, err := tx.Subscriber(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	group, err := d.cnIDs(tx, s.CommonName)
+	if err != nil {
+		return nil, err
+	}
+	e, err = d.buildSubscriber(tx, st, s, group, now)
+	if err != nil {
+		return nil, err
+	}
+	d.cacheMu.Lock()
+	if d.gen.Load() == gen {
+		if len(d.byID) >= d.opts.CacheEntries {
+			n := 0
+			for k := range d.byID { // map order is random enough for eviction
+				delete(d.byID, k)
+				if n++; n > d.opts.CacheEntries/8 {
+					break
+				}
+			}
+		}
+		d.byID[id] = e
+	}
+	d.cacheMu.Unlock()
+	return e, nil
+}
+
+// cnIDs returns the IDs of the subscribers with a common name, cached.
+func (d *Directory) cnIDs(tx *store.Tx, cn string) ([]string, error) {
+	key := normalize(cn)
+	d.cacheMu.RLock()
+	ids, ok := d.cnGroup[key]
+	d.cacheMu.RUnlock()
+	if ok {
+		return ids, nil
+	}
+	gen := d.gen.Load()
+	ids = []string{}
+	if err := tx.SubscriberIDsByCommonName(cn, func(id string) error {
+		ids = append(ids, id)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("looking up cn %q: %w", cn, err)
+	}
+	if key != strings.ToLower(cn) {
+		// the index folds case only; our normalization also collapses space
+		return ids, nil
+	}
+	d.cacheMu.Lock()
+	if d.gen.Load() == gen {
+		d.cnGroup[key] = ids
+	}
+	d.cacheMu.Unlock()
+	return ids, nil
+}
+
+// buildSubscriber makes the inetOrgPerson + pkiUser entry of a subscriber.
+// Its DN is cn=<cn> under its organisation and unit; when an older
+// subscriber in the same place has the same cn, the RDN becomes
+// cn=<cn>+uid=<uid> so every DN stays unique and stable.
+func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscriber, group []string, now time.Time) (*Entry, error) {
+	uid := s.UID
+	if uid == "" {
+		uid = s.ID
+	}
+	cont := st.containerDN(s.Organization, s.OrgUnit)
+	contNorm := mustNorm(cont)
+	rdn := "cn=" + escapeValue(s.CommonName)
+	for _, other := range group {
+		if other == s.ID {
+			continue
+		}
+		o, err := tx.Subscriber(other)
+		if err != nil {
+			continue
+		}
+		if mustNorm(st.containerDN(o.Organization, o.OrgUnit)) == contNorm &&
+			(o.CreatedAt.Before(s.CreatedAt) || o.CreatedAt.Equal(s.CreatedAt) && o.ID < s.ID) {
+			rdn += "+uid=" + escapeValue(uid)
+			break
+		}
+	}
+	var certs []string
+	var infos []*certInfo
+	var expires time.Time
+	cfg := d.opts.Config
+	if err := tx.CertsBySubscriber(s.ID, func(c *store.Cert) error {
+		if c.Status == store.StatusRevoked && !cfg.IncludeRevoked {
+			return nil
+		}
+		if !cfg.IncludeExpired {
+			if !now.Before(c.NotAfter) {
+				return nil
+			}
+			if expires.IsZero() || c.NotAfter.Before(expires) {
+				expires = c.NotAfter
+			}
+		}
+		certs = append(certs, string(c.DER))
+		infos = append(infos, &certInfo{serial: new(big.Int).SetBytes(c.Serial), issuer: st.issuerDN[c.Issuer]})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading certificates of %s: %w", s.ID, err)
+	}
+	sn := s.Surname
+	if sn == "" {
+		sn = s.CommonName // person requires sn
+	}
+	one := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{v}
+	}
+	user := []attrSpec{
+		{name: "objectClass", values: []string{"top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser"}},
+		{name: "cn", values: []string{s.CommonName}},
+		{name: "sn", values: []string{sn}},
+		{name: "uid", values: []string{uid}},
+		{name: "mail", values: one(s.Email)},
+		{name: "o", values: one(s.Organization)},
+		{name: "ou", values: one(s.OrgUnit)},
+		{name: "serialNumber", values: one(s.SerialNumber)},
+		{name: "userCertificate", values: certs, certs: infos},
+	}
+	e := newEntry(rdn+","+cont, "inetOrgPerson", false, user, nil)
+	e.expires = expires
+	e.subscriber = s.ID
+	return e, nil
+}

@@ -1,0 +1,71 @@
+package directory
+
+import (
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// FuzzRequest feeds arbitrary bytes through the request path: message
+// envelope, search request, filter compilation and evaluation against an
+// entry, the DN parser and compare's assertion. Nothing may panic.
+func FuzzRequest(f *testing.F) {
+	seed := func(filter string) []byte {
+		p, _ := ldap.CompileFilter(filter)
+		body := appendString(nil, 0x04, "o=certcenter,c=CN")
+		body = appendInt(body, 0x0a, 2)
+		body = appendInt(body, 0x0a, 0)
+		body = appendInt(body, 0x02, 5)
+		body = appendInt(body, 0x02, 0)
+		body = appendTLV(body, 0x01, []byte{0})
+		body = append(body, p.Bytes()...)
+		body = appendTLV(body, 0x30, appendString(nil, 0x04, "cn"))
+		return append(appendInt(nil, 0x02, 1), appendTLV(nil, opSearchRequest, body)...)
+	}
+	for _, s := range []string{"(cn=a*b*c)", "(&(uid=x)(!(mail=*)))", "(|(cn>=a)(cn<=b)(cn~=c))", "(userCertificate:certificateExactMatch:=1$cn=x)", "(cn:dn:2.5.13.5:=x)"} {
+		f.Add(seed(s))
+	}
+	f.Add([]byte{0x02, 0x01, 0x01, 0x42, 0x00})
+	e := newEntry("cn=a+uid=b,ou=u,o=certcenter,c=CN", "inetOrgPerson", false, []attrSpec{
+		{name: "objectClass", values: []string{"top", "inetOrgPerson"}},
+		{name: "cn", values: []string{"a"}}, {name: "mail", values: []string{"a@b"}},
+	}, nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseMessage(b)
+		if err != nil {
+			return
+		}
+		switch m.op.tag {
+		case opSearchRequest:
+			req, err := parseSearch(m.op.body)
+			if err != nil {
+				return
+			}
+			req.filter.eval(e)
+			_, _ = normDN(req.base)
+			_ = e.appendSearchEntry(nil, m.id, newSelection(req.attrs, req.typesOnly))
+		case opCompareRequest:
+			// compare's assertion is compiled as an equality filter
+			_, _ = compileFilter(elem{tag: fEquality, body: m.op.body}, 0)
+		}
+		for _, ctl := range m.controls {
+			_, _, _ = parsePaging(ctl.value)
+		}
+	})
+}
+
+func FuzzParseDN(f *testing.F) {
+	for _, s := range []string{"cn=a,o=b", `cn=a\,b+uid=c , o = d`, `cn=\41\42`, "cn=", "=x", `cn=a\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := normDN(s)
+		if !ok {
+			return
+		}
+		// a normalized DN is a fixed point
+		if n2, ok := normDN(n); !ok || n2 != n {
+			t.Fatalf("normDN(%q) = %q, but normDN of that = %q, %v", s, n, n2, ok)
+		}
+	})
+}

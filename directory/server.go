@@ -1,0 +1,655 @@
+package directory
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certcenter/certcenter/store"
+)
+
+// Listener serves LDAP (with StartTLS) or LDAPS on one address. It owns the
+// accept loop and the connections: limits, idle timeout, framing and the
+// hot path (search, compare) are here; simple binds, writes and extended
+// operations are relayed to the gldap backend.
+type Listener struct {
+	d           *Directory
+	name        string
+	ln          net.Listener
+	implicitTLS bool
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+	open    atomic.Int64
+	done    chan struct{}
+}
+
+// Listen starts serving on addr; implicitTLS makes it an LDAPS listener.
+func (d *Directory) Listen(name, addr string, implicitTLS bool) (*Listener, error) {
+	if implicitTLS && d.opts.TLS == nil {
+		return nil, errors.New("ldaps needs a TLS certificate")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	l := &Listener{d: d, name: name, ln: ln, implicitTLS: implicitTLS, conns: map[*conn]struct{}{}, done: make(chan struct{})}
+	d.metrics.conns.WithLabelValues(name).Set(0)
+	go l.accept()
+	return l, nil
+}
+
+// Addr is the bound address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *Listener) accept() {
+	defer close(l.done)
+	max := int64(l.d.opts.Config.MaxConnections)
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			l.d.log.Warn("ldap accept failed", "listener", l.name, "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if l.open.Load() >= max {
+			// tell the client why before closing (plain LDAP only: on LDAPS
+			// the handshake has not happened)
+			if !l.implicitTLS {
+				_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = nc.Write(appendNotice(nil, resultBusy, "too many connections"))
+			}
+			nc.Close()
+			l.d.metrics.closed.WithLabelValues("connection_limit").Inc()
+			continue
+		}
+		c := l.newConn(nc)
+		l.mu.Lock()
+		if l.closing {
+			l.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		l.open.Add(1)
+		l.d.metrics.conns.WithLabelValues(l.name).Inc()
+		go c.serve()
+	}
+}
+
+// Close stops accepting, tells every connection to finish the requests it
+// has in flight and waits for them (or ctx).
+func (l *Listener) Close(ctx context.Context) error {
+	l.mu.Lock()
+	l.closing = true
+	err := l.ln.Close()
+	for c := range l.conns {
+		c.shutdown()
+	}
+	l.mu.Unlock()
+	<-l.done
+	waited := make(chan struct{})
+	go func() { l.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		l.mu.Lock()
+		for c := range l.conns {
+			c.nc.Close()
+		}
+		l.mu.Unlock()
+		return ctx.Err()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// conn is one client connection.
+type conn struct {
+	l   *Listener
+	d   *Directory
+	br  *bufio.Reader
+	sem chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	wmu sync.Mutex // serializes writes and guards nc
+	nc  net.Conn
+
+	closing  atomic.Bool
+	isTLS    atomic.Bool
+	inflight sync.WaitGroup
+
+	mu          sync.Mutex
+	bound       bool // bound as a service account
+	pendingBind string
+	ops         map[int64]context.CancelFunc
+	relay       net.Conn
+	relayOps    map[int64]relayed
+}
+
+type relayed struct {
+	respTag byte
+	op      string
+	start   time.Time
+}
+
+func (l *Listener) newConn(nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{
+		l: l, d: l.d, nc: nc, ctx: ctx, cancel: cancel,
+		sem: make(chan struct{}, l.d.opts.Config.MaxPending),
+		ops: map[int64]context.CancelFunc{}, relayOps: map[int64]relayed{},
+	}
+}
+
+func (c *conn) shutdown() {
+	c.closing.Store(true)
+	c.wmu.Lock()
+	_ = c.nc.SetReadDeadline(time.Now())
+	c.wmu.Unlock()
+}
+
+func (c *conn) mayRead(anonymousRead bool) bool {
+	if anonymousRead {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bound
+}
+
+var errUnbind = errors.New("unbind")
+
+func (c *conn) serve() {
+	l := c.l
+	defer func() {
+		c.cancel()
+		c.inflight.Wait()
+		c.mu.Lock()
+		if c.relay != nil {
+			c.relay.Close()
+		}
+		c.mu.Unlock()
+		c.wmu.Lock()
+		c.nc.Close()
+		c.wmu.Unlock()
+		l.mu.Lock()
+		delete(l.conns, c)
+		l.mu.Unlock()
+		l.open.Add(-1)
+		l.d.metrics.conns.WithLabelValues(l.name).Dec()
+		l.wg.Done()
+	}()
+	if l.implicitTLS {
+		if !c.startTLS() {
+			return
+		}
+	}
+	c.br = bufio.NewReaderSize(c.nc, 8192)
+	cfg := c.d.opts.Config
+	for {
+		if c.closing.Load() {
+			c.notice(resultUnavailable, "server shutting down")
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout.D()))
+		// wait for the first byte of a message under the idle timeout, then
+		// give the rest of it the write timeout, so a client that stalls
+		// mid-message cannot hold the connection forever.
+		if _, err := c.br.Peek(1); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if c.closing.Load() {
+					c.notice(resultUnavailable, "server shutting down")
+					return
+				}
+				if c.busy() {
+					continue
+				}
+				c.d.metrics.closed.WithLabelValues("idle").Inc()
+				c.notice(resultUnavailable, "idle timeout")
+			}
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(cfg.WriteTimeout.D()))
+		pdu, err := readPDU(c.br, nil, cfg.MaxPDUBytes)
+		if err != nil {
+			switch {
+			case errors.Is(err, errTooLarge):
+				c.d.metrics.closed.WithLabelValues("pdu_too_large").Inc()
+				c.notice(resultProtocolError, err.Error())
+			case errors.Is(err, errMalformed):
+				c.d.metrics.closed.WithLabelValues("malformed").Inc()
+				c.notice(resultProtocolError, err.Error())
+			}
+			return
+		}
+		m, err := parseMessage(pdu)
+		if err != nil {
+			c.d.metrics.closed.WithLabelValues("malformed").Inc()
+			c.notice(resultProtocolError, err.Error())
+			return
+		}
+		if err := c.dispatch(m, pdu); err != nil {
+			if !errors.Is(err, errUnbind) {
+				c.d.metrics.closed.WithLabelValues("protocol").Inc()
+				c.notice(resultProtocolError, err.Error())
+			}
+			return
+		}
+	}
+}
+
+func (c *conn) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ops) > 0 || len(c.relayOps) > 0
+}
+
+// write sends bytes to the client; a failed write closes the connection.
+func (c *conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.d.opts.Config.WriteTimeout.D()))
+	if _, err := c.nc.Write(b); err != nil {
+		c.nc.Close()
+		return err
+	}
+	return nil
+}
+
+func (c *conn) notice(code int, diag string) {
+	_ = c.write(appendNotice(nil, code, diag))
+}
+
+func (c *conn) respond(id int64, tag byte, op string, start time.Time, r result, extra []byte) {
+	_ = c.write(appendResult(nil, id, tag, r.code, r.matched, r.diag, extra, nil))
+	c.observe(op, r.code, start)
+}
+
+func (c *conn) observe(op string, code int, start time.Time) {
+	c.d.metrics.ops.WithLabelValues(op, resultName(code)).Inc()
+	c.d.metrics.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// dispatch handles one request. A returned error closes the connection.
+func (c *conn) dispatch(m *message, pdu []byte) error {
+	start := time.Now()
+	switch m.op.tag {
+	case opUnbindRequest:
+		c.observe("unbind", resultSuccess, start)
+		return errUnbind
+	case opAbandonRequest:
+		if id, err := parseInt(m.op.body); err == nil {
+			c.mu.Lock()
+			if cancel := c.ops[id]; cancel != nil {
+				cancel()
+			}
+			c.mu.Unlock()
+		}
+		c.observe("abandon", resultSuccess, start)
+		return nil
+	case opBindRequest:
+		return c.bind(m, pdu, start)
+	case opSearchRequest:
+		req, err := parseSearch(m.op.body)
+		if err != nil {
+			c.respond(m.id, opSearchDone, "search", start, result{code: resultProtocolError, diag: err.Error()}, nil)
+			return nil
+		}
+		for _, ctl := range m.controls {
+			switch ctl.oid {
+			case oidPagedResults:
+				size, cookie, err := parsePaging(ctl.value)
+				if err != nil {
+					c.respond(m.id, opSearchDone, "search", start, result{code: resultProtocolError, diag: err.Error()}, nil)
+					return nil
+				}
+				req.paged, req.pageSize, req.cookie = true, size, cookie
+			case oidManageDsaIT:
+			default:
+				if ctl.critical {
+					c.respond(m.id, opSearchDone, "search", start, result{code: resultUnavailableCritical, diag: "unsupported critical control " + ctl.oid}, nil)
+					return nil
+				}
+			}
+		}
+		c.spawn(m.id, func(ctx context.Context) { c.handleSearch(ctx, m.id, req, start) })
+		return nil
+	case opCompareRequest:
+		c.spawn(m.id, func(ctx context.Context) { c.handleCompare(ctx, m, start) })
+		return nil
+	case opModDNRequest:
+		c.respond(m.id, opModDNResponse, "modifyDN", start, result{code: resultUnwillingToPerform, diag: "the directory is read-only: it is published by the RA"}, nil)
+		return nil
+	case opAddRequest:
+		return c.relayOp(m, pdu, opAddResponse, "add", start)
+	case opModifyRequest:
+		return c.relayOp(m, pdu, opModifyResponse, "modify", start)
+	case opDelRequest:
+		return c.relayOp(m, pdu, opDelResponse, "delete", start)
+	case opExtendedRequest:
+		name, _, err := readElem(m.op.body)
+		if err != nil || name.tag != 0x80 {
+			c.respond(m.id, opExtendedResponse, "extended", start, result{code: resultProtocolError, diag: "extended request without a name"}, nil)
+			return nil
+		}
+		if string(name.body) == oidStartTLS {
+			return c.handleStartTLS(m, start)
+		}
+		return c.relayOp(m, pdu, opExtendedResponse, "extended", start)
+	}
+	return fmt.Errorf("unknown protocol operation %#x", m.op.tag)
+}
+
+// spawn runs an operation on its own goroutine, at most MaxPending per
+// connection: when that many are in flight, reading the next request waits.
+func (c *conn) spawn(id int64, fn func(ctx context.Context)) {
+	c.sem <- struct{}{}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	c.ops[id] = cancel
+	c.mu.Unlock()
+	c.inflight.Add(1)
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.ops, id)
+			c.mu.Unlock()
+			cancel()
+			<-c.sem
+			c.inflight.Done()
+		}()
+		fn(ctx)
+	}()
+}
+
+// respWriter batches a search's messages and writes them in as few system
+// calls as possible: one for a typical search.
+type respWriter struct {
+	c   *conn
+	id  int64
+	buf []byte
+	n   int
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const flushAt = 64 << 10
+
+func (w *respWriter) entry(e *Entry, sel *selection) error {
+	w.buf = e.appendSearchEntry(w.buf, w.id, sel)
+	w.n++
+	if len(w.buf) >= flushAt {
+		if err := w.c.write(w.buf); err != nil {
+			return err
+		}
+		w.buf = w.buf[:0]
+	}
+	return nil
+}
+
+func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, start time.Time) {
+	bp := bufPool.Get().(*[]byte)
+	w := &respWriter{c: c, id: id, buf: (*bp)[:0]}
+	out := c.d.search(ctx, c, req, w)
+	if ctx.Err() != nil && !c.closing.Load() {
+		// abandoned: RFC 4511 4.11, no response
+		c.observe("search", resultOther, start)
+		return
+	}
+	var ctrls []byte
+	if out.paged {
+		ctrls = appendPagingControl(nil, out.cookie)
+	}
+	w.buf = appendResult(w.buf, id, opSearchDone, out.code, out.matched, out.diag, nil, ctrls)
+	_ = c.write(w.buf)
+	c.observe("search", out.code, start)
+	if cap(w.buf) <= 1<<20 {
+		*bp = w.buf[:0]
+		bufPool.Put(bp)
+	}
+}
+
+func (c *conn) handleCompare(ctx context.Context, m *message, start time.Time) {
+	r := c.compare(ctx, m.op.body)
+	c.respond(m.id, opCompareResponse, "compare", start, r, nil)
+}
+
+func (c *conn) compare(ctx context.Context, body []byte) result {
+	dnE, rest, err := readElem(body)
+	if err != nil || dnE.tag != 0x04 {
+		return result{code: resultProtocolError, diag: "bad compare request"}
+	}
+	avaE, rest, err := readElem(rest)
+	if err != nil || avaE.tag != 0x30 || len(rest) != 0 {
+		return result{code: resultProtocolError, diag: "bad compare request"}
+	}
+	f, err := compileFilter(elem{tag: fEquality, body: avaE.body}, 0)
+	if err != nil {
+		return result{code: resultProtocolError, diag: "bad compare assertion"}
+	}
+	if f.at == nil {
+		return result{code: resultUndefinedAttributeType, diag: "unknown attribute " + f.desc}
+	}
+	if f.at.match == matchNone {
+		return result{code: 18, diag: f.at.name + " has no equality matching rule"} // inappropriateMatching
+	}
+	norm, ok := normDN(string(dnE.body))
+	if !ok {
+		return result{code: resultInvalidDNSyntax, diag: "invalid DN"}
+	}
+	st := c.d.static.Load()
+	var e *Entry
+	switch norm {
+	case "":
+		e = st.rootDSE
+	case st.subschema.norm:
+		e = st.subschema
+	default:
+		if !c.mayRead(c.d.opts.Config.AnonymousRead) {
+			return result{code: resultInsufficientAccess, diag: "anonymous read is disabled: bind as a service account"}
+		}
+		if err := c.d.st.View(ctx, func(tx *store.Tx) error {
+			var err error
+			e, err = c.d.lookupDN(tx, st, norm)
+			return err
+		}); err != nil {
+			return result{code: resultOther, diag: "internal error"}
+		}
+	}
+	if e == nil {
+		return result{code: resultNoSuchObject, matched: c.d.matchedDN(st, norm)}
+	}
+	switch f.eval(e) {
+	case triTrue:
+		return result{code: resultCompareTrue}
+	case triFalse:
+		if e.attr(f.at) == nil {
+			return result{code: 16, diag: "no such attribute"} // noSuchAttribute
+		}
+		return result{code: resultCompareFalse}
+	}
+	return result{code: 18, diag: "the assertion is undefined for " + f.at.name}
+}
+
+// bind answers SASL and cleartext-password binds itself and relays simple
+// binds to the backend, remembering the name to learn the outcome.
+func (c *conn) bind(m *message, pdu []byte, start time.Time) error {
+	ver, rest, err := readElem(m.op.body)
+	if err != nil || ver.tag != 0x02 {
+		return errors.New("bad bind request")
+	}
+	v, _ := parseInt(ver.body)
+	nameE, rest, err := readElem(rest)
+	if err != nil || nameE.tag != 0x04 {
+		return errors.New("bad bind request")
+	}
+	auth, _, err := readElem(rest)
+	if err != nil {
+		return errors.New("bad bind request")
+	}
+	c.mu.Lock()
+	c.bound = false // a bind starts anonymous until it succeeds (RFC 4511 4.2.1)
+	c.mu.Unlock()
+	switch {
+	case v != 3:
+		c.respond(m.id, opBindResponse, "bind", start, result{code: resultProtocolError, diag: "only LDAPv3 is supported"}, nil)
+		return nil
+	case auth.tag == 0xa3:
+		c.respond(m.id, opBindResponse, "bind", start, result{code: resultAuthMethodNotSupported, diag: "SASL is not supported: use a simple bind over TLS"}, nil)
+		return nil
+	case auth.tag != 0x80:
+		c.respond(m.id, opBindResponse, "bind", start, result{code: resultAuthMethodNotSupported, diag: "unknown authentication choice"}, nil)
+		return nil
+	case len(auth.body) > 0 && !c.isTLS.Load() && !c.d.opts.Config.AllowCleartextBind:
+		c.respond(m.id, opBindResponse, "bind", start, result{code: resultConfidentialityRequired, diag: "a password bind needs TLS: use ldaps:// or StartTLS"}, nil)
+		return nil
+	}
+	c.mu.Lock()
+	c.pendingBind = string(nameE.body)
+	c.mu.Unlock()
+	return c.relayOp(m, pdu, opBindResponse, "bind", start)
+}
+
+// relayOp forwards a request to the gldap backend; relayResponses sends
+// its answer back.
+func (c *conn) relayOp(m *message, pdu []byte, respTag byte, op string, start time.Time) error {
+	c.mu.Lock()
+	rc := c.relay
+	if rc == nil {
+		var err error
+		rc, err = net.DialTimeout("tcp", c.d.backend.addr, 2*time.Second)
+		if err != nil {
+			c.mu.Unlock()
+			c.respond(m.id, respTag, op, start, result{code: resultUnavailable, diag: "backend unavailable"}, nil)
+			return nil
+		}
+		c.relay = rc
+		c.inflight.Add(1)
+		go c.relayResponses(rc)
+	}
+	c.relayOps[m.id] = relayed{respTag: respTag, op: op, start: start}
+	c.mu.Unlock()
+	_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rc.Write(appendTLV(nil, 0x30, pdu)); err != nil {
+		rc.Close() // relayResponses answers what is pending
+	}
+	return nil
+}
+
+func (c *conn) relayResponses(rc net.Conn) {
+	defer c.inflight.Done()
+	br := bufio.NewReader(rc)
+	go func() { <-c.ctx.Done(); rc.Close() }()
+	for {
+		pdu, err := readPDU(br, nil, 1<<20)
+		if err != nil {
+			break
+		}
+		m, err := parseMessage(pdu)
+		if err != nil {
+			break
+		}
+		c.mu.Lock()
+		op, ok := c.relayOps[m.id]
+		delete(c.relayOps, m.id)
+		code := resultOther
+		if res, _, err := readElem(m.op.body); err == nil && res.tag == 0x0a {
+			if v, err := parseInt(res.body); err == nil {
+				code = int(v)
+			}
+		}
+		if m.op.tag == opBindResponse && code == resultSuccess {
+			c.bound = c.pendingBind != ""
+		}
+		c.mu.Unlock()
+		if m.id == 0 { // gldap's notice of disconnection
+			continue
+		}
+		if err := c.write(appendTLV(nil, 0x30, pdu)); err != nil {
+			break
+		}
+		if ok {
+			c.observe(op.op, code, op.start)
+		}
+	}
+	rc.Close()
+	c.mu.Lock()
+	if c.relay == rc {
+		c.relay = nil
+	}
+	pending := c.relayOps
+	c.relayOps = map[int64]relayed{}
+	c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return
+	}
+	// gldap closes its connection on a request it cannot decode: answer
+	// what was pending instead of leaving the client waiting.
+	for id, op := range pending {
+		c.respond(id, op.respTag, op.op, op.start, result{code: resultProtocolError, diag: "request could not be decoded"}, nil)
+	}
+}
+
+// handleStartTLS upgrades the connection (RFC 4511 4.14). It runs on the
+// reader goroutine, after the requests in flight are done.
+func (c *conn) handleStartTLS(m *message, start time.Time) error {
+	ext := appendString(nil, 0x8a, oidStartTLS)
+	switch {
+	case c.d.opts.TLS == nil:
+		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultProtocolError, diag: "StartTLS is not configured"}, ext)
+		return nil
+	case c.isTLS.Load():
+		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "TLS is already established"}, ext)
+		return nil
+	}
+	c.inflight.Wait()
+	if c.br.Buffered() > 0 {
+		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "requests sent after StartTLS"}, ext)
+		return nil
+	}
+	c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultSuccess}, ext)
+	if !c.startTLS() {
+		return errUnbind // the handshake failed: close quietly
+	}
+	c.br = bufio.NewReaderSize(c.nc, 8192)
+	return nil
+}
+
+// startTLS runs the server side of a TLS handshake on the connection.
+func (c *conn) startTLS() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	tc := tls.Server(c.nc, c.d.opts.TLS)
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.d.log.Debug("ldap TLS handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
+		}
+		c.d.metrics.closed.WithLabelValues("tls_handshake").Inc()
+		return false
+	}
+	_ = tc.SetDeadline(time.Time{})
+	c.nc = tc
+	c.isTLS.Store(true)
+	return true
+}
