@@ -43,6 +43,10 @@ type Options struct {
 	LDAPURL string
 	// Suffix is the directory naming context; empty derives it from the CA subject.
 	Suffix string
+	// CRLShards partitions each CA's CRL: a certificate's http CRL
+	// distribution point names the shard of its serial (ShardOf). 0 or 1:
+	// one CRL per CA.
+	CRLShards int
 }
 
 // Issuer is one loaded CA with its keys.

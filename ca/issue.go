@@ -272,10 +272,15 @@ func (a *Authority) sign(req *IssueRequest) (*store.Cert, error) {
 	if tmpl.SubjectKeyId, err = subjectKeyID(pub); err != nil {
 		return nil, err
 	}
-	urls := a.URLs(iss)
+	urls := a.URLsFor(iss, serial)
 	tmpl.OCSPServer = []string{urls.OCSP}
 	tmpl.IssuingCertificateURL = []string{urls.CAIssuers}
 	tmpl.CRLDistributionPoints = []string{urls.CRL, urls.LDAPCRL}
+	fresh, err := freshestCRL(urls.DeltaCRL, urls.LDAPDelta)
+	if err != nil {
+		return nil, fmt.Errorf("encoding freshest CRL extension: %w", err)
+	}
+	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, fresh)
 	if prof.OCSPNoCheck {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidOCSPNoCheck, Value: asn1.NullBytes})
 	}

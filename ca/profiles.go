@@ -50,7 +50,9 @@ var profiles = map[string]*Profile{
 		Description: "a person's encryption certificate (its key may be escrowed)",
 		Validity:    2 * year,
 		KeyUsage:    x509.KeyUsageKeyAgreement,
-		KeyUsageRSA: x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
+		// keyEncipherment alone: RFC 5280 §4.2.1.12 pairs emailProtection
+		// with it, and zlint flags dataEncipherment beside it.
+		KeyUsageRSA: x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
 	},
 	ProfileOrganization: {

@@ -91,6 +91,7 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	c.ca = ca.New(ca.Options{
 		Store: c.store, Signers: c.signers, Logger: log,
 		PublicURL: cfg.CA.PublicURL, LDAPURL: cfg.CA.LDAPURL, Suffix: cfg.LDAP.Suffix,
+		CRLShards: cfg.CRL.Shards,
 	})
 	return c, nil
 }

@@ -1,30 +1,70 @@
 package server
 
 import (
-	"net/http"
-	"strings"
-	"time"
+	"context"
+	"fmt"
+	"sync"
 
-	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/crl"
 )
 
-// wireCRL mounts CRL distribution and the CA certificates (caIssuers URLs).
+// wireCRL builds the CRL builder, serves /crl/{file} and /ca/{file}
+// (the CRL distribution point and caIssuers URLs of issued certificates),
+// rebuilds the delta CRL after every revocation, and runs the full-CRL
+// schedule. Start-up repairs CRLs that are missing, corrupt, due, or missed
+// a revocation before the listeners open.
 func wireCRL(c *components) error {
-	c.public.Handle("GET /crl/", httpapi.NotBuilt("CRL distribution"))
-	c.public.HandleFunc("GET /ca/{file}", func(w http.ResponseWriter, r *http.Request) {
-		name, ok := strings.CutSuffix(r.PathValue("file"), ".crt")
-		if !ok {
-			http.NotFound(w, r)
-			return
+	cfg := c.cfg.CRL
+	b, err := crl.New(crl.Options{
+		Store: c.core.store, CA: c.core.ca, Logger: c.log, Audit: c.audit, Registerer: c.reg,
+		Interval: cfg.Interval.D(), Validity: cfg.Validity.D(), DeltaValidity: cfg.DeltaValidity.D(),
+		DeltaDelay: cfg.DeltaDelay.D(), Shards: cfg.Shards,
+	})
+	if err != nil {
+		return fmt.Errorf("crl: %w", err)
+	}
+	c.core.ca.Subscribe(func(_ context.Context, ev ca.Event) {
+		if ev.Kind == ca.EventRevoked {
+			b.Notify(ev.Cert.Issuer)
 		}
-		iss, err := c.core.ca.Issuer(name)
-		if err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/pkix-cert")
-		w.Header().Set("Cache-Control", "public, max-age=86400")
-		http.ServeContent(w, r, name+".crt", iss.Cert.NotBefore.Truncate(time.Second), strings.NewReader(string(iss.Cert.Raw)))
+	})
+	c.public.HandleFunc("GET /crl/{file}", b.ServeCRL)
+	c.public.HandleFunc("GET /ca/{file}", b.ServeCACert)
+	c.addCheck("crl", b.Ready)
+
+	var (
+		cancel context.CancelFunc
+		done   = make(chan struct{})
+		once   sync.Once
+	)
+	c.addService(service{
+		name: "crl",
+		start: func(ctx context.Context) error {
+			if err := b.Repair(ctx); err != nil {
+				return fmt.Errorf("repairing CRLs: %w", err)
+			}
+			runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			cancel = stop
+			go func() {
+				defer close(done)
+				_ = b.Run(runCtx)
+			}()
+			return nil
+		},
+		stop: func(ctx context.Context) error {
+			once.Do(func() {
+				if cancel != nil {
+					cancel()
+					select {
+					case <-done:
+					case <-ctx.Done():
+					}
+				}
+				b.Close()
+			})
+			return ctx.Err()
+		},
 	})
 	return nil
 }

@@ -1,0 +1,215 @@
+package crl
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/signer"
+	"github.com/certcenter/certcenter/store"
+)
+
+// fakeClock is a settable clock shared by the authority and the builder.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// env is a real store, signer, authority and builder in a temp dir.
+type env struct {
+	t      testing.TB
+	dir    string
+	store  *store.Store
+	ca     *ca.Authority
+	iss    *ca.Issuer
+	b      *Builder
+	clock  *fakeClock
+	shards int
+	alg    signer.Algorithm
+	log    *slog.Logger
+}
+
+type envOpts struct {
+	log    *slog.Logger // default: discard
+	shards int
+	alg    signer.Algorithm
+	dir    string // reuse a data directory (restart)
+}
+
+func newEnv(t testing.TB, o envOpts) *env {
+	t.Helper()
+	if o.alg == "" {
+		o.alg = signer.ECDSAP256
+	}
+	if o.dir == "" {
+		o.dir = t.TempDir()
+	}
+	e := &env{t: t, dir: o.dir, shards: o.shards, alg: o.alg, log: o.log, clock: &fakeClock{t: time.Now().UTC().Add(-time.Hour).Truncate(time.Second)}}
+	// The clock starts an hour back so that tests can move it forward and the
+	// CRLs are still valid for openssl, which checks them at the real time.
+	e.open()
+	return e
+}
+
+func (e *env) open() {
+	t := e.t
+	t.Helper()
+	st, err := store.Open(store.Options{Dir: filepath.Join(e.dir, "db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers, err := signer.NewFile(filepath.Join(e.dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store = st
+	e.ca = ca.New(ca.Options{Store: st, Signers: signers, Now: e.clock.Now,
+		PublicURL: "http://127.0.0.1:8080", LDAPURL: "ldap://127.0.0.1:1389", CRLShards: e.shards})
+	if err := e.ca.Load(context.Background()); err != nil {
+		e.iss, err = e.ca.Init(context.Background(), ca.InitOptions{Name: "demo", CommonName: "Test Root CA",
+			Organization: "certcenter", Country: "CN", Algorithm: e.alg, Validity: 10 * 365 * 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else if e.iss, err = e.ca.Issuer("demo"); err != nil {
+		t.Fatal(err)
+	}
+	e.b, err = New(Options{Store: st, CA: e.ca, Now: e.clock.Now, Logger: e.log, Interval: 24 * time.Hour,
+		Validity: 7 * 24 * time.Hour, DeltaValidity: time.Hour, DeltaDelay: 50 * time.Millisecond, Shards: e.shards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.close)
+}
+
+func (e *env) close() {
+	if e.store == nil {
+		return
+	}
+	e.b.Close()
+	e.store.Close()
+	e.store = nil
+}
+
+// restart closes and reopens the store, authority and builder.
+func (e *env) restart() {
+	e.t.Helper()
+	e.close()
+	e.open()
+}
+
+// issue issues n personal certificates and returns them.
+func (e *env) issue(n int) []*x509.Certificate {
+	e.t.Helper()
+	var out []*x509.Certificate
+	for i := range n {
+		key, err := signer.GenerateKey(signer.ECDSAP256)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		c, err := e.ca.Issue(context.Background(), ca.IssueRequest{Profile: ca.ProfilePersonalSigning, PublicKey: key.Public(),
+			Subject: &pkix.Name{CommonName: "user " + string(rune('a'+i%26)), Organization: []string{"certcenter"}}})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		x, err := x509.ParseCertificate(c.DER)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (e *env) revoke(c *x509.Certificate, r ca.Reason) {
+	e.t.Helper()
+	if _, err := e.ca.Revoke(context.Background(), c.SerialNumber.Bytes(), r); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// blob reads a stored CRL.
+func (e *env) blob(file string) []byte {
+	e.t.Helper()
+	var der []byte
+	err := e.store.View(context.Background(), func(tx *store.Tx) error {
+		var err error
+		der, err = tx.Blob(nsCRL, file)
+		return err
+	})
+	if err != nil {
+		e.t.Fatalf("reading %s: %v", file, err)
+	}
+	return der
+}
+
+// parse parses a CRL with the standard library and checks its signature.
+func (e *env) parse(der []byte) *x509.RevocationList {
+	e.t.Helper()
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		e.t.Fatalf("parsing CRL: %v", err)
+	}
+	if err := rl.CheckSignatureFrom(e.iss.Cert); err != nil {
+		e.t.Fatalf("CRL signature: %v", err)
+	}
+	return rl
+}
+
+// openssl runs openssl with args, failing the test with its output.
+func openssl(t *testing.T, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl not found: install the Debian package openssl")
+	}
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// opensslFails runs openssl and expects it to fail; it returns the output.
+func opensslFails(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err == nil {
+		t.Fatalf("openssl %s succeeded, want failure:\n%s", strings.Join(args, " "), out)
+	}
+	return string(out)
+}
+
+func writePEM(t *testing.T, path, typ string, ders ...[]byte) string {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, d := range ders {
+		pem.Encode(&buf, &pem.Block{Type: typ, Bytes: d})
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
