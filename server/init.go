@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/backup"
@@ -264,8 +266,10 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// Seed opens a stopped server's data directory and adds synthetic subscribers.
+// Seed opens a stopped server's data directory, adds synthetic subscribers
+// and pre-signs their OCSP responses, so the next serve is ready at once.
 func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.Options) (seed.Result, error) {
+	start := time.Now()
 	c, err := openCore(ctx, cfg, log)
 	if err != nil {
 		return seed.Result{}, err
@@ -278,7 +282,21 @@ func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.O
 	} else if err != nil {
 		return seed.Result{}, err
 	}
-	return seed.Run(ctx, c.store, c.ca, opts)
+	res, err := seed.Run(ctx, c.store, c.ca, opts)
+	if err != nil {
+		return res, err
+	}
+	r, err := newOCSPResponder(cfg, c, log, prometheus.NewRegistry())
+	if err != nil {
+		return res, err
+	}
+	st, err := r.Refresh(ctx)
+	if err != nil {
+		return res, fmt.Errorf("pre-signing OCSP responses: %w", err)
+	}
+	res.OCSPSigned = st.Signed
+	res.Elapsed = time.Since(start)
+	return res, nil
 }
 
 // Backup writes a backup of a stopped server's data directory to w.

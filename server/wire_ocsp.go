@@ -3,6 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certcenter/certcenter/config"
 
 	"github.com/certcenter/certcenter/ocsp"
 )
@@ -12,22 +17,9 @@ import (
 // POST /ocsp and GET /ocsp/{base64} ahead of the mux's path cleaning, and runs
 // the start-up repair and refresher; /readyz waits for the repair.
 func wireOCSP(c *components) error {
-	cfg := c.cfg.OCSP
-	r, err := ocsp.New(ocsp.Options{
-		Store:             c.core.store,
-		Authority:         c.core.ca,
-		Logger:            c.log,
-		Registerer:        c.reg,
-		Validity:          cfg.Validity.D(),
-		Backdate:          cfg.Backdate.D(),
-		CacheEntries:      cfg.CacheEntries,
-		ResponderIDByName: cfg.ResponderID == "name",
-		SignNonces:        cfg.Nonce == "sign",
-		MaxRequestBytes:   cfg.MaxRequestBytes,
-		Path:              "/ocsp",
-	})
+	r, err := newOCSPResponder(c.cfg, c.core, c.log, c.reg)
 	if err != nil {
-		return fmt.Errorf("building the OCSP responder: %w", err)
+		return err
 	}
 	c.core.ca.Subscribe(r.HandleEvent)
 	c.public.Handle("POST /ocsp", r)
@@ -61,4 +53,24 @@ func wireOCSP(c *components) error {
 		},
 	})
 	return nil
+}
+
+func newOCSPResponder(cfg *config.Config, core *core, log *slog.Logger, reg prometheus.Registerer) (*ocsp.Responder, error) {
+	r, err := ocsp.New(ocsp.Options{
+		Store:             core.store,
+		Authority:         core.ca,
+		Logger:            log,
+		Registerer:        reg,
+		Validity:          cfg.OCSP.Validity.D(),
+		Backdate:          cfg.OCSP.Backdate.D(),
+		CacheEntries:      cfg.OCSP.CacheEntries,
+		ResponderIDByName: cfg.OCSP.ResponderID == "name",
+		SignNonces:        cfg.OCSP.Nonce == "sign",
+		MaxRequestBytes:   cfg.OCSP.MaxRequestBytes,
+		Path:              "/ocsp",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the OCSP responder: %w", err)
+	}
+	return r, nil
 }

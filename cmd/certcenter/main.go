@@ -188,7 +188,8 @@ func seedCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, in %s\n", res.Subscribers, res.First, res.Last, res.Revoked, res.Elapsed.Round(time.Millisecond))
+			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, %d OCSP responses pre-signed, in %s\n",
+				res.Subscribers, res.First, res.Last, res.Revoked, res.OCSPSigned, res.Elapsed.Round(time.Millisecond))
 			return nil
 		},
 	}

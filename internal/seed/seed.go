@@ -36,7 +36,9 @@ type Result struct {
 	Subscribers int
 	Revoked     int
 	First, Last string
-	Elapsed     time.Duration
+	// OCSPSigned counts responses pre-signed after seeding (set by the caller).
+	OCSPSigned int
+	Elapsed    time.Duration
 }
 
 // Run issues opts.Count certificates through the authority's default CA.
