@@ -258,3 +258,42 @@ func FuzzParseCSR(f *testing.F) {
 		}
 	})
 }
+
+func TestIssueRefusesPastNotAfter(t *testing.T) {
+	a, _ := newTestAuthority(t, signer.ECDSAP256)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, err := a.Issue(context.Background(), IssueRequest{Profile: ProfilePersonalSigning, PublicKey: key.Public(),
+		Subject: &pkix.Name{CommonName: "late"}, NotAfter: time.Now().Add(-24 * time.Hour)})
+	if !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("notAfter in the past: %v, want ErrBadRequest", err)
+	}
+	c, err := a.Issue(context.Background(), IssueRequest{Profile: ProfilePersonalSigning, PublicKey: key.Public(),
+		Subject: &pkix.Name{CommonName: "soon"}, NotAfter: time.Now().Add(36*time.Hour + 123456789)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(c.DER)
+	if !cert.NotAfter.Equal(c.NotAfter) {
+		t.Errorf("stored notAfter %v differs from the certificate's %v", c.NotAfter, cert.NotAfter)
+	}
+}
+
+func TestInitReusesKeyOfInterruptedInit(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fs, _ := signer.NewFile(t.TempDir())
+	// An init that crashed after generating the key but before storing the CA.
+	if _, err := fs.Generate(context.Background(), "demo-ca", signer.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{Store: st, Signers: fs, PublicURL: "http://x", LDAPURL: "ldap://x"})
+	if _, err := a.Init(context.Background(), InitOptions{Name: "demo", CommonName: "CA", Algorithm: signer.ECDSAP256, Validity: year}); err != nil {
+		t.Fatalf("Init after an interrupted init: %v", err)
+	}
+	if _, err := New(Options{Store: st, Signers: fs}).Init(context.Background(), InitOptions{Name: "demo", CommonName: "CA", Algorithm: signer.ECDSAP256, Validity: year}); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Errorf("a second Init over a stored CA: %v", err)
+	}
+}

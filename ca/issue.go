@@ -42,8 +42,27 @@ func (a *Authority) Init(ctx context.Context, o InitOptions) (*Issuer, error) {
 	if _, err := a.Issuer(o.Name); err == nil {
 		return nil, fmt.Errorf("CA %s exists already", o.Name)
 	}
+	if err := a.store.View(ctx, func(tx *store.Tx) error {
+		_, err := tx.CA(o.Name)
+		return err
+	}); err == nil {
+		return nil, fmt.Errorf("CA %s exists already in the store", o.Name)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	keyRef := o.Name + "-ca"
 	key, err := a.opts.Signers.Generate(ctx, keyRef, o.Algorithm)
+	if errors.Is(err, signer.ErrKeyExists) {
+		// No CA record names this key (Issuer failed above), so it is what
+		// an init that crashed before storing the CA left behind: reuse it
+		// rather than fail every later start.
+		key, err = a.opts.Signers.Signer(ctx, keyRef)
+		if err == nil {
+			if got, aerr := signer.AlgorithmOf(key.Public()); aerr != nil || got != o.Algorithm {
+				err = fmt.Errorf("key %s left by an interrupted init is %s, not %s: remove it", keyRef, got, o.Algorithm)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
 	}
@@ -107,7 +126,13 @@ func (a *Authority) RenewOCSPResponder(ctx context.Context, name string) (*Issue
 	if err != nil {
 		return nil, err
 	}
-	keyRef := fmt.Sprintf("%s-ocsp-%d", name, a.now().Unix())
+	// A sequence keeps two renewals within one second (or an interrupted
+	// one's leftover key) from colliding.
+	seq, err := a.store.Next("ocsp-key-" + name)
+	if err != nil {
+		return nil, err
+	}
+	keyRef := fmt.Sprintf("%s-ocsp-%d-%d", name, a.now().Unix(), seq)
 	key, err := a.opts.Signers.Generate(ctx, keyRef, alg)
 	if err != nil {
 		return nil, fmt.Errorf("generating OCSP signing key: %w", err)
@@ -262,6 +287,11 @@ func (a *Authority) sign(req *IssueRequest) (*store.Cert, error) {
 	}
 	if tmpl.NotAfter.After(iss.Cert.NotAfter) {
 		tmpl.NotAfter = iss.Cert.NotAfter
+	}
+	// Certificates encode whole seconds; the stored record must say the same.
+	tmpl.NotAfter = tmpl.NotAfter.UTC().Truncate(time.Second)
+	if !tmpl.NotAfter.After(now) {
+		return nil, fmt.Errorf("%w: notAfter %s is not in the future", ErrBadRequest, tmpl.NotAfter.Format(time.RFC3339))
 	}
 	tmpl.KeyUsage = prof.KeyUsage
 	if _, isRSA := pub.(*rsa.PublicKey); isRSA && prof.KeyUsageRSA != 0 {

@@ -136,15 +136,50 @@ func initialise(ctx context.Context, cfg *config.Config, c *core, log *slog.Logg
 	if err != nil {
 		return fmt.Errorf("creating CA: %w", err)
 	}
-	if _, err := ensureServerCert(ctx, cfg, c); err != nil {
-		return err
-	}
-	if err := makeBootstrapAdmin(ctx, cfg, c, iss); err != nil {
+	if err := finishSetup(ctx, cfg, c, log); err != nil {
 		return err
 	}
 	log.Info("initialised CA", "ca", iss.Name, "subject", iss.Cert.Subject.String(), "algorithm", alg,
 		"bootstrap_credential", filepath.Join(cfg.DataDir, BootstrapDir))
 	return nil
+}
+
+// finishSetup completes what init does after the CA record exists: each CA's
+// OCSP responder, the server TLS certificate, and a bootstrap administrator
+// when nobody can administer. Start runs it every time, so an init that was
+// interrupted after storing the CA is finished instead of leaving a server
+// no one can log in to.
+func finishSetup(ctx context.Context, cfg *config.Config, c *core, log *slog.Logger) error {
+	for _, iss := range c.ca.Issuers() {
+		if iss.OCSPCert != nil {
+			continue
+		}
+		log.Warn("CA has no OCSP responder (interrupted init): making one", "ca", iss.Name)
+		if _, err := c.ca.RenewOCSPResponder(ctx, iss.Name); err != nil {
+			return err
+		}
+	}
+	if _, err := ensureServerCert(ctx, cfg, c); err != nil {
+		return err
+	}
+	hasAdmin := false
+	if err := c.store.View(ctx, func(tx *store.Tx) error {
+		return tx.EachStaff(func(s *store.Staff) error {
+			hasAdmin = hasAdmin || s.Role == httpapi.RoleAdmin
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	if hasAdmin {
+		return nil
+	}
+	iss, err := c.ca.Default()
+	if err != nil {
+		return err
+	}
+	log.Info("no administrator in the store: making the bootstrap credential", "dir", filepath.Join(cfg.DataDir, BootstrapDir))
+	return makeBootstrapAdmin(ctx, cfg, c, iss)
 }
 
 // ensureServerCert loads the TLS certificate of the API and LDAPS listeners,
@@ -211,16 +246,23 @@ func makeBootstrapAdmin(ctx context.Context, cfg *config.Config, c *core, iss *c
 	if err != nil {
 		return fmt.Errorf("issuing bootstrap administrator certificate: %w", err)
 	}
+	// Files first, staff record last: a crash in between leaves an unused
+	// certificate, and the next start makes the credential again, whereas
+	// the other order could store an administrator whose key never reached
+	// the disk.
+	dir := filepath.Join(cfg.DataDir, BootstrapDir)
+	if err := writeCredential(dir, "admin", crt.DER, iss.Cert.Raw, key); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "ca.crt"), pemCert(iss.Cert.Raw), 0o644); err != nil {
+		return err
+	}
 	staff := &store.Staff{ID: "bootstrap-admin", Name: "Bootstrap administrator", Role: httpapi.RoleAdmin,
 		CertSerials: [][]byte{crt.Serial}, CreatedAt: time.Now().UTC()}
 	if err := c.store.Update(ctx, func(tx *store.Tx) error { return tx.PutStaff(staff) }); err != nil {
 		return fmt.Errorf("storing bootstrap administrator: %w", err)
 	}
-	dir := filepath.Join(cfg.DataDir, BootstrapDir)
-	if err := writeCredential(dir, "admin", crt.DER, iss.Cert.Raw, key); err != nil {
-		return err
-	}
-	return writeFile(filepath.Join(dir, "ca.crt"), pemCert(iss.Cert.Raw), 0o644)
+	return nil
 }
 
 // writeCredential writes name.crt (leaf then issuer) and name.key (PKCS#8, 0600).
@@ -259,11 +301,24 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Seed opens a stopped server's data directory, adds synthetic subscribers

@@ -118,6 +118,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 		}
 	} else if err != nil {
 		return nil, err
+	} else if err := finishSetup(ctx, cfg, core, log); err != nil {
+		return nil, err
 	}
 	tlsCert, err := ensureServerCert(ctx, cfg, core)
 	if err != nil {

@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/seed"
+	"github.com/certcenter/certcenter/signer"
+	"github.com/certcenter/certcenter/store"
 )
 
 func testConfig(t *testing.T) *config.Config {
@@ -250,3 +253,38 @@ func TestBackupRestoreCounts(t *testing.T) {
 }
 
 func seedOptions(n int, f float64) seed.Options { return seed.Options{Count: n, RevokedFraction: f} }
+
+func TestInterruptedInitIsFinished(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	// An init that stopped right after storing the CA: no OCSP responder,
+	// no server certificate, no administrator.
+	c, err := openCore(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ca.Init(ctx, ca.InitOptions{Name: "demo", CommonName: "Interrupted CA", Algorithm: signer.ECDSAP256, Validity: time.Hour * 24 * 365}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.store.Update(ctx, func(tx *store.Tx) error {
+		rec, err := tx.CA("demo")
+		if err != nil {
+			return err
+		}
+		rec.OCSPCertDER, rec.OCSPKeyRef = nil, ""
+		return tx.PutCA(rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	s := startTest(t, cfg)
+	if code, body := get(t, adminClient(t, cfg.DataDir), "https://"+s.Addr("api")+"/api/v1/status"); code != 200 {
+		t.Fatalf("status after finishing an interrupted init = %d %s", code, body)
+	}
+	iss, _ := s.c.core.ca.Issuer("demo")
+	if iss.OCSPCert == nil {
+		t.Error("no OCSP responder after start")
+	}
+}

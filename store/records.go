@@ -534,6 +534,17 @@ func (tx *Tx) PutStaff(s *Staff) error {
 	return nil
 }
 
+// EachStaff streams every staff member in ID order.
+func (tx *Tx) EachStaff(fn func(*Staff) error) error {
+	return tx.scan(pStaff, nil, true, func(k, v []byte) error {
+		var s Staff
+		if err := decode(v, &s); err != nil {
+			return fmt.Errorf("decoding staff %q: %w", k[len(pStaff):], err)
+		}
+		return fn(&s)
+	})
+}
+
 // StaffByCert finds the staff member a client certificate serial belongs to.
 func (tx *Tx) StaffByCert(serial []byte) (*Staff, error) {
 	id, err := tx.get(cat(pIdxStaffC, serial))
