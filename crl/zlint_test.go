@@ -41,7 +41,6 @@ var excludedLints = map[string]string{
 	"w_subject_common_name_included":                          "BR 7.1.4.3: the RA puts the holder's name in the CN",
 }
 
-
 func lintRegistry(t *testing.T) lint.Registry {
 	t.Helper()
 	names := make([]string, 0, len(excludedLints))

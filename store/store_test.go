@@ -195,7 +195,10 @@ func TestHoldThenRevoke(t *testing.T) {
 	_ = s.Update(ctx, func(tx *Tx) error { return tx.InsertCert(testCert(1, "demo", time.Now().Add(time.Hour))) })
 	t0 := time.Now()
 	for _, reason := range []int{6, 1} {
-		if err := s.Update(ctx, func(tx *Tx) error { _, err := tx.RevokeCert(serial(1), t0.Add(time.Duration(reason)*time.Minute), reason); return err }); err != nil {
+		if err := s.Update(ctx, func(tx *Tx) error {
+			_, err := tx.RevokeCert(serial(1), t0.Add(time.Duration(reason)*time.Minute), reason)
+			return err
+		}); err != nil {
 			t.Fatalf("revoke with %d: %v", reason, err)
 		}
 	}
