@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/pem"
@@ -40,6 +41,8 @@ type Options struct {
 	Logger    *slog.Logger
 	// Audit receives one record per state change, in the change's transaction.
 	Audit AuditLog
+	// MaxBodyBytes limits request bodies (config api.max_body_bytes).
+	MaxBodyBytes int64
 }
 
 // API is the admin HTTP API.
@@ -53,13 +56,20 @@ func New(opts Options) *API {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
 	return &API{opts: opts, log: opts.Logger.With("component", "admin")}
 }
 
 // Register mounts the routes on mux.
 func (a *API) Register(mux *http.ServeMux) {
 	h := func(fn httpapi.HandlerFunc, roles ...string) http.Handler {
-		return a.opts.Auth.Require(httpapi.Handle(a.log, fn), roles...)
+		limited := func(w http.ResponseWriter, r *http.Request) error {
+			r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+			return fn(w, r)
+		}
+		return a.opts.Auth.Require(httpapi.Handle(a.log, limited), roles...)
 	}
 	readers := []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
 	mux.Handle("GET /api/v1/certs", h(a.listCerts, readers...))
@@ -110,71 +120,75 @@ func parseSerial(s string) ([]byte, error) {
 }
 
 func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
-	limit, after, err := httpapi.Page(r)
+	limit, afterHex, err := httpapi.Page(r)
 	if err != nil {
 		return err
 	}
+	var after []byte
+	if afterHex != "" {
+		if after, err = parseSerial(afterHex); err != nil {
+			return err
+		}
+	}
 	q := r.URL.Query()
+	status := q.Get("status")
+	if status != "" && status != "valid" && status != "revoked" {
+		return httpapi.BadRequest("status must be valid or revoked")
+	}
 	out := []CertView{}
-	var next []byte
-	err = a.opts.Store.View(r.Context(), func(tx *store.Tx) error {
-		collect := func(c *store.Cert) error {
-			if len(out) == limit {
-				return errFull
-			}
-			if st := q.Get("status"); st != "" && c.Status.String() != st {
-				return nil
-			}
-			out = append(out, viewOf(c, false))
+	more := false
+	// collect takes certificates in serial order (every index below is
+	// ordered by serial within its key), skips up to the cursor, and stops
+	// one past the page so the answer knows whether there is a next page.
+	collect := func(c *store.Cert) error {
+		if after != nil && bytes.Compare(c.Serial, after) <= 0 {
 			return nil
 		}
+		if status != "" && c.Status.String() != status {
+			return nil
+		}
+		if len(out) == limit {
+			more = true
+			return errFull
+		}
+		out = append(out, viewOf(c, false))
+		return nil
+	}
+	err = a.opts.Store.View(r.Context(), func(tx *store.Tx) error {
 		switch {
 		case q.Get("cn") != "":
 			return tx.CertsByCommonName(q.Get("cn"), collect)
 		case q.Get("subscriber") != "":
 			return tx.CertsBySubscriber(q.Get("subscriber"), collect)
 		}
-		var start []byte
-		if after != "" {
-			if start, err = parseSerial(after); err != nil {
-				return err
-			}
-		}
+		start := after
 		for {
-			page, n, err := tx.CertPage(start, limit)
+			page, next, err := tx.CertPage(start, limit+1)
 			if err != nil {
 				return err
 			}
 			for _, c := range page {
 				if err := collect(c); err != nil {
-					if errors.Is(err, errFull) {
-						next = append([]byte{}, out[len(out)-1].serialBytes()...)
-					}
 					return err
 				}
 			}
-			if n == nil {
+			if next == nil {
 				return nil
 			}
-			start = n
+			start = next
 		}
 	})
 	if err != nil && !errors.Is(err, errFull) {
 		return err
 	}
 	resp := map[string]any{"items": out}
-	if next != nil {
-		resp["next"] = hex.EncodeToString(next)
+	if more {
+		resp["next"] = out[len(out)-1].Serial
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 var errFull = errors.New("page full")
-
-func (v CertView) serialBytes() []byte {
-	b, _ := hex.DecodeString(v.Serial)
-	return b
-}
 
 func (a *API) showCert(w http.ResponseWriter, r *http.Request) error {
 	serial, err := parseSerial(r.PathValue("serial"))

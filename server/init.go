@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,9 +64,18 @@ type core struct {
 	signers signer.Provider
 	store   *store.Store
 	ca      *ca.Authority
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
+// Close closes the store and the signer once; later calls return the first result.
 func (c *core) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.close() })
+	return c.closeErr
+}
+
+func (c *core) close() error {
 	var errs []error
 	if c.store != nil {
 		errs = append(errs, c.store.Close())

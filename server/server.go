@@ -199,6 +199,14 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.started = nil
 	s.cancel()
 	s.bg.Wait()
+	if ctx.Err() != nil {
+		// A drain that timed out may leave handlers or builders still using
+		// the store; closing it under them would turn a slow shutdown into
+		// panics. Badger's log already holds every commit, so leaving it to
+		// the process exit loses nothing.
+		s.c.log.Warn("shutdown timed out: leaving the store to close with the process")
+		return errors.Join(append(errs, ctx.Err())...)
+	}
 	errs = append(errs, s.c.core.Close())
 	return errors.Join(errs...)
 }

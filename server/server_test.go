@@ -288,3 +288,63 @@ func TestInterruptedInitIsFinished(t *testing.T) {
 		t.Error("no OCSP responder after start")
 	}
 }
+
+func TestAdminCertPaging(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	if _, err := Seed(ctx, cfg, log, seedOptions(25, 0.4)); err != nil {
+		t.Fatal(err)
+	}
+	s := startTest(t, cfg)
+	admin := adminClient(t, cfg.DataDir)
+	api := "https://" + s.Addr("api")
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{{"", 28}, {"&status=revoked", -1}, {"&cn=seed-0000007", 1}} {
+		seen := map[string]bool{}
+		after := ""
+		for pages := 0; ; pages++ {
+			code, body := get(t, admin, api+"/api/v1/certs?limit=4"+tc.query+after)
+			if code != 200 {
+				t.Fatalf("%s: %d %s", tc.query, code, body)
+			}
+			var page struct {
+				Items []struct{ Serial, Status string }
+				Next  string
+			}
+			json.Unmarshal([]byte(body), &page)
+			for _, it := range page.Items {
+				if seen[it.Serial] {
+					t.Fatalf("%s: serial %s on two pages", tc.query, it.Serial)
+				}
+				if strings.Contains(tc.query, "revoked") && it.Status != "revoked" {
+					t.Errorf("status filter returned %s", it.Status)
+				}
+				seen[it.Serial] = true
+			}
+			if page.Next == "" {
+				break
+			}
+			if len(page.Items) != 4 || pages > 20 {
+				t.Fatalf("%s: page %d has %d items and a next cursor", tc.query, pages, len(page.Items))
+			}
+			after = "&after=" + page.Next
+		}
+		if tc.want >= 0 && len(seen) != tc.want {
+			t.Errorf("%q listed %d certificates, want %d", tc.query, len(seen), tc.want)
+		}
+		if tc.want < 0 && len(seen) == 0 {
+			t.Errorf("%q listed nothing", tc.query)
+		}
+	}
+	resp, err := admin.Post(api+"/api/v1/certs/01/revoke", "application/json", strings.NewReader(`{"comment":"`+strings.Repeat("x", 2<<20)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB body = %d, want 413", resp.StatusCode)
+	}
+}

@@ -6,7 +6,7 @@ import "github.com/certcenter/certcenter/admin"
 func wireAdmin(c *components) error {
 	admin.New(admin.Options{
 		Store: c.core.store, Authority: c.core.ca, Auth: c.auth,
-		Logger: c.log, Audit: c.auditLog,
+		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 	}).Register(c.api)
 	return nil
 }
