@@ -201,6 +201,14 @@ func (a *Authority) Issue(ctx context.Context, req IssueRequest) (*store.Cert, e
 // IssueBatch signs several certificates and stores them in one transaction:
 // all or none. Events follow the commit.
 func (a *Authority) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]*store.Cert, error) {
+	return a.IssueBatchWith(ctx, reqs, nil)
+}
+
+// IssueBatchWith is IssueBatch with also, when not nil, run inside the
+// issuing transaction with the new certificates, so a caller's own records
+// (the subscribers seeded with them, a request's state) commit together
+// with the certificates or not at all.
+func (a *Authority) IssueBatchWith(ctx context.Context, reqs []IssueRequest, also func(tx *store.Tx, certs []*store.Cert) error) ([]*store.Cert, error) {
 	certs := make([]*store.Cert, 0, len(reqs))
 	for i := range reqs {
 		c, err := a.sign(&reqs[i])
@@ -217,6 +225,9 @@ func (a *Authority) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]*sto
 			if err := tx.InsertCert(c); err != nil {
 				return err
 			}
+		}
+		if also != nil {
+			return also(tx, certs)
 		}
 		return nil
 	}); err != nil {

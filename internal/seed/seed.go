@@ -6,6 +6,7 @@ package seed
 import (
 	"context"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -60,7 +61,7 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 		return Result{}, err
 	}
 	start := time.Now()
-	base, err := nextIndex(ctx, st)
+	base, err := reserve(ctx, st, opts.Count)
 	if err != nil {
 		return Result{}, err
 	}
@@ -128,49 +129,30 @@ feed:
 // Name is the CN of the i-th seeded subscriber.
 func Name(i int) string { return fmt.Sprintf("seed-%07d", i) }
 
-// nextIndex finds the first unused seed number, so seeding twice adds more
-// instead of colliding.
-func nextIndex(ctx context.Context, st *store.Store) (int, error) {
-	lo, hi := 0, 1
-	exists := func(i int) (bool, error) {
-		found := false
-		err := st.View(ctx, func(tx *store.Tx) error {
-			_, err := tx.Subscriber(Name(i))
-			if err == nil {
-				found = true
-				return nil
-			}
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
+// reserve takes the next n seed numbers from a counter in the store. A
+// seed that was interrupted has used part of its range at most, so the next
+// one never reuses a name: parallel batches commit out of order, and a
+// search for the first unused name would land inside the gap.
+func reserve(ctx context.Context, st *store.Store, n int) (int, error) {
+	var base uint64
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		b, err := tx.Blob("seed", "next")
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			base = 0
+		case err != nil:
 			return err
-		})
-		return found, err
+		case len(b) != 8:
+			return fmt.Errorf("seed counter is corrupt (%d bytes)", len(b))
+		default:
+			base = binary.BigEndian.Uint64(b)
+		}
+		return tx.PutBlob("seed", "next", binary.BigEndian.AppendUint64(nil, base+uint64(n)))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reserving seed numbers: %w", err)
 	}
-	for {
-		ok, err := exists(hi - 1)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			break
-		}
-		lo, hi = hi, hi*2
-	}
-	// the first missing index is in [lo, hi)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		ok, err := exists(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return lo, nil
+	return int(base), nil
 }
 
 var reasons = []ca.Reason{ca.ReasonKeyCompromise, ca.ReasonSuperseded, ca.ReasonAffiliationChanged, ca.ReasonCessationOfOperation}
@@ -195,32 +177,29 @@ func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName,
 			EmailAddresses: []string{subs[len(subs)-1].Email},
 		})
 	}
-	if err := st.Update(ctx, func(tx *store.Tx) error {
+	// Subscribers, their certificates and the revocations commit in one
+	// transaction: an interrupted seed leaves whole batches or nothing.
+	revoked := 0
+	_, err := auth.IssueBatchWith(ctx, reqs, func(tx *store.Tx, certs []*store.Cert) error {
+		revoked = 0
 		for _, s := range subs {
 			if err := tx.PutSubscriber(s); err != nil {
 				return err
 			}
 		}
+		at := time.Now()
+		for _, c := range certs {
+			if fraction > 0 && rand.Float64() < fraction {
+				if _, err := tx.RevokeCert(c.Serial, at, int(reasons[rand.IntN(len(reasons))])); err != nil {
+					return err
+				}
+				revoked++
+			}
+		}
 		return nil
-	}); err != nil {
-		return 0, fmt.Errorf("storing seeded subscribers: %w", err)
-	}
-	certs, err := auth.IssueBatch(ctx, reqs)
+	})
 	if err != nil {
 		return 0, err
 	}
-	var serials [][]byte
-	var rs []ca.Reason
-	for _, c := range certs {
-		if fraction > 0 && rand.Float64() < fraction {
-			serials = append(serials, c.Serial)
-			rs = append(rs, reasons[rand.IntN(len(reasons))])
-		}
-	}
-	if len(serials) > 0 {
-		if err := auth.RevokeBatch(ctx, serials, rs); err != nil {
-			return 0, err
-		}
-	}
-	return len(serials), nil
+	return revoked, nil
 }
