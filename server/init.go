@@ -375,29 +375,56 @@ func Backup(ctx context.Context, cfg *config.Config, log *slog.Logger, w io.Writ
 }
 
 // Restore unpacks a backup into a new data directory and reports the counts
-// of the restored store.
+// of the restored store. It unpacks beside the target and renames into place
+// only when everything was read, checked and synced, so a truncated or
+// corrupt backup never leaves a half-restored directory that serve would
+// start on.
 func Restore(ctx context.Context, cfg *config.Config, log *slog.Logger, r io.Reader) (store.Counts, error) {
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbDir)); err == nil {
-		return store.Counts{}, fmt.Errorf("data directory %s already holds a store; restore into a new one", cfg.DataDir)
+	target := filepath.Clean(cfg.DataDir)
+	if entries, err := os.ReadDir(target); err == nil && len(entries) > 0 {
+		if _, err := os.Stat(filepath.Join(target, dbDir)); err == nil {
+			return store.Counts{}, fmt.Errorf("data directory %s already holds a store; restore into a new one", target)
+		}
+		return store.Counts{}, fmt.Errorf("data directory %s is not empty; restore into a new one", target)
 	}
-	if err := prepareDataDir(cfg.DataDir); err != nil {
+	tmp := target + ".restoring"
+	if err := os.RemoveAll(tmp); err != nil { // what an interrupted restore left
+		return store.Counts{}, err
+	}
+	if err := prepareDataDir(tmp); err != nil {
+		return store.Counts{}, err
+	}
+	fail := func(err error) (store.Counts, error) {
+		os.RemoveAll(tmp)
 		return store.Counts{}, err
 	}
 	open := func() (*store.Store, error) {
-		return store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: true, Logger: log})
+		return store.Open(store.Options{Dir: filepath.Join(tmp, dbDir), SyncWrites: true, Logger: log})
 	}
-	if err := backup.Restore(ctx, r, cfg.DataDir, open); err != nil {
-		return store.Counts{}, err
+	if err := backup.Restore(ctx, r, tmp, open); err != nil {
+		return fail(err)
 	}
 	st, err := open()
 	if err != nil {
-		return store.Counts{}, err
+		return fail(err)
 	}
-	defer st.Close()
 	var counts store.Counts
 	err = st.View(ctx, func(tx *store.Tx) error {
 		counts, err = tx.Counts()
 		return err
 	})
-	return counts, err
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	os.Remove(target) // an empty directory the operator made for it
+	if err := os.Rename(tmp, target); err != nil {
+		return fail(fmt.Errorf("moving the restored data into %s: %w", target, err))
+	}
+	if err := syncDir(filepath.Dir(target)); err != nil {
+		return counts, err
+	}
+	return counts, nil
 }

@@ -348,3 +348,36 @@ func TestAdminCertPaging(t *testing.T) {
 		t.Errorf("2 MiB body = %d, want 413", resp.StatusCode)
 	}
 }
+
+func TestRestoreRefusesCorruptBackup(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	if _, err := Seed(ctx, cfg, log, seedOptions(50, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Backup(ctx, cfg, log, &buf); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	for name, b := range map[string][]byte{
+		"truncated":    good[:len(good)*2/3],
+		"flipped byte": func() []byte { c := bytes.Clone(good); c[len(c)-12] ^= 0xff; return c }(),
+		"not a backup": []byte("hello"),
+	} {
+		t.Run("fail/"+name, func(t *testing.T) {
+			dst := *cfg
+			dst.DataDir = filepath.Join(t.TempDir(), "restored")
+			if _, err := Restore(ctx, &dst, log, bytes.NewReader(b)); err == nil {
+				t.Fatal("restore accepted a damaged backup")
+			}
+			if _, err := os.Stat(dst.DataDir); !os.IsNotExist(err) {
+				t.Errorf("a failed restore left %s behind", dst.DataDir)
+			}
+			if _, err := os.Stat(dst.DataDir + ".restoring"); !os.IsNotExist(err) {
+				t.Error("a failed restore left its work directory behind")
+			}
+		})
+	}
+}

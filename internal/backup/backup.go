@@ -141,6 +141,9 @@ func Restore(ctx context.Context, r io.Reader, dataDir string, open func() (*sto
 			return fmt.Errorf("restoring %s: %w", dst, err)
 		}
 		_, err = io.Copy(f, tr)
+		if err == nil {
+			err = f.Sync()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -151,5 +154,26 @@ func Restore(ctx context.Context, r io.Reader, dataDir string, open func() (*sto
 	if !sawStore {
 		return errors.New("reading backup: it holds no store stream")
 	}
-	return nil
+	// gzip checks its CRC only at the end of the stream, past tar's end
+	// marker: read to it, so a corrupted backup is refused.
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return fmt.Errorf("reading backup: %w", err)
+	}
+	return syncTree(dataDir)
+}
+
+// syncTree fsyncs every directory under root, so the restored files' names
+// are durable as well as their contents.
+func syncTree(root string) error {
+	return filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.IsDir() {
+			return err
+		}
+		d, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
+	})
 }
