@@ -53,6 +53,14 @@ type Options struct {
 	HTTPClient *http.Client
 	// MaxBodyBytes limits request bodies. Default 1 MiB.
 	MaxBodyBytes int64
+	// RepairInterval is how often Run finishes requests left issuing or
+	// revoking; it bounds how long a CA outage or a failed write delays a
+	// request past its working-day deadline. Default 1m.
+	RepairInterval time.Duration
+	// ExecuteTimeout bounds one execution of an approved request (issue or
+	// revoke and record it), which runs detached from the HTTP request that
+	// triggered it. Default 1m.
+	ExecuteTimeout time.Duration
 }
 
 // RA serves the RA API and runs its background jobs.
@@ -73,6 +81,8 @@ type RA struct {
 	mu sync.Mutex
 	// remindMu keeps two reminder runs from overlapping.
 	remindMu sync.Mutex
+	// executing holds the claims of requests being carried out.
+	executing claims
 }
 
 // CalendarFrom builds the working-day calendar the configuration describes.
@@ -110,6 +120,12 @@ func New(o Options) (*RA, error) {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
+	if o.RepairInterval <= 0 {
+		o.RepairInterval = time.Minute
+	}
+	if o.ExecuteTimeout <= 0 {
+		o.ExecuteTimeout = time.Minute
+	}
 	if o.Audit == nil {
 		o.Audit = audit.New(audit.Options{Store: o.Store, Logger: o.Logger, Now: o.Now})
 	}
@@ -137,22 +153,32 @@ func New(o Options) (*RA, error) {
 	return r, nil
 }
 
-// Run repairs what a crash left in flight, then runs the reminder job every
-// Config.ReminderInterval until ctx is done.
+// Run repairs what a crash left in flight, then until ctx is done repairs
+// every Options.RepairInterval (a request a CA outage left issuing must not
+// wait a day for the reminder job) and runs the reminder job every
+// Config.ReminderInterval.
 func (r *RA) Run(ctx context.Context) error {
 	r.Repair(ctx)
-	t := time.NewTicker(r.cfg.ReminderInterval.D())
-	defer t.Stop()
+	r.remind(ctx)
+	remind := time.NewTicker(r.cfg.ReminderInterval.D())
+	defer remind.Stop()
+	repair := time.NewTicker(r.opts.RepairInterval)
+	defer repair.Stop()
 	for {
-		if _, err := r.RunReminders(ctx); err != nil && ctx.Err() == nil {
-			r.log.Error("renewal reminders failed", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-repair.C:
 			r.Repair(ctx)
+		case <-remind.C:
+			r.remind(ctx)
 		}
+	}
+}
+
+func (r *RA) remind(ctx context.Context) {
+	if _, err := r.RunReminders(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("renewal reminders failed", "err", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strings"
@@ -240,7 +241,7 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 	// Revocations for a cause the policy executes at once (a lost key) do
 	// not wait for an operator.
 	for _, id := range auto {
-		rq, err := r.execute(ctx, id)
+		rq, err := r.execute(ctx, id, true)
 		if err != nil {
 			r.log.Error("automatic revocation failed; Repair retries it", "request", id, "err", err)
 			continue
@@ -276,9 +277,9 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 	if csr != nil {
 		rq.CSR = csr.Raw
 	}
-	if it.ValidDays > 0 {
-		rq.NotAfter = now.Add(time.Duration(it.ValidDays) * 24 * time.Hour).UTC()
-	}
+	// The validity is kept as days and turned into notAfter only at
+	// issuance: approval may come after submission by more than the days.
+	rq.ValidDays = it.ValidDays
 	switch app.Kind {
 	case KindIssue:
 		rq.Profile = it.Profile
@@ -478,7 +479,7 @@ func (r *RA) decide(w http.ResponseWriter, req *http.Request, approve bool) erro
 		return toAPI(err)
 	}
 	if rq.State == StateIssuing || rq.State == StateRevoking {
-		done, err := r.execute(ctx, rq.ID)
+		done, err := r.execute(ctx, rq.ID, true)
 		if err != nil {
 			r.log.Error("executing approved request failed; Repair retries it", "request", rq.ID, "err", err)
 			return httpapi.Errorf(http.StatusServiceUnavailable, "retry_later", "request %s is approved but the CA could not complete it yet (%v); it is retried automatically", rq.ID, err)
@@ -506,7 +507,22 @@ func (r *RA) readRequest(tx *store.Tx, id string) (*store.RARequest, error) {
 // CA error is finished by Repair; an issued certificate whose request record
 // was not yet updated is found by its subscriber ID and adopted, not issued
 // twice.
-func (r *RA) execute(ctx context.Context, id string) (*store.RARequest, error) {
+//
+// Only the holder of the request's claim executes it; with wait, execute
+// waits for another executor to finish and then sees its outcome, without,
+// it returns errClaimed. It runs detached from ctx's cancellation, under
+// Options.ExecuteTimeout: an approver whose client disconnects after the
+// Authority committed must not leave the request issuing until Repair.
+func (r *RA) execute(ctx context.Context, id string, wait bool) (*store.RARequest, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.ExecuteTimeout)
+	defer cancel()
+	release, err := r.executing.acquire(ctx, id, wait)
+	if err != nil {
+		return nil, fmt.Errorf("claiming request %s: %w", id, err)
+	}
+	defer release()
+	// Read the state only now, under the claim: a previous executor may
+	// have finished the request since the caller saw it.
 	var rq *store.RARequest
 	var org *store.Org
 	if err := r.st.View(ctx, func(tx *store.Tx) error {
@@ -539,7 +555,7 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			return r.fail(ctx, rq, fmt.Sprintf("stored CSR does not parse: %v", err))
 		}
 		subj := subjectFor(rq.Person, org)
-		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: rq.NotAfter}
+		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: r.notAfter(rq)}
 		if rq.Kind == KindRenew {
 			// A renewal keeps the subject of the certificate it renews.
 			ir.Subject = nil
@@ -553,7 +569,10 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		}
 		cert, err = r.auth.Issue(ctx, ir)
 		if errors.Is(err, ca.ErrBadRequest) {
-			return r.fail(ctx, rq, err.Error())
+			// The CA refused what it was asked (a CSR it no longer accepts,
+			// a validity ending before it begins): retrying cannot help, so
+			// the request fails with the CA's reason.
+			return r.fail(ctx, rq, "the CA refused the request: "+err.Error())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("issuing for request %s: %w", rq.ID, err)
@@ -604,6 +623,21 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		r.notifyRenewed(ctx, rq, cert, token)
 	}
 	return rq, nil
+}
+
+// notAfter is the end of validity the request asked for, counted from its
+// issuance now; zero leaves the profile's validity.
+func (r *RA) notAfter(rq *store.RARequest) time.Time {
+	days := rq.ValidDays
+	if days == 0 && !rq.NotAfter.IsZero() {
+		// A request stored before ValidDays carries the absolute notAfter
+		// its submission computed; recover the days it asked for.
+		days = max(1, int(math.Round(rq.NotAfter.Sub(rq.ReceivedAt).Hours()/24)))
+	}
+	if days <= 0 {
+		return time.Time{}
+	}
+	return r.now().Add(time.Duration(days) * 24 * time.Hour).UTC()
 }
 
 // adopt finds a certificate issued for rq before a crash kept the request
@@ -681,10 +715,12 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 	return rq, nil
 }
 
-// Repair finishes requests a crash or a CA outage left issuing or revoking.
+// Repair finishes requests a crash, a CA outage or a failed write left
+// issuing or revoking. It skips a request another executor (the approval
+// that completed it) is carrying out right now.
 func (r *RA) Repair(ctx context.Context) {
 	var ids []string
-	_ = r.st.View(ctx, func(tx *store.Tx) error {
+	err := r.st.View(ctx, func(tx *store.Tx) error {
 		return tx.EachRARequest(func(rq *store.RARequest) error {
 			if rq.State == StateIssuing || rq.State == StateRevoking {
 				ids = append(ids, rq.ID)
@@ -692,11 +728,24 @@ func (r *RA) Repair(ctx context.Context) {
 			return nil
 		})
 	})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("finding requests left in flight", "err", err)
+		}
+		return
+	}
 	for _, id := range ids {
-		if _, err := r.execute(ctx, id); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		rq, err := r.execute(ctx, id, false)
+		switch {
+		case errors.Is(err, errClaimed):
+			r.log.Debug("request is being executed; not repairing it", "request", id)
+		case err != nil:
 			r.log.Error("repairing request", "request", id, "err", err)
-		} else {
-			r.log.Info("repaired request left in flight", "request", id)
+		default:
+			r.log.Info("finished request left in flight", "request", id, "state", rq.State)
 		}
 	}
 }

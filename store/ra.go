@@ -98,16 +98,22 @@ type RAStep struct {
 // RARequest is one certificate business request (issue, renew, revoke) and
 // its state machine, owned by package ra.
 type RARequest struct {
-	ID            string    `json:"id"`
-	Kind          string    `json:"kind"`
-	OrgID         string    `json:"org"`
-	ApplicationID string    `json:"application,omitempty"`
-	State         string    `json:"state"`
-	Profile       string    `json:"profile,omitempty"`
-	Subject       string    `json:"subject,omitempty"`
-	Person        RAPerson  `json:"person"`
-	CSR           []byte    `json:"csr,omitempty"`
-	NotAfter      time.Time `json:"not_after,omitzero"`
+	ID            string   `json:"id"`
+	Kind          string   `json:"kind"`
+	OrgID         string   `json:"org"`
+	ApplicationID string   `json:"application,omitempty"`
+	State         string   `json:"state"`
+	Profile       string   `json:"profile,omitempty"`
+	Subject       string   `json:"subject,omitempty"`
+	Person        RAPerson `json:"person"`
+	CSR           []byte   `json:"csr,omitempty"`
+	// NotAfter is the absolute end of validity that requests stored before
+	// ValidDays carried; it is read only to migrate them.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// ValidDays is the validity the application asked for, counted from
+	// issuance (approval may come days after submission); 0 is the
+	// profile's validity.
+	ValidDays int `json:"valid_days,omitempty"`
 	// TargetSerial is the certificate renewed or revoked.
 	TargetSerial []byte `json:"target_serial,omitempty"`
 	Cause        string `json:"cause,omitempty"`
