@@ -62,20 +62,34 @@ func New(opts Options) *API {
 	return &API{opts: opts, log: opts.Logger.With("component", "admin")}
 }
 
+// Route is one endpoint of the API.
+type Route struct {
+	Method, Pattern string
+	handle          httpapi.HandlerFunc
+	roles           []string
+}
+
+// Routes lists the API's endpoints (the OpenAPI document is checked against it).
+func (a *API) Routes() []Route {
+	readers := []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
+	return []Route{
+		{"GET", "/api/v1/certs", a.listCerts, readers},
+		{"GET", "/api/v1/certs/{serial}", a.showCert, readers},
+		{"POST", "/api/v1/certs/{serial}/revoke", a.revokeCert, []string{httpapi.RoleCAOperator}},
+		{"GET", "/api/v1/status", a.status, readers},
+	}
+}
+
 // Register mounts the routes on mux.
 func (a *API) Register(mux *http.ServeMux) {
-	h := func(fn httpapi.HandlerFunc, roles ...string) http.Handler {
+	for _, rt := range a.Routes() {
+		fn := rt.handle
 		limited := func(w http.ResponseWriter, r *http.Request) error {
 			r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
 			return fn(w, r)
 		}
-		return a.opts.Auth.Require(httpapi.Handle(a.log, limited), roles...)
+		mux.Handle(rt.Method+" "+rt.Pattern, a.opts.Auth.Require(httpapi.Handle(a.log, limited), rt.roles...))
 	}
-	readers := []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
-	mux.Handle("GET /api/v1/certs", h(a.listCerts, readers...))
-	mux.Handle("GET /api/v1/certs/{serial}", h(a.showCert, readers...))
-	mux.Handle("POST /api/v1/certs/{serial}/revoke", h(a.revokeCert, httpapi.RoleCAOperator))
-	mux.Handle("GET /api/v1/status", h(a.status, readers...))
 }
 
 // CertView is the JSON form of a certificate.
