@@ -110,7 +110,7 @@ func (l *Listener) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		l.mu.Lock()
 		for c := range l.conns {
-			c.nc.Close()
+			c.raw.Close() // also unblocks a write or a handshake on the TLS layer
 		}
 		l.mu.Unlock()
 		return ctx.Err()
@@ -133,10 +133,18 @@ type conn struct {
 
 	wmu sync.Mutex // serializes writes and guards nc
 	nc  net.Conn
+	// raw is the accepted TCP connection, never replaced: deadlines set on
+	// it and closing it reach a TLS connection on top without taking wmu,
+	// which a blocked write or a handshake holds.
+	raw net.Conn
 
-	closing  atomic.Bool
-	isTLS    atomic.Bool
+	closing atomic.Bool
+	isTLS   atomic.Bool
+	// inflight counts the spawned operations (search, compare). The relay's
+	// reader is not one of them: it lives as long as the backend
+	// connection, so waiting for it before StartTLS would wait forever.
 	inflight sync.WaitGroup
+	relayWG  sync.WaitGroup // relayResponses goroutines
 
 	mu          sync.Mutex
 	bound       bool // bound as a service account
@@ -155,17 +163,18 @@ type relayed struct {
 func (l *Listener) newConn(nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
-		l: l, d: l.d, nc: nc, ctx: ctx, cancel: cancel,
+		l: l, d: l.d, nc: nc, raw: nc, ctx: ctx, cancel: cancel,
 		sem: make(chan struct{}, l.d.opts.Config.MaxPending),
 		ops: map[int64]context.CancelFunc{}, relayOps: map[int64]relayed{},
 	}
 }
 
+// shutdown makes the reader stop at its next read, or fail the TLS
+// handshake it is in. The reader rechecks closing after every deadline it
+// sets, so this deadline cannot be overwritten unseen.
 func (c *conn) shutdown() {
 	c.closing.Store(true)
-	c.wmu.Lock()
-	_ = c.nc.SetReadDeadline(time.Now())
-	c.wmu.Unlock()
+	_ = c.raw.SetReadDeadline(time.Now())
 }
 
 func (c *conn) mayRead(anonymousRead bool) bool {
@@ -184,11 +193,7 @@ func (c *conn) serve() {
 	defer func() {
 		c.cancel()
 		c.inflight.Wait()
-		c.mu.Lock()
-		if c.relay != nil {
-			c.relay.Close()
-		}
-		c.mu.Unlock()
+		c.closeRelay()
 		c.wmu.Lock()
 		c.nc.Close()
 		c.wmu.Unlock()
@@ -212,6 +217,10 @@ func (c *conn) serve() {
 			return
 		}
 		_ = c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout.D()))
+		if c.closing.Load() { // shutdown's deadline may just have been replaced
+			c.notice(resultUnavailable, "server shutting down")
+			return
+		}
 		// wait for the first byte of a message under the idle timeout, then
 		// give the rest of it the write timeout, so a client that stalls
 		// mid-message cannot hold the connection forever.
@@ -544,7 +553,7 @@ func (c *conn) relayOp(m *message, pdu []byte, respTag byte, op string, start ti
 			return nil
 		}
 		c.relay = rc
-		c.inflight.Add(1)
+		c.relayWG.Add(1)
 		go c.relayResponses(rc)
 	}
 	c.relayOps[m.id] = relayed{respTag: respTag, op: op, start: start}
@@ -557,9 +566,10 @@ func (c *conn) relayOp(m *message, pdu []byte, respTag byte, op string, start ti
 }
 
 func (c *conn) relayResponses(rc net.Conn) {
-	defer c.inflight.Done()
+	defer c.relayWG.Done()
 	br := bufio.NewReader(rc)
-	go func() { <-c.ctx.Done(); rc.Close() }()
+	stop := context.AfterFunc(c.ctx, func() { rc.Close() })
+	defer stop()
 	for {
 		pdu, err := readPDU(br, nil, 1<<20)
 		if err != nil {
@@ -610,8 +620,28 @@ func (c *conn) relayResponses(rc net.Conn) {
 	}
 }
 
+// closeRelay closes the backend connection, if any, and waits until its
+// reader has written everything it had to the client. Called on the reader
+// goroutine, the only one that opens a relay, so none opens meanwhile.
+func (c *conn) closeRelay() {
+	c.mu.Lock()
+	rc := c.relay
+	c.relay = nil
+	c.mu.Unlock()
+	if rc != nil {
+		rc.Close()
+	}
+	c.relayWG.Wait()
+}
+
 // handleStartTLS upgrades the connection (RFC 4511 4.14). It runs on the
-// reader goroutine, after the requests in flight are done.
+// reader goroutine. The client must not have requests outstanding (RFC
+// 4513 3.1.1): a relayed one gets the StartTLS operationsError, since the
+// backend answers at its own pace; spawned searches and compares are
+// waited for, because one that has answered may still be finishing (and
+// they end within the time limit). The backend connection is closed, so
+// nothing is written in clear after the StartTLS response; the next
+// relayed request opens a new one.
 func (c *conn) handleStartTLS(m *message, start time.Time) error {
 	ext := appendString(nil, 0x8a, oidStartTLS)
 	switch {
@@ -622,11 +652,19 @@ func (c *conn) handleStartTLS(m *message, start time.Time) error {
 		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "TLS is already established"}, ext)
 		return nil
 	}
+	c.mu.Lock()
+	relayed := len(c.relayOps)
+	c.mu.Unlock()
+	if relayed > 0 {
+		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "requests are outstanding: wait for their results before StartTLS"}, ext)
+		return nil
+	}
 	c.inflight.Wait()
 	if c.br.Buffered() > 0 {
 		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "requests sent after StartTLS"}, ext)
 		return nil
 	}
+	c.closeRelay()
 	c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultSuccess}, ext)
 	if !c.startTLS() {
 		return errUnbind // the handshake failed: close quietly
@@ -641,6 +679,9 @@ func (c *conn) startTLS() bool {
 	defer c.wmu.Unlock()
 	tc := tls.Server(c.nc, c.d.opts.TLS)
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if c.closing.Load() { // shutdown's deadline may just have been replaced
+		return false
+	}
 	if err := tc.Handshake(); err != nil {
 		if !errors.Is(err, io.EOF) {
 			c.d.log.Debug("ldap TLS handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
