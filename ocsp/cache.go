@@ -41,13 +41,11 @@ type entry struct {
 	lastModified  []string
 	expires       []string
 	etag          []string
-	// maxAge caches the Cache-Control value for the second it was made in.
-	maxAge atomic.Pointer[maxAgeValue]
 }
 
 type maxAgeValue struct {
-	at int64
-	v  []string
+	next, at int64
+	v        []string
 }
 
 func newEntry(rec *record) *entry {
@@ -77,16 +75,34 @@ func etagOf(der []byte) string {
 }
 
 // cacheControl is the Cache-Control value for a response served at now:
-// cacheable until nextUpdate (RFC 5019 §6.2).
-func (e *entry) cacheControl(now time.Time) []string {
-	sec := now.Unix()
-	if v := e.maxAge.Load(); v != nil && v.at == sec {
+// cacheable until nextUpdate (RFC 5019 §6.2). The value depends only on the
+// second of nextUpdate and the current second, and responses signed in one
+// batch share their nextUpdate second, so one small memo serves every entry
+// (a memo per entry misses on nearly every request when thousands of
+// responses are each asked for about once a second).
+func (m *maxAgeMemo) cacheControl(nextUpdate, now time.Time) []string {
+	next, sec := nextUpdate.Unix(), now.Unix()
+	if now.Nanosecond() == 0 || nextUpdate.Nanosecond() != 0 {
+		// Not the usual whole-second nextUpdate seen mid-second: no memo.
+		return []string{maxAgeHeader(int64(nextUpdate.Sub(now) / time.Second))}
+	}
+	slot := &m.slots[uint64(next)%uint64(len(m.slots))]
+	if v := slot.Load(); v != nil && v.next == next && v.at == sec {
 		return v.v
 	}
-	age := max(int64(e.nextUpdate.Sub(now)/time.Second), 0)
-	v := &maxAgeValue{at: sec, v: []string{"max-age=" + strconv.FormatInt(age, 10) + ", public, no-transform, must-revalidate"}}
-	e.maxAge.Store(v)
+	// Rounded down, so no cache keeps the response past nextUpdate.
+	v := &maxAgeValue{next: next, at: sec, v: []string{maxAgeHeader(next - sec - 1)}}
+	slot.Store(v)
 	return v.v
+}
+
+func maxAgeHeader(age int64) string {
+	return "max-age=" + strconv.FormatInt(max(age, 0), 10) + ", public, no-transform, must-revalidate"
+}
+
+// maxAgeMemo holds the Cache-Control values made this second, by nextUpdate.
+type maxAgeMemo struct {
+	slots [256]atomic.Pointer[maxAgeValue]
 }
 
 // cache is a bounded map of responses: sharded, each shard evicting with the

@@ -135,6 +135,7 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request, method int) 
 		}
 		der, ok = buf.decodeGET(rest)
 	} else {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(r.opts.BodyTimeout))
 		der, ok = buf.readPOST(req.Body, req.ContentLength)
 	}
 	if !ok {
@@ -159,7 +160,7 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request, method int) 
 	h := w.Header()
 	h["Content-Type"] = r.hdrOCSP
 	if method == mGET {
-		h["Cache-Control"] = e.cacheControl(r.now())
+		h["Cache-Control"] = r.maxAge.cacheControl(e.nextUpdate, r.now())
 		h["Last-Modified"] = e.lastModified
 		h["Expires"] = e.expires
 		h["Etag"] = e.etag
@@ -168,7 +169,11 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request, method int) 
 			return resNotModified
 		}
 	}
-	h["Content-Length"] = e.contentLength
+	if req.Method == http.MethodHead {
+		// net/http works out Content-Length itself from a small body written
+		// before the handler returns; a HEAD has no body to measure.
+		h["Content-Length"] = e.contentLength
+	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(e.der)
 	if e.revoked {

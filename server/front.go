@@ -19,12 +19,15 @@ func (c *components) addFront(prefix string, h http.Handler) {
 	c.front = append(c.front, frontRoute{prefix: strings.TrimRight(prefix, "/"), h: h})
 }
 
-// publicHandler is the public mux behind the front routes.
-func (c *components) publicHandler() http.Handler {
+// publicHandler is the public mux behind the front routes. The front
+// routes count and time themselves (the OCSP responder has its own metrics),
+// so only the mux goes through the listener's generic metrics.
+func (c *components) publicHandler(metered func(http.Handler) http.Handler) http.Handler {
+	mux := metered(c.public)
 	if len(c.front) == 0 {
-		return c.public
+		return mux
 	}
-	routes, mux := c.front, c.public
+	routes := c.front
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		for _, f := range routes {

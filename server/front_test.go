@@ -16,7 +16,7 @@ func TestFrontRoutesBypassPathCleaning(t *testing.T) {
 		got = r.URL.Path
 		w.WriteHeader(http.StatusOK)
 	}))
-	h := c.publicHandler()
+	h := c.publicHandler(func(h http.Handler) http.Handler { return h })
 	tests := []struct {
 		name, target string
 		code         int

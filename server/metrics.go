@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,9 @@ import (
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	latency  prometheus.Observer
+	// counters memoises requests' children by method and code: a label
+	// lookup hashes strings on every request.
+	counters sync.Map // int -> prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer, listener string) *httpMetrics {
@@ -48,10 +52,20 @@ func (m *httpMetrics) wrap(h http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		m.latency.Observe(time.Since(start).Seconds())
-		method := r.Method
-		if method != http.MethodGet && method != http.MethodPost && method != http.MethodHead {
-			method = "other"
+		mi, method := 3, "other"
+		switch r.Method {
+		case http.MethodGet:
+			mi, method = 0, http.MethodGet
+		case http.MethodPost:
+			mi, method = 1, http.MethodPost
+		case http.MethodHead:
+			mi, method = 2, http.MethodHead
 		}
-		m.requests.WithLabelValues(method, strconv.Itoa(rec.code)).Inc()
+		key := mi*1000 + rec.code
+		c, ok := m.counters.Load(key)
+		if !ok {
+			c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(method, strconv.Itoa(rec.code)))
+		}
+		c.(prometheus.Counter).Inc()
 	})
 }

@@ -153,8 +153,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 		}
 	}
 	s.routeBasics()
-	c.addService(s.httpService("http", cfg.HTTP.Addr, c.publicHandler(), nil))
-	c.addService(s.httpService("api", cfg.API.Addr, c.api, &tls.Config{
+	c.addService(s.httpService("http", cfg.HTTP.Addr, c.publicHandler, nil))
+	c.addService(s.httpService("api", cfg.API.Addr, func(metered func(http.Handler) http.Handler) http.Handler { return metered(c.api) }, &tls.Config{
 		Certificates: []tls.Certificate{tlsCert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    clientCA,
@@ -246,15 +246,31 @@ func (s *Server) routeBasics() {
 	c.api.Handle("/api/", httpapi.NotBuilt("this API endpoint"))
 }
 
-// httpService serves mux on addr; with tlsConf it serves HTTPS.
-func (s *Server) httpService(name, addr string, mux http.Handler, tlsConf *tls.Config) service {
+// httpService serves on addr the handler that build makes, given the
+// listener's metrics middleware; with tlsConf it serves HTTPS.
+func (s *Server) httpService(name, addr string, build func(metered func(http.Handler) http.Handler) http.Handler, tlsConf *tls.Config) service {
 	cfg := s.c.cfg.HTTP
 	m := newHTTPMetrics(s.c.reg, name)
+	readTimeout, writeTimeout := cfg.ReadTimeout.D(), cfg.WriteTimeout.D()
+	metered := m.wrap
+	if tlsConf == nil {
+		// The public listener arms read and write deadlines per handler, not
+		// per request: net/http re-arms both on every request, which costs
+		// the OCSP GET hot path several percent, and a GET with a
+		// sub-kilobyte answer needs neither (ReadHeaderTimeout bounds the
+		// request). The routes behind the mux (CRL and certificate
+		// downloads) get both here; OCSP bounds its POST body itself.
+		read, write := readTimeout, writeTimeout
+		metered = func(h http.Handler) http.Handler {
+			return m.wrap(withDeadlines(h, read, write))
+		}
+		readTimeout, writeTimeout = 0, 0
+	}
 	srv := &http.Server{
-		Handler:           m.wrap(mux),
+		Handler:           build(metered),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
-		ReadTimeout:       cfg.ReadTimeout.D(),
-		WriteTimeout:      cfg.WriteTimeout.D(),
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		TLSConfig:         tlsConf,
@@ -289,4 +305,16 @@ func (s *Server) httpService(name, addr string, mux http.Handler, tlsConf *tls.C
 			return err
 		},
 	}
+}
+
+// withDeadlines gives each request read and write deadlines, as
+// http.Server's ReadTimeout and WriteTimeout would.
+func withDeadlines(h http.Handler, read, write time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(read))
+		_ = rc.SetWriteDeadline(now.Add(write))
+		h.ServeHTTP(w, r)
+	})
 }

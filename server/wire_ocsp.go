@@ -67,6 +67,7 @@ func newOCSPResponder(cfg *config.Config, core *core, log *slog.Logger, reg prom
 		ResponderIDByName: cfg.OCSP.ResponderID == "name",
 		SignNonces:        cfg.OCSP.Nonce == "sign",
 		MaxRequestBytes:   cfg.OCSP.MaxRequestBytes,
+		BodyTimeout:       cfg.HTTP.ReadTimeout.D(),
 		Path:              "/ocsp",
 	})
 	if err != nil {
