@@ -80,11 +80,10 @@ func TestServeOnEmptyDataDir(t *testing.T) {
 	public := "http://" + s.Addr("http")
 	api := "https://" + s.Addr("api")
 
-	for _, path := range []string{"/healthz", "/readyz"} {
-		if code, body := get(t, http.DefaultClient, public+path); code != 200 {
-			t.Errorf("%s = %d %s", path, code, body)
-		}
+	if code, body := get(t, http.DefaultClient, public+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d %s", code, body)
 	}
+	waitReady(t, public)
 	if code, _ := get(t, http.DefaultClient, public+"/ca/demo.crt"); code != 200 {
 		t.Errorf("/ca/demo.crt = %d", code)
 	}
@@ -379,5 +378,22 @@ func TestRestoreRefusesCorruptBackup(t *testing.T) {
 				t.Error("a failed restore left its work directory behind")
 			}
 		})
+	}
+}
+
+// waitReady polls /readyz, which waits for the start-up checks (the OCSP and
+// CRL repair) that run in the background: it must turn 200, and say why
+// until it does.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		code, body := get(t, http.DefaultClient, base+"/readyz")
+		if code == 200 {
+			return
+		}
+		if code != http.StatusServiceUnavailable || body == "" || time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d %q", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -96,9 +96,7 @@ func TestCRLOverHTTP(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if code, body := get(t, http.DefaultClient, "http://"+s.Addr("http")+"/readyz"); code != 200 {
-		t.Errorf("/readyz = %d: %s", code, body)
-	}
+	waitReady(t, "http://"+s.Addr("http"))
 	last := fetchCRL(t, deltaURL, iss.Cert).Number
 	if err := s.Stop(ctx); err != nil {
 		t.Fatal(err)
