@@ -74,11 +74,12 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 		if err != nil {
 			return err
 		}
-		sig, err = k.p.sign(s, mech, h, input)
+		sig, err = k.p.sign(s, mech, k.p.sessionKey(s, h), input)
 		if errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
 			// The object was renumbered (module reloaded by someone else)
 			// or deleted: look it up once more.
 			k.ref.Store(nil)
+			s.copies = nil
 			if h, err = k.handle(s); err != nil {
 				return err
 			}
@@ -104,6 +105,7 @@ func (k *Key) handle(s *session) (pkcs11.ObjectHandle, error) {
 	}
 	tmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), // not our session copies
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, k.label),
 	}
 	if len(k.id) > 0 {
@@ -124,6 +126,35 @@ func (k *Key) handle(s *session) (pkcs11.ObjectHandle, error) {
 	}
 	k.ref.Store(&objRef{epoch: s.epoch, h: h})
 	return h, nil
+}
+
+// sessionKey returns a copy of the token key h as an object of session s
+// (C_CopyObject with CKA_TOKEN false), made once per session and key. A
+// token object makes some modules re-validate it against their persistent
+// store on every attribute read: SoftHSM2's file store takes a token-wide
+// lock and re-reads a file per read, so signing from several sessions
+// serialised on it. A session object lives in the module's memory and
+// keeps the original's CKA_SENSITIVE and non-extractability (PKCS#11 §4.1.3
+// forbids a copy to weaken them); it disappears with the session. If the
+// module refuses the copy (CKA_COPYABLE false, or no support), the token
+// key is used as before.
+func (p *Provider) sessionKey(s *session, h pkcs11.ObjectHandle) pkcs11.ObjectHandle {
+	if c, ok := s.copies[h]; ok {
+		return c
+	}
+	if s.copies == nil {
+		s.copies = map[pkcs11.ObjectHandle]pkcs11.ObjectHandle{}
+	}
+	c := h
+	_ = p.mod.use(s.gen, func(ctx *pkcs11.Ctx) error {
+		cp, err := ctx.CopyObject(s.h, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false)})
+		if err == nil {
+			c = cp
+		}
+		return nil
+	})
+	s.copies[h] = c
+	return c
 }
 
 // sign runs one single-part signature on s.
@@ -257,7 +288,9 @@ func checkName(name string) error {
 
 // loadKey finds the private key called name and its public half.
 func (p *Provider) loadKey(s *session, name string) (*Key, error) {
-	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)}
+	// CKA_TOKEN: session copies of a key (sessionKey) must not count as a
+	// second key under its label.
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)}
 	if hexID, ok := strings.CutPrefix(name, idPrefix); ok {
 		id, err := hex.DecodeString(hexID)
 		if err != nil || len(id) == 0 {

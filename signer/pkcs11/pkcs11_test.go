@@ -499,3 +499,60 @@ func TestECDSADER(t *testing.T) {
 		t.Fatal("accepted a 63-byte P-256 signature")
 	}
 }
+
+// TestSessionCopiesStaySealed checks the per-session copies Sign makes of a
+// token key: session objects, as sensitive and non-extractable as the
+// original, and never counted as a second key under its label.
+func TestSessionCopiesStaySealed(t *testing.T) {
+	tok := newToken(t, "copies")
+	p := tok.open(t, 2)
+	ctx := context.Background()
+	s, err := p.Generate(ctx, "ca", signer.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest(t, crypto.SHA256, "copy")
+	for i := 0; i < 4; i++ {
+		if _, err := s.Sign(nil, d, crypto.SHA256); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copies := 0
+	err = p.do(ctx, func(sess *session) error {
+		return p.mod.use(sess.gen, func(c *pkcs11.Ctx) error {
+			for orig, cp := range sess.copies {
+				if cp == orig {
+					return errors.New("SoftHSM2 refused the session copy")
+				}
+				copies++
+				got, err := c.GetAttributeValue(sess.h, cp, []*pkcs11.Attribute{
+					pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil),
+					pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
+					pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
+				})
+				if err != nil {
+					return err
+				}
+				want := map[uint]bool{pkcs11.CKA_TOKEN: false, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_EXTRACTABLE: false}
+				for _, a := range got {
+					if v := len(a.Value) == 1 && a.Value[0] != 0; v != want[a.Type] {
+						t.Errorf("session copy attribute %#x = %v, want %v", a.Type, v, want[a.Type])
+					}
+				}
+				if _, err := c.GetAttributeValue(sess.h, cp, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)}); err == nil {
+					t.Error("the session copy's private value could be read")
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copies == 0 {
+		t.Fatal("signing made no session copy")
+	}
+	if _, err := p.Signer(ctx, "ca"); err != nil {
+		t.Errorf("lookup by label with session copies present: %v", err)
+	}
+}

@@ -17,6 +17,9 @@ type session struct {
 	gen   uint64 // module initialisation the handle belongs to
 	slot  uint
 	epoch uint64 // Provider.epoch when the session was last known good
+	// copies maps a token key to its copy as a session object (see
+	// Key.sessionKey); owned by the goroutine holding the session.
+	copies map[pkcs11.ObjectHandle]pkcs11.ObjectHandle
 }
 
 const minBackoff = 100 * time.Millisecond
