@@ -66,6 +66,9 @@ func (l *Listener) accept() {
 			continue
 		}
 		if l.open.Load() >= max {
+			// Counted before the client can see the close, so whoever
+			// watches the metric after the refusal finds it.
+			l.d.metrics.closed.WithLabelValues("connection_limit").Inc()
 			// tell the client why before closing (plain LDAP only: on LDAPS
 			// the handshake has not happened)
 			if !l.implicitTLS {
@@ -73,7 +76,6 @@ func (l *Listener) accept() {
 				_, _ = nc.Write(appendNotice(nil, resultBusy, "too many connections"))
 			}
 			nc.Close()
-			l.d.metrics.closed.WithLabelValues("connection_limit").Inc()
 			continue
 		}
 		c := l.newConn(nc)
