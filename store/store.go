@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -197,8 +198,13 @@ func (s *Store) notify(changes []Change) {
 	}
 }
 
+// maxConflictRetries bounds how often Update re-runs a transaction that lost
+// a write conflict (about half a second of backoff in all).
+const maxConflictRetries = 100
+
 // Update runs fn in a read-write transaction and commits it. Watchers are
-// notified after the commit succeeded. A conflict is retried a few times.
+// notified after the commit succeeded. A conflict re-runs fn, with backoff,
+// so fn must not have effects outside the transaction.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -210,7 +216,16 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			err = tx.txn.Commit()
 		}
 		tx.txn.Discard()
-		if errors.Is(err, badger.ErrConflict) && attempt < 5 {
+		if errors.Is(err, badger.ErrConflict) && attempt < maxConflictRetries {
+			// Hot records (the audit log's head, a CRL's metadata) are
+			// written by many transactions at once: back off a little,
+			// with jitter, so the retries do not collide again in step.
+			d := time.Duration(min(attempt+1, 50)) * 100 * time.Microsecond
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d/2 + time.Duration(rand.Int64N(int64(d)))):
+			}
 			continue
 		}
 		if errors.Is(err, badger.ErrConflict) {
