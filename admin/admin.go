@@ -7,12 +7,10 @@ package admin
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
@@ -124,14 +122,6 @@ func viewOf(c *store.Cert, withPEM bool) CertView {
 	return v
 }
 
-func parseSerial(s string) ([]byte, error) {
-	s = strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > 20 {
-		return nil, httpapi.BadRequest("serial %q is not 1 to 20 bytes of hex", s)
-	}
-	return b, nil
-}
 
 func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
 	limit, afterHex, err := httpapi.Page(r)
@@ -140,7 +130,7 @@ func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
 	}
 	var after []byte
 	if afterHex != "" {
-		if after, err = parseSerial(afterHex); err != nil {
+		if after, err = httpapi.ParseSerial(afterHex); err != nil {
 			return err
 		}
 	}
@@ -205,7 +195,7 @@ func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
 var errFull = errors.New("page full")
 
 func (a *API) showCert(w http.ResponseWriter, r *http.Request) error {
-	serial, err := parseSerial(r.PathValue("serial"))
+	serial, err := httpapi.ParseSerial(r.PathValue("serial"))
 	if err != nil {
 		return err
 	}
@@ -225,7 +215,7 @@ type revokeRequest struct {
 }
 
 func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
-	serial, err := parseSerial(r.PathValue("serial"))
+	serial, err := httpapi.ParseSerial(r.PathValue("serial"))
 	if err != nil {
 		return err
 	}

@@ -398,7 +398,7 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 	}
 	var serial []byte
 	if s := q.Get("serial"); s != "" {
-		if serial, err = parseSerial(s); err != nil {
+		if serial, err = httpapi.ParseSerial(s); err != nil {
 			return err
 		}
 	}
@@ -475,7 +475,7 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 // downloadCert serves one certificate as PEM, DER or PKCS#7 to staff and to
 // the administrators of the organisation it was issued to.
 func (r *RA) downloadCert(w http.ResponseWriter, req *http.Request) error {
-	serial, err := parseSerial(req.PathValue("serial"))
+	serial, err := httpapi.ParseSerial(req.PathValue("serial"))
 	if err != nil {
 		return err
 	}

@@ -112,14 +112,6 @@ func subjectFor(p store.RAPerson, org *store.Org) pkix.Name {
 	return n
 }
 
-func parseSerial(s string) ([]byte, error) {
-	s = strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > 20 {
-		return nil, httpapi.BadRequest("serial %q is not 1 to 20 bytes of hex", s)
-	}
-	return b, nil
-}
 
 // toAPI maps an error of the RA's own making to the API error it means.
 func toAPI(err error) error {
@@ -287,7 +279,7 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		rq.SubscriberID = "ra-" + rq.ID
 		rq.DuplicateKey = "issue\x00" + rq.Profile + "\x00" + rq.Subject
 	default:
-		serial, err := parseSerial(it.Serial)
+		serial, err := httpapi.ParseSerial(it.Serial)
 		if err != nil {
 			return nil, err
 		}

@@ -5,12 +5,14 @@ package httpapi
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // Error is an API error with its HTTP status and a stable code.
@@ -125,4 +127,15 @@ func NotBuilt(what string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, slog.New(slog.DiscardHandler), Errorf(http.StatusNotImplemented, "not_implemented", "%s is not built yet", what))
 	})
+}
+
+// ParseSerial reads a certificate serial from a path or query: hex, colons
+// and spaces allowed, 1 to 20 bytes (RFC 5280 §4.1.2.2).
+func ParseSerial(s string) ([]byte, error) {
+	s = strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) == 0 || len(b) > 20 {
+		return nil, BadRequest("serial %q is not 1 to 20 bytes of hex", s)
+	}
+	return b, nil
 }
