@@ -131,9 +131,14 @@ func Init(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else if !errors.Is(err, ca.ErrNotInitialised) {
 		return err
 	}
-	return initialise(ctx, cfg, c, log)
+	if err := initialise(ctx, cfg, c, log); err != nil {
+		return err
+	}
+	_, err = finishSetup(ctx, cfg, c, log)
+	return err
 }
 
+// initialise creates the CA; callers then run finishSetup, as every start does.
 func initialise(ctx context.Context, cfg *config.Config, c *core, log *slog.Logger) error {
 	alg, err := signer.ParseAlgorithm(cfg.CA.KeyAlgorithm)
 	if err != nil {
@@ -146,9 +151,6 @@ func initialise(ctx context.Context, cfg *config.Config, c *core, log *slog.Logg
 	if err != nil {
 		return fmt.Errorf("creating CA: %w", err)
 	}
-	if err := finishSetup(ctx, cfg, c, log); err != nil {
-		return err
-	}
 	log.Info("initialised CA", "ca", iss.Name, "subject", iss.Cert.Subject.String(), "algorithm", alg,
 		"bootstrap_credential", filepath.Join(cfg.DataDir, BootstrapDir))
 	return nil
@@ -159,18 +161,20 @@ func initialise(ctx context.Context, cfg *config.Config, c *core, log *slog.Logg
 // when nobody can administer. Start runs it every time, so an init that was
 // interrupted after storing the CA is finished instead of leaving a server
 // no one can log in to.
-func finishSetup(ctx context.Context, cfg *config.Config, c *core, log *slog.Logger) error {
+// It returns the server TLS certificate.
+func finishSetup(ctx context.Context, cfg *config.Config, c *core, log *slog.Logger) (tls.Certificate, error) {
 	for _, iss := range c.ca.Issuers() {
 		if iss.OCSPCert != nil {
 			continue
 		}
 		log.Warn("CA has no OCSP responder (interrupted init): making one", "ca", iss.Name)
 		if _, err := c.ca.RenewOCSPResponder(ctx, iss.Name); err != nil {
-			return err
+			return tls.Certificate{}, err
 		}
 	}
-	if _, err := ensureServerCert(ctx, cfg, c); err != nil {
-		return err
+	tlsCert, err := ensureServerCert(ctx, cfg, c)
+	if err != nil {
+		return tls.Certificate{}, err
 	}
 	hasAdmin := false
 	if err := c.store.View(ctx, func(tx *store.Tx) error {
@@ -179,17 +183,17 @@ func finishSetup(ctx context.Context, cfg *config.Config, c *core, log *slog.Log
 			return nil
 		})
 	}); err != nil {
-		return err
+		return tls.Certificate{}, err
 	}
 	if hasAdmin {
-		return nil
+		return tlsCert, nil
 	}
 	iss, err := c.ca.Default()
 	if err != nil {
-		return err
+		return tls.Certificate{}, err
 	}
 	log.Info("no administrator in the store: making the bootstrap credential", "dir", filepath.Join(cfg.DataDir, BootstrapDir))
-	return makeBootstrapAdmin(ctx, cfg, c, iss)
+	return tlsCert, makeBootstrapAdmin(ctx, cfg, c, iss)
 }
 
 // ensureServerCert loads the TLS certificate of the API and LDAPS listeners,
@@ -345,6 +349,9 @@ func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.O
 			return seed.Result{}, err
 		}
 	} else if err != nil {
+		return seed.Result{}, err
+	}
+	if _, err := finishSetup(ctx, cfg, c, log); err != nil {
 		return seed.Result{}, err
 	}
 	res, err := seed.Run(ctx, c.store, c.ca, opts)

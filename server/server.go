@@ -111,6 +111,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 			core.Close()
 		}
 	}()
+	// An empty data directory gets a demo CA; every start then completes
+	// what an interrupted init left undone and loads the TLS certificate.
 	if err := core.ca.Load(ctx); errors.Is(err, ca.ErrNotInitialised) {
 		log.Info("empty data directory: initialising a demo CA", "data", cfg.DataDir)
 		if err := initialise(ctx, cfg, core, log); err != nil {
@@ -118,10 +120,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 		}
 	} else if err != nil {
 		return nil, err
-	} else if err := finishSetup(ctx, cfg, core, log); err != nil {
-		return nil, err
 	}
-	tlsCert, err := ensureServerCert(ctx, cfg, core)
+	tlsCert, err := finishSetup(ctx, cfg, core, log)
 	if err != nil {
 		return nil, err
 	}
