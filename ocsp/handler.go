@@ -153,14 +153,15 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request, method int) 
 	if iss == nil {
 		return r.writeError(w, StatusUnauthorized)
 	}
-	e, err := r.lookup(ctx, iss, &ids[0])
+	now := r.now()
+	e, err := r.lookup(ctx, iss, &ids[0], now)
 	if err != nil {
 		return r.writeLookupError(w, err)
 	}
 	h := w.Header()
 	h["Content-Type"] = r.hdrOCSP
 	if method == mGET {
-		h["Cache-Control"] = r.maxAge.cacheControl(e.nextUpdate, r.now())
+		h["Cache-Control"] = r.maxAge.cacheControl(e.nextUpdate, now)
 		h["Last-Modified"] = e.lastModified
 		h["Expires"] = e.expires
 		h["Etag"] = e.etag
@@ -204,7 +205,7 @@ func (r *Responder) serveLive(ctx context.Context, w http.ResponseWriter, req *R
 		if iss == nil {
 			return r.writeError(w, StatusUnauthorized)
 		}
-		e, err := r.lookup(ctx, iss, &req.CertIDs[0])
+		e, err := r.lookup(ctx, iss, &req.CertIDs[0], r.now())
 		if err != nil {
 			return r.writeLookupError(w, err)
 		}

@@ -369,13 +369,13 @@ func (r *Responder) readCert(ctx context.Context, serial []byte) (*store.Cert, e
 // lookup finds the response for one CertID of a known issuer: the cache, then
 // the store, then a live signature (stored for SHA-1 CertIDs). A response
 // past its nextUpdate is never returned.
-func (r *Responder) lookup(ctx context.Context, iss *issuer, id *CertID) (*entry, error) {
+// now is the caller's reading of the clock, so one request reads it once.
+func (r *Responder) lookup(ctx context.Context, iss *issuer, id *CertID, now time.Time) (*entry, error) {
 	serial := id.LookupSerial()
 	k, ok := makeKey(id.Hash, serial)
 	if !ok {
 		return nil, errUnknown
 	}
-	now := r.now()
 	if e := r.cache.get(&k); e != nil && now.Before(e.nextUpdate) {
 		r.m.cacheHits.Inc()
 		if e.issuer != iss.name {
