@@ -122,7 +122,6 @@ func viewOf(c *store.Cert, withPEM bool) CertView {
 	return v
 }
 
-
 func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
 	limit, afterHex, err := httpapi.Page(r)
 	if err != nil {

@@ -112,7 +112,6 @@ func subjectFor(p store.RAPerson, org *store.Org) pkix.Name {
 	return n
 }
 
-
 // toAPI maps an error of the RA's own making to the API error it means.
 func toAPI(err error) error {
 	var ae *httpapi.Error
