@@ -70,7 +70,7 @@ func BenchmarkSign(b *testing.B) {
 
 // reload finds k again through p, so every sub-benchmark runs on its own
 // Provider (and pool size) with the key made once.
-func reload(b *testing.B, p *Provider, k *Key) crypto.Signer {
+func reload(b testing.TB, p *Provider, k *Key) crypto.Signer {
 	b.Helper()
 	s, err := p.Signer(context.Background(), k.Label())
 	if err != nil {

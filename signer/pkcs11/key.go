@@ -35,6 +35,9 @@ type Key struct {
 	// ref caches the object handle of the private key for one Provider
 	// epoch; a reopen may have invalidated it, so a new epoch looks again.
 	ref atomic.Pointer[objRef]
+	// peers are the same key in the Provider's other module instances
+	// (Options.ModuleInstances); signatures are spread over all of them.
+	peers []*Key
 }
 
 type objRef struct {
@@ -68,34 +71,38 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	if err != nil {
 		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, err)
 	}
+	kk := k.pick()
 	var sig []byte
-	err = k.p.do(ctx, func(s *session) error {
-		h, err := k.handle(s)
-		if err != nil {
-			return err
-		}
-		sig, err = k.p.sign(s, mech, k.p.sessionKey(s, h), input)
-		if errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
-			// The object was renumbered (module reloaded by someone else)
-			// or deleted: look it up once more.
-			k.ref.Store(nil)
-			s.copies = nil
-			if h, err = k.handle(s); err != nil {
-				return err
-			}
-			sig, err = k.p.sign(s, mech, h, input)
-		}
-		return err
-	})
-	if err == nil {
-		if pub, ok := k.pub.(*ecdsa.PublicKey); ok {
-			sig, err = ecdsaDER(sig, (pub.Curve.Params().BitSize+7)/8)
+	if err = kk.p.acquireSlot(ctx); err == nil {
+		var sigs [][]byte
+		sigs, err = kk.signItems([]*pkcs11.Mechanism{mech}, [][]byte{input})
+		kk.p.releaseSlot()
+		if err == nil {
+			sig, err = k.encode(sigs[0])
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, err)
 	}
 	return sig, nil
+}
+
+// instances returns the key as found in each module instance, the primary's
+// first.
+func (k *Key) instances() []*Key {
+	return append([]*Key{k}, k.peers...)
+}
+
+// pick returns the instance of the key whose pool has the most free
+// sessions, so single signatures spread over all module instances.
+func (k *Key) pick() *Key {
+	best := k
+	for _, kk := range k.peers {
+		if cap(kk.p.sem)-len(kk.p.sem) > cap(best.p.sem)-len(best.p.sem) {
+			best = kk
+		}
+	}
+	return best
 }
 
 // handle returns the private key's object handle for s's epoch.
@@ -177,7 +184,7 @@ func (p *Provider) sign(s *session, mech []*pkcs11.Mechanism, h pkcs11.ObjectHan
 // The caller has hashed already, so the mechanisms are the raw ones
 // (CKM_ECDSA, CKM_RSA_PKCS, CKM_RSA_PKCS_PSS) rather than the ones that hash
 // inside the token.
-func (k *Key) mechanism(digest []byte, opts crypto.SignerOpts) ([]*pkcs11.Mechanism, []byte, error) {
+func (k *Key) mechanism(digest []byte, opts crypto.SignerOpts) (*pkcs11.Mechanism, []byte, error) {
 	var h crypto.Hash
 	if opts != nil {
 		h = opts.HashFunc()
@@ -190,7 +197,7 @@ func (k *Key) mechanism(digest []byte, opts crypto.SignerOpts) ([]*pkcs11.Mechan
 		if len(digest) == 0 {
 			return nil, nil, errors.New("empty digest")
 		}
-		return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, digest, nil
+		return pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil), digest, nil
 	case *rsa.PublicKey:
 		hashMech, mgf, prefix := rsaHash(h)
 		if prefix == nil {
@@ -209,13 +216,13 @@ func (k *Key) mechanism(digest []byte, opts crypto.SignerOpts) ([]*pkcs11.Mechan
 				return nil, nil, fmt.Errorf("PSS salt length %d", pss.SaltLength)
 			}
 			params := pkcs11.NewPSSParams(hashMech, mgf, uint(salt))
-			return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_PSS, params)}, digest, nil
+			return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_PSS, params), digest, nil
 		}
 		// CKM_RSA_PKCS pads whatever it is given, so the DigestInfo that
 		// names the hash has to be supplied, as crypto/rsa does.
 		input := make([]byte, 0, len(prefix)+len(digest))
 		input = append(append(input, prefix...), digest...)
-		return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)}, input, nil
+		return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil), input, nil
 	}
 	return nil, nil, fmt.Errorf("unsupported key type %T", k.pub)
 }

@@ -79,6 +79,16 @@ type Options struct {
 	// signatures in flight at once. Default DefaultPoolSize; never more than
 	// the token's MaxRwSessionCount.
 	PoolSize int
+	// ModuleInstances loads the module this many times, each a private copy
+	// of the library with its own initialisation, login, sessions and
+	// locks, and splits PoolSize between them. Default 1. Raise it (to the
+	// number of cores) for a software token such as SoftHSM2, which
+	// serialises signing on process-wide locks: on two cores SoftHSM2 signs
+	// ≈ 1.5x faster from two threads in one instance, ≈ 1.9x in two.
+	// Leave it at 1 for hardware HSMs, whose client libraries expect to be
+	// loaded once per process. Keys are generated through the first
+	// instance only.
+	ModuleInstances int
 	// MaxBackoff caps the wait between attempts to reopen a token that went
 	// away. Default 10s.
 	MaxBackoff time.Duration
@@ -116,6 +126,10 @@ type Provider struct {
 	backoff time.Duration
 	closed  bool
 	probe   *Key // last key handed out; Healthy test-signs with it
+
+	// peers are the Providers over the other module instances
+	// (Options.ModuleInstances), set on the first instance only.
+	peers []*Provider
 }
 
 var _ signer.Provider = (*Provider)(nil)
@@ -133,6 +147,8 @@ func Open(ctx context.Context, opts Options) (*Provider, error) {
 		return nil, errors.New("pkcs11: no PIN")
 	case opts.PoolSize < 0:
 		return nil, fmt.Errorf("pkcs11: pool size %d", opts.PoolSize)
+	case opts.ModuleInstances < 0 || opts.ModuleInstances > 64:
+		return nil, fmt.Errorf("pkcs11: %d module instances (1 to 64)", opts.ModuleInstances)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -140,6 +156,9 @@ func Open(ctx context.Context, opts Options) (*Provider, error) {
 	if opts.PoolSize == 0 {
 		opts.PoolSize = DefaultPoolSize
 	}
+	instances := max(1, opts.ModuleInstances)
+	// Every instance gets a share of the pool, and at least one session.
+	opts.PoolSize = max(1, (opts.PoolSize+instances-1)/instances)
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 10 * time.Second
 	}
@@ -150,13 +169,36 @@ func Open(ctx context.Context, opts Options) (*Provider, error) {
 	if opts.TokenLabel == "" {
 		desc = fmt.Sprintf("pkcs11 slot %d (module %s)", *opts.Slot, opts.Module)
 	}
-	mod, err := openModule(opts.Module)
+	p, err := openInstance(opts, desc, 0)
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i < instances; i++ {
+		peer, err := openInstance(opts, desc, i)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.peers = append(p.peers, peer)
+	}
+	return p, nil
+}
+
+// openInstance opens the Provider over module instance i: the shared
+// module for 0, a private copy for the others.
+func openInstance(opts Options, desc string, i int) (*Provider, error) {
+	open := openModule
+	if i > 0 {
+		open = openModuleCopy
+		desc = fmt.Sprintf("%s instance %d", desc, i)
+	}
+	mod, err := open(opts.Module)
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: %w", err)
 	}
 	p := &Provider{
 		mod:        mod,
-		log:        opts.Logger.With("component", "signer/pkcs11", "module", opts.Module, "token", opts.TokenLabel),
+		log:        opts.Logger.With("component", "signer/pkcs11", "module", opts.Module, "token", opts.TokenLabel, "instance", i),
 		desc:       desc,
 		label:      opts.TokenLabel,
 		slotOpt:    opts.Slot,
@@ -307,6 +349,9 @@ func (p *Provider) Generate(ctx context.Context, name string, alg signer.Algorit
 	}
 	p.log.Info("key generated", "key", name, "algorithm", alg, "id", fmt.Sprintf("%x", k.id))
 	p.setProbe(k)
+	if err := p.attachPeers(ctx, k, name); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -326,7 +371,26 @@ func (p *Provider) Signer(ctx context.Context, name string) (crypto.Signer, erro
 		return nil, fmt.Errorf("%s: key %q: %w", p.desc, name, err)
 	}
 	p.setProbe(k)
+	if err := p.attachPeers(ctx, k, name); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// attachPeers finds k, named name, in every other module instance.
+func (p *Provider) attachPeers(ctx context.Context, k *Key, name string) error {
+	for _, peer := range p.peers {
+		s, err := peer.Signer(ctx, name)
+		if err != nil {
+			return err
+		}
+		pk := s.(*Key)
+		if !pk.pub.(interface{ Equal(crypto.PublicKey) bool }).Equal(k.pub) {
+			return fmt.Errorf("%s: key %q: another module instance finds a different key under this name", peer.desc, name)
+		}
+		k.peers = append(k.peers, pk)
+	}
+	return nil
 }
 
 func (p *Provider) setProbe(k *Key) {
@@ -344,6 +408,18 @@ var healthDigest = make([]byte, 32)
 // out, a test signature with it succeeds. It reopens the token if needed
 // (within the backoff), so /readyz turns green again by itself.
 func (p *Provider) Healthy(ctx context.Context) error {
+	// Every instance is checked, also after a failure, so each one reopens
+	// by itself while /readyz polls.
+	err := p.healthyInstance(ctx)
+	for _, peer := range p.peers {
+		if perr := peer.healthyInstance(ctx); err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+func (p *Provider) healthyInstance(ctx context.Context) error {
 	err := p.do(ctx, func(s *session) error {
 		return p.mod.use(s.gen, func(c *pkcs11.Ctx) error {
 			ti, err := c.GetTokenInfo(s.slot)
@@ -370,11 +446,17 @@ func (p *Provider) Healthy(ctx context.Context) error {
 	p.mu.Lock()
 	k := p.probe
 	p.mu.Unlock()
-	if k == nil {
-		return nil
-	}
-	if _, err := k.SignContext(ctx, healthDigest, crypto.SHA256); err != nil {
-		return fmt.Errorf("test signature: %w", err)
+	if k != nil {
+		// Through this instance only: each instance checks its own key.
+		if err := k.p.acquireSlot(ctx); err != nil {
+			return fmt.Errorf("%s: test signature: %w", p.desc, err)
+		}
+		mech, input, _ := k.mechanism(healthDigest, crypto.SHA256)
+		_, err := k.signItems([]*pkcs11.Mechanism{mech}, [][]byte{input})
+		k.p.releaseSlot()
+		if err != nil {
+			return fmt.Errorf("%s: test signature: %w", p.desc, err)
+		}
 	}
 	return nil
 }
@@ -384,6 +466,14 @@ func (p *Provider) Healthy(ctx context.Context) error {
 // state is shared by every session of the process on this token, so logging
 // out would log out other Providers too; closing our sessions ends our part.
 func (p *Provider) Close() error {
+	var errs []error
+	for _, peer := range p.peers {
+		errs = append(errs, peer.Close())
+	}
+	return errors.Join(append(errs, p.closeInstance())...)
+}
+
+func (p *Provider) closeInstance() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -41,10 +41,19 @@ func (f final) Unwrap() error { return f.err }
 // do runs fn on a pooled session, reopening the token and retrying when fn
 // fails because the session, the login or the token went away.
 func (p *Provider) do(ctx context.Context, fn func(*session) error) error {
+	if err := p.acquireSlot(ctx); err != nil {
+		return err
+	}
+	defer p.releaseSlot()
+	return p.withSession(fn)
+}
+
+// withSession is do for a caller that already holds a slot.
+func (p *Provider) withSession(fn func(*session) error) error {
 	var err error
 	for range maxAttempts {
 		var s *session
-		if s, err = p.acquire(ctx); err != nil {
+		if s, err = p.session(); err != nil {
 			if gone(err) {
 				continue // a new session failed the same way: reopen
 			}
@@ -61,27 +70,32 @@ func (p *Provider) do(ctx context.Context, fn func(*session) error) error {
 	return err
 }
 
-// acquire takes a session from the pool, opening one if none is idle. At
-// most size sessions exist: a caller holds a semaphore slot for as long as
-// it holds a session, and only opens a new one when none is idle.
-func (p *Provider) acquire(ctx context.Context) (*session, error) {
+// acquireSlot waits for one of the pool's size slots. At most size sessions
+// exist: a caller holds a slot for as long as it holds a session, and only
+// opens a new session when none is idle.
+func (p *Provider) acquireSlot(ctx context.Context) error {
 	select {
 	case p.sem <- struct{}{}:
+		return nil
 	case <-p.done:
-		return nil, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a session: %w", ctx.Err())
+		return fmt.Errorf("waiting for a session: %w", ctx.Err())
 	}
+}
+
+func (p *Provider) releaseSlot() { <-p.sem }
+
+// session takes an idle session, or opens one, for a caller holding a slot.
+func (p *Provider) session() (*session, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		<-p.sem
 		return nil, ErrClosed
 	}
 	if !p.ready {
 		if err := p.reopenLocked(); err != nil {
 			p.mu.Unlock()
-			<-p.sem
 			return nil, err
 		}
 	}
@@ -103,7 +117,6 @@ func (p *Provider) acquire(ctx context.Context) (*session, error) {
 		return err
 	})
 	if err != nil {
-		<-p.sem
 		err = fmt.Errorf("opening session: %w", err)
 		if gone(err) {
 			p.broken(epoch, err)
@@ -113,9 +126,9 @@ func (p *Provider) acquire(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-// release returns s to the pool, or drops it if it cannot be trusted.
+// release returns s to the pool, or drops it if it cannot be trusted. The
+// caller keeps its slot.
 func (p *Provider) release(s *session, opErr error) {
-	defer func() { <-p.sem }()
 	if errors.Is(opErr, errStale) {
 		// The handle belongs to an earlier module instance; its number may
 		// have been handed to somebody else since. Never touch it.

@@ -1,0 +1,212 @@
+package pkcs11
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certcenter/certcenter/signer"
+)
+
+// openInstances opens a Provider with n module instances and the given pool
+// size, with private copies of the module made under a temporary directory
+// the test can inspect.
+func (tok *testToken) openInstances(tb testing.TB, pool, n int) (*Provider, string) {
+	tb.Helper()
+	tmp := tb.TempDir()
+	tb.Setenv("TMPDIR", tmp)
+	o := tok.options(tb, pool)
+	o.ModuleInstances = n
+	p, err := Open(context.Background(), o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return p, tmp
+}
+
+func openModules() int {
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	return len(modules.byPath)
+}
+
+// TestModuleInstances signs through three instances of SoftHSM2 in one
+// process: every instance is used, every signature verifies, the copies of
+// the library are not left on disk, and Close unloads all three.
+func TestModuleInstances(t *testing.T) {
+	tok := newToken(t, "instances")
+	p, tmp := tok.openInstances(t, 6, 3)
+	if got := openModules(); got != 3 {
+		t.Fatalf("%d modules loaded, want 3", got)
+	}
+	if len(p.peers) != 2 || cap(p.sem) != 2 || cap(p.peers[0].sem) != 2 {
+		t.Fatalf("peers %d, sessions %d per instance: want 2 peers of 2 sessions", len(p.peers), cap(p.sem))
+	}
+	if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+		t.Fatalf("temporary directory after loading: %v %v, want empty", ents, err)
+	}
+	ctx := context.Background()
+	ec, err := p.Generate(ctx, "ec", signer.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.Generate(ctx, "rsa", signer.RSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 10 {
+				k, opts := crypto.Signer(ec), crypto.SignerOpts(crypto.SHA256)
+				if (g+i)%5 == 0 {
+					k, opts = rs, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
+				}
+				d := digest(t, crypto.SHA256, fmt.Sprintf("%d/%d", g, i))
+				sig, err := k.Sign(nil, d, opts)
+				if err == nil {
+					err = verify(k.Public(), d, sig, opts)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d signature %d: %w", g, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i, inst := range append([]*Provider{p}, p.peers...) {
+		inst.mu.Lock()
+		idle := len(inst.idle)
+		inst.mu.Unlock()
+		if idle == 0 {
+			t.Errorf("instance %d never opened a session", i)
+		}
+	}
+	if err := p.Healthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := openModules(); got != 0 {
+		t.Fatalf("%d modules still loaded after Close", got)
+	}
+}
+
+// TestSignBatch signs batches with each mechanism, spread over instances and
+// sessions, and checks that every signature belongs to its own digest.
+func TestSignBatch(t *testing.T) {
+	tok := newToken(t, "batch")
+	p, _ := tok.openInstances(t, 4, 2)
+	ctx := context.Background()
+	ec, err := p.Generate(ctx, "ec", signer.ECDSAP384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.Generate(ctx, "rsa", signer.RSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		k    crypto.Signer
+		opts crypto.SignerOpts
+		n    int
+	}{
+		{"ok/ecdsa-p384", ec, crypto.SHA384, 150},
+		{"ok/rsa-pkcs1", rs, crypto.SHA256, 40},
+		{"ok/rsa-pss", rs, &rsa.PSSOptions{Hash: crypto.SHA512, SaltLength: rsa.PSSSaltLengthAuto}, 9},
+		{"ok/one", ec, crypto.SHA384, 1},
+		{"ok/none", ec, crypto.SHA384, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			digests := make([][]byte, c.n)
+			for i := range digests {
+				digests[i] = digest(t, c.opts.HashFunc(), fmt.Sprintf("%s %d", c.name, i))
+			}
+			sigs, err := c.k.(*Key).SignBatch(ctx, digests, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sigs) != c.n {
+				t.Fatalf("%d signatures for %d digests", len(sigs), c.n)
+			}
+			for i := range sigs {
+				if err := verify(c.k.Public(), digests[i], sigs[i], c.opts); err != nil {
+					t.Fatalf("signature %d: %v", i, err)
+				}
+			}
+		})
+	}
+	t.Run("bad/digest-length", func(t *testing.T) {
+		digests := [][]byte{digest(t, crypto.SHA256, "a"), make([]byte, 20)}
+		if _, err := ec.(*Key).SignBatch(ctx, digests, crypto.SHA256); err == nil {
+			t.Fatal("a 20-byte SHA-256 digest was signed")
+		} else {
+			t.Log(err)
+		}
+	})
+	t.Run("bad/cancelled", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := ec.(*Key).SignBatch(cctx, [][]byte{digest(t, crypto.SHA384, "a")}, crypto.SHA384)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("SignBatch with a cancelled context: %v", err)
+		}
+	})
+}
+
+// TestInstancesRecoverTokenRecreated deletes and re-creates the token under
+// a Provider with two module instances: both notice, reload their copy of
+// the module, and sign with a new key afterwards.
+func TestInstancesRecoverTokenRecreated(t *testing.T) {
+	tok := newToken(t, "recreate2")
+	p, _ := tok.openInstances(t, 2, 2)
+	ctx := context.Background()
+	k, err := p.Generate(ctx, "ca", signer.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, k)
+	tok.deleteToken(t)
+	eventually(t, 5*time.Second, func() error {
+		if p.Healthy(ctx) == nil {
+			return errors.New("Healthy still nil with the token deleted")
+		}
+		return nil
+	})
+	tok.initToken(t)
+	eventually(t, 5*time.Second, func() error {
+		if err := p.Healthy(ctx); !errors.Is(err, signer.ErrKeyNotFound) {
+			return fmt.Errorf("Healthy: %v, want the old key reported missing", err)
+		}
+		return nil
+	})
+	k2, err := p.Generate(ctx, "ca", signer.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 8 { // spread over both instances
+		mustSign(t, k2)
+	}
+	if err := p.Healthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
