@@ -158,6 +158,11 @@ type PKCS11 struct {
 	PINFile string `yaml:"pin_file"`
 	// PoolSize is the number of sessions signing in parallel. Default 8.
 	PoolSize int `yaml:"pool_size"`
+	// ModuleInstances loads that many private copies of the module, each
+	// with its own locks, and splits the pool between them. Default 1: right
+	// for hardware HSMs. For SoftHSM2, which serialises on process-wide
+	// locks, twice the number of cores (see signer/pkcs11/PERFORMANCE.md).
+	ModuleInstances int `yaml:"module_instances"`
 }
 
 // PIN reads the PKCS#11 PIN from PINFile or the PINEnv variable.
@@ -238,7 +243,7 @@ func Default() *Config {
 			PublicURL:    "http://localhost:8080",
 			LDAPURL:      "ldap://localhost:1389",
 		},
-		Signer: Signer{Provider: "file", PKCS11: PKCS11{PINEnv: "CERTCENTER_PKCS11_PIN", PoolSize: 8}},
+		Signer: Signer{Provider: "file", PKCS11: PKCS11{PINEnv: "CERTCENTER_PKCS11_PIN", PoolSize: 8, ModuleInstances: 1}},
 		OCSP: OCSP{
 			Validity:        Duration(72 * time.Hour),
 			Backdate:        Duration(time.Hour),
@@ -443,6 +448,9 @@ func (c *Config) Validate() error {
 		}
 		if c.Signer.PKCS11.PoolSize < 1 || c.Signer.PKCS11.PoolSize > 256 {
 			bad("signer.pkcs11.pool_size", "must be between 1 and 256")
+		}
+		if c.Signer.PKCS11.ModuleInstances < 1 || c.Signer.PKCS11.ModuleInstances > 64 {
+			bad("signer.pkcs11.module_instances", "must be between 1 and 64")
 		}
 	default:
 		bad("signer.provider", "%q is not one of file, pkcs11", c.Signer.Provider)

@@ -2,6 +2,7 @@ package ocsp
 
 import (
 	"context"
+	"crypto"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -164,6 +165,64 @@ func (r *Responder) needsSigning(c *store.Cert, rec *record, now time.Time) bool
 	return !now.Add(r.opts.RefreshInterval).Before(half)
 }
 
+// batchSigner signs many digests more cheaply together than one by one:
+// signer/pkcs11 spreads a batch over its sessions and signs each share in
+// one call into the HSM library.
+type batchSigner interface {
+	SignBatch(ctx context.Context, digests [][]byte, opts crypto.SignerOpts) ([][]byte, error)
+}
+
+// signAll signs the responses of certs: in one batch per responder whose
+// key can sign batches, with all workers otherwise.
+func (r *Responder) signAll(ctx context.Context, certs []*store.Cert) ([]*record, error) {
+	recs := make([]*record, len(certs))
+	tbs := make([][]byte, len(certs))
+	batches := map[*responder][]int{}
+	var single []int
+	for i, c := range certs {
+		resp, t, rec, err := r.prepare(c, SHA1)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := resp.signer.(batchSigner); ok {
+			recs[i], tbs[i] = rec, t
+			batches[resp] = append(batches[resp], i)
+		} else {
+			single = append(single, i)
+		}
+	}
+	for resp, idx := range batches {
+		digests := make([][]byte, len(idx))
+		for j, i := range idx {
+			digests[j] = resp.digest(tbs[i])
+		}
+		sigs, err := resp.signer.(batchSigner).SignBatch(ctx, digests, resp.hash)
+		if err != nil {
+			return nil, fmt.Errorf("signing %d responses: %w", len(idx), err)
+		}
+		for j, i := range idx {
+			if recs[i].der, err = resp.assemble(tbs[i], sigs[j]); err != nil {
+				return nil, fmt.Errorf("signing response for %x: %w", certs[i].Serial, err)
+			}
+		}
+	}
+	errs := make([]error, len(single))
+	var wg sync.WaitGroup
+	workers := min(r.opts.Workers, len(single))
+	for w := range workers {
+		wg.Go(func() {
+			for j := w; j < len(single); j += workers {
+				recs[single[j]], errs[j] = r.signCert(certs[single[j]], SHA1)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
 // signAndSave signs the responses of certs with all workers and stores them
 // in one transaction. It returns how many were stored and the thisUpdate of
 // the new ones.
@@ -171,21 +230,8 @@ func (r *Responder) signAndSave(ctx context.Context, certs []*store.Cert) (int, 
 	if len(certs) == 0 {
 		return 0, 0, nil
 	}
-	recs := make([]*record, len(certs))
-	errs := make([]error, len(certs))
-	var wg sync.WaitGroup
-	workers := min(r.opts.Workers, len(certs))
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(certs); i += workers {
-				recs[i], errs[i] = r.signCert(certs[i], SHA1)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	recs, err := r.signAll(ctx, certs)
+	if err != nil {
 		return 0, 0, err
 	}
 	written, err := r.save(ctx, certs, recs)

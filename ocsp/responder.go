@@ -18,6 +18,7 @@ package ocsp
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -208,29 +209,47 @@ func singleFor(c *store.Cert, certID []byte, this, next time.Time) single {
 
 // signCert signs the response for one certificate with a CertID in hash h.
 func (r *Responder) signCert(c *store.Cert, h HashAlg) (*record, error) {
+	resp, tbs, rec, err := r.prepare(c, h)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := resp.signer.Sign(rand.Reader, resp.digest(tbs), resp.hash)
+	if err != nil {
+		return nil, fmt.Errorf("signing response for %x: signing ResponseData: %w", c.Serial, err)
+	}
+	if rec.der, err = resp.assemble(tbs, sig); err != nil {
+		return nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
+	}
+	return rec, nil
+}
+
+// prepare finds the responder of c's issuer and encodes the ResponseData to
+// sign for c; the record it returns lacks only the response itself.
+func (r *Responder) prepare(c *store.Cert, h HashAlg) (*responder, []byte, *record, error) {
 	iss := r.issuers.Load().byName[c.Issuer]
 	if iss == nil || iss.resp == nil {
 		// A CA added, or given its responder, since the table was built.
 		if err := r.reloadIssuers(); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		if iss = r.issuers.Load().byName[c.Issuer]; iss == nil {
-			return nil, fmt.Errorf("signing response for %x: unknown issuer %q", c.Serial, c.Issuer)
+			return nil, nil, nil, fmt.Errorf("signing response for %x: unknown issuer %q", c.Serial, c.Issuer)
 		}
 	}
 	if iss.resp == nil {
-		return nil, fmt.Errorf("signing response for %x: CA %s has no OCSP responder certificate", c.Serial, c.Issuer)
+		return nil, nil, nil, fmt.Errorf("signing response for %x: CA %s has no OCSP responder certificate", c.Serial, c.Issuer)
 	}
 	certID, err := encodeCertID(h, iss.nameHash[h], iss.keyHash[h], c.Serial)
 	if err != nil {
-		return nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
+		return nil, nil, nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
 	}
 	produced, this, next := r.times()
-	der, err := iss.resp.sign(produced, []single{singleFor(c, certID, this, next)}, nil)
+	tbs, err := iss.resp.tbs(produced, []single{singleFor(c, certID, this, next)}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
+		return nil, nil, nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
 	}
-	return &record{thisUpdate: this, nextUpdate: next, certUpdatedAt: c.UpdatedAt, revoked: c.Status == store.StatusRevoked, issuer: c.Issuer, der: der}, nil
+	rec := &record{thisUpdate: this, nextUpdate: next, certUpdatedAt: c.UpdatedAt, revoked: c.Status == store.StatusRevoked, issuer: c.Issuer}
+	return iss.resp, tbs, rec, nil
 }
 
 // errChanged reports that a certificate changed after its response was signed.

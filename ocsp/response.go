@@ -119,6 +119,19 @@ type responder struct {
 // certificate, and, if nonce is not nil, a nonce extension whose extnValue
 // contents are nonce.
 func (r *responder) sign(producedAt time.Time, singles []single, nonce []byte) ([]byte, error) {
+	tbsDER, err := r.tbs(producedAt, singles, nonce)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := r.signer.Sign(rand.Reader, r.digest(tbsDER), r.hash)
+	if err != nil {
+		return nil, fmt.Errorf("signing ResponseData: %w", err)
+	}
+	return r.assemble(tbsDER, sig)
+}
+
+// tbs encodes the ResponseData that sign signs.
+func (r *responder) tbs(producedAt time.Time, singles []single, nonce []byte) ([]byte, error) {
 	var tbs cryptobyte.Builder
 	tbs.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		// version v1 is the DEFAULT and so omitted (DER).
@@ -144,12 +157,18 @@ func (r *responder) sign(producedAt time.Time, singles []single, nonce []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("encoding ResponseData: %w", err)
 	}
+	return tbsDER, nil
+}
+
+// digest hashes ResponseData for the responder's signature algorithm.
+func (r *responder) digest(tbsDER []byte) []byte {
 	h := r.hash.New()
 	h.Write(tbsDER)
-	sig, err := r.signer.Sign(rand.Reader, h.Sum(nil), r.hash)
-	if err != nil {
-		return nil, fmt.Errorf("signing ResponseData: %w", err)
-	}
+	return h.Sum(nil)
+}
+
+// assemble wraps signed ResponseData into the OCSPResponse.
+func (r *responder) assemble(tbsDER, sig []byte) ([]byte, error) {
 	var out cryptobyte.Builder
 	out.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1Enum(int64(StatusSuccessful))

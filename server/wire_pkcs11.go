@@ -20,7 +20,7 @@ func openPKCS11(ctx context.Context, cfg *config.Config, log *slog.Logger) (sign
 	}
 	prov, err := pkcs11.Open(ctx, pkcs11.Options{
 		Module: p.Module, TokenLabel: p.TokenLabel, Slot: p.Slot, PIN: pin,
-		PoolSize: p.PoolSize, Logger: log.With("component", "pkcs11"),
+		PoolSize: p.PoolSize, ModuleInstances: p.ModuleInstances, Logger: log.With("component", "pkcs11"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("signer.pkcs11: %w", err)

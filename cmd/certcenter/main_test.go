@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // bin is the certcenter binary built once for these end-to-end tests: they
@@ -257,7 +263,9 @@ func TestPKCS11InitAndServe(t *testing.T) {
 		t.Errorf("the data directory holds CA/OCSP key files: %v", keys)
 	}
 	cfg := filepath.Join(dir, "certcenter.yaml")
-	os.WriteFile(cfg, []byte("signer:\n  provider: pkcs11\n  pkcs11:\n    module: "+module+"\n    token_label: cc-e2e\n    pin_env: CC_TEST_PIN\n"), 0o600)
+	// Two module instances: seeding pre-signs every OCSP response in
+	// batches spread over both (signer/pkcs11 SignBatch).
+	os.WriteFile(cfg, []byte("signer:\n  provider: pkcs11\n  pkcs11:\n    module: "+module+"\n    token_label: cc-e2e\n    pin_env: CC_TEST_PIN\n    module_instances: 2\n"), 0o600)
 
 	t.Run("fail/wrong PIN", func(t *testing.T) {
 		t.Setenv("CC_TEST_PIN", "9999")
@@ -291,13 +299,78 @@ func TestPKCS11InitAndServe(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	out, err = s.client(t, "cert", "list", "--cn", "seed-0000003")
+	out, err = s.client(t, "cert", "list", "--status", "valid", "--limit", "1")
 	m := regexp.MustCompile(`([0-9a-f]{40})\s+valid`).FindStringSubmatch(out)
 	if err != nil || m == nil {
-		t.Skipf("seed-0000003 was revoked by chance or not found: %v\n%s", err, out)
+		t.Fatalf("no valid seeded certificate: %v\n%s", err, out)
+	}
+	leaf, issuer := fetchCertAndIssuer(t, s, m[1])
+	if st := ocspStatus(t, s, leaf, issuer); st != ocsp.Good {
+		t.Fatalf("pre-signed OCSP status %d, want good", st)
 	}
 	out, err = s.client(t, "cert", "revoke", m[1], "--reason", "superseded")
 	if err != nil {
 		t.Fatalf("revoke signed through the HSM: %v\n%s", err, out)
 	}
+	deadline = time.Now().Add(10 * time.Second)
+	for ocspStatus(t, s, leaf, issuer) != ocsp.Revoked {
+		if time.Now().After(deadline) {
+			t.Fatal("OCSP does not report the revocation")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fetchCertAndIssuer gets a certificate through the admin API and its
+// issuer from the public /ca/ path its AIA names.
+func fetchCertAndIssuer(t *testing.T, s *served, serial string) (*x509.Certificate, *x509.Certificate) {
+	t.Helper()
+	out, err := s.client(t, "cert", "show", serial, "--pem")
+	if err != nil {
+		t.Fatalf("cert show: %v\n%s", err, out)
+	}
+	blk, _ := pem.Decode([]byte(out))
+	if blk == nil {
+		t.Fatalf("cert show --pem printed no PEM:\n%s", out)
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || len(leaf.IssuingCertificateURL) == 0 {
+		t.Fatalf("leaf: %v, AIA %v", err, leaf.IssuingCertificateURL)
+	}
+	u, err := url.Parse(leaf.IssuingCertificateURL[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + s.http + u.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, _ := io.ReadAll(resp.Body)
+	issuer, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("issuer from %s: %v", u.Path, err)
+	}
+	return leaf, issuer
+}
+
+// ocspStatus asks the responder about leaf and verifies the answer: the
+// response must be signed by the HSM's OCSP key, delegated by issuer.
+func ocspStatus(t *testing.T, s *served, leaf, issuer *x509.Certificate) int {
+	t.Helper()
+	req, err := ocsp.CreateRequest(leaf, issuer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+s.http+"/ocsp", "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r, err := ocsp.ParseResponseForCert(body, leaf, issuer)
+	if err != nil {
+		t.Fatalf("OCSP response: %v", err)
+	}
+	return r.Status
 }

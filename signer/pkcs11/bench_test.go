@@ -3,64 +3,159 @@ package pkcs11
 import (
 	"context"
 	"crypto"
+	"flag"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/certcenter/certcenter/signer"
 )
 
-// BenchmarkSign measures signatures per second through the pool against one
-// session used in a loop, on the same SoftHSM2 token and key:
+// The benchmarks compare signing through the pool with a single session
+// signing in a loop, on the same SoftHSM2 token and key:
 //
 //	go test -run x -bench . -benchtime 3s ./signer/pkcs11/
 //
-// "single" is a Provider with a one-session pool signing from one goroutine,
-// which is what a caller without a pool gets. "pool-N" runs 2N goroutines
-// (b.SetParallelism over GOMAXPROCS) against an N-session pool, so the pool
-// is always contended and the numbers include waiting for a session.
+// BenchmarkSign gives each configuration's throughput on its own;
+// BenchmarkPoolRatio alternates short rounds of the single session and each
+// pool configuration and reports the median ratio, which is what to quote
+// on a shared machine whose speed drifts by tens of percent within minutes.
+
+var ratioRounds = flag.Int("pkcs11.rounds", 5, "rounds of BenchmarkPoolRatio")
+
+// benchConfig is one way of driving the token.
+type benchConfig struct {
+	name      string
+	pool      int  // sessions in all
+	instances int  // module instances they are spread over
+	callers   int  // goroutines calling Sign (ignored with batch)
+	batch     bool // one caller signing benchBatch digests per SignBatch
+}
+
+const benchBatch = 256
+
+var benchConfigs = []benchConfig{
+	// What a caller without a pool gets: one session, Sign in a loop.
+	{name: "single", pool: 1, instances: 1, callers: 1},
+	// Batching alone, on that one session.
+	{name: "single-batch", pool: 1, instances: 1, batch: true},
+	// The default pool: 8 sessions, one instance of the module, under 16
+	// concurrent callers (a busy OCSP responder signing nonced requests).
+	{name: "pool-8", pool: 8, instances: 1, callers: 16},
+	// The same spread over 4 private copies of the module.
+	{name: "pool-8x4", pool: 8, instances: 4, callers: 16},
+	// Bulk signing (OCSP pre-signing): SignBatch over 4 instances, one
+	// session each.
+	{name: "batch-4x4", pool: 4, instances: 4, batch: true},
+}
+
+// benchKey generates one key per algorithm and opens a Provider per
+// configuration on it.
+func benchKeys(b *testing.B, alg signer.Algorithm) []*Key {
+	tok := newToken(b, "bench")
+	p := tok.open(b, 1)
+	if _, err := p.Generate(context.Background(), "bench", alg); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]*Key, len(benchConfigs))
+	for i, c := range benchConfigs {
+		o := tok.options(b, c.pool)
+		o.ModuleInstances = c.instances
+		o.Logger = nil
+		pc, err := Open(context.Background(), o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { pc.Close() })
+		s, err := pc.Signer(context.Background(), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = s.(*Key)
+		run(b, c, keys[i], 200*time.Millisecond) // open and warm every session
+	}
+	return keys
+}
+
+// run drives k as c says for d and returns signatures per second.
+func run(b *testing.B, c benchConfig, k *Key, d time.Duration) float64 {
+	dg := digest(b, crypto.SHA256, "benchmark")
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	if c.batch {
+		digests := make([][]byte, benchBatch)
+		for i := range digests {
+			digests[i] = dg
+		}
+		for time.Now().Before(end) {
+			if _, err := k.SignBatch(context.Background(), digests, crypto.SHA256); err != nil {
+				b.Fatal(err)
+			}
+			n.Add(benchBatch)
+		}
+	} else {
+		for range c.callers {
+			wg.Go(func() {
+				for time.Now().Before(end) {
+					if _, err := k.Sign(nil, dg, crypto.SHA256); err != nil {
+						b.Error(err)
+						return
+					}
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+// BenchmarkSign reports each configuration's signatures per second; b.N
+// counts signatures.
 func BenchmarkSign(b *testing.B) {
 	for _, alg := range []signer.Algorithm{signer.ECDSAP256, signer.RSA2048} {
 		b.Run(string(alg), func(b *testing.B) {
-			tok := newToken(b, "bench")
-			p := tok.open(b, 8)
-			k, err := p.Generate(context.Background(), "bench", alg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := p.Close(); err != nil {
-				b.Fatal(err)
-			}
-			d := digest(b, crypto.SHA256, "benchmark")
-
-			b.Run("single", func(b *testing.B) {
-				p := tok.open(b, 1)
-				k := reload(b, p, k.(*Key))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					if _, err := k.Sign(nil, d, crypto.SHA256); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sigs/s")
-			})
-			for _, size := range []int{2, 4, 8} {
-				b.Run(fmt.Sprintf("pool-%d", size), func(b *testing.B) {
-					p := tok.open(b, size)
-					k := reload(b, p, k.(*Key))
+			keys := benchKeys(b, alg)
+			dg := digest(b, crypto.SHA256, "benchmark")
+			for i, c := range benchConfigs {
+				k := keys[i]
+				b.Run(c.name, func(b *testing.B) {
 					b.ReportAllocs()
-					b.SetParallelism(max(1, 2*size/runtime.GOMAXPROCS(0)))
-					b.ResetTimer()
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							if _, err := k.Sign(nil, d, crypto.SHA256); err != nil {
-								b.Error(err)
-								return
+					if c.batch {
+						digests := make([][]byte, benchBatch)
+						for j := range digests {
+							digests[j] = dg
+						}
+						for i := 0; i < b.N; i += benchBatch {
+							if _, err := k.SignBatch(context.Background(), digests[:min(benchBatch, b.N-i)], crypto.SHA256); err != nil {
+								b.Fatal(err)
 							}
 						}
-					})
+					} else {
+						b.SetParallelism(max(1, c.callers/runtime.GOMAXPROCS(0)))
+						if c.callers == 1 {
+							for b.Loop() {
+								if _, err := k.Sign(nil, dg, crypto.SHA256); err != nil {
+									b.Fatal(err)
+								}
+							}
+						} else {
+							b.RunParallel(func(pb *testing.PB) {
+								for pb.Next() {
+									if _, err := k.Sign(nil, dg, crypto.SHA256); err != nil {
+										b.Error(err)
+										return
+									}
+								}
+							})
+						}
+					}
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sigs/s")
 				})
 			}
@@ -68,23 +163,50 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
-// reload finds k again through p, so every sub-benchmark runs on its own
-// Provider (and pool size) with the key made once.
-func reload(b testing.TB, p *Provider, k *Key) crypto.Signer {
-	b.Helper()
-	s, err := p.Signer(context.Background(), k.Label())
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Warm the pool so session opening is not part of the measurement.
-	var wg sync.WaitGroup
-	for range cap(p.sem) {
-		wg.Go(func() {
-			if _, err := s.Sign(nil, make([]byte, 32), crypto.SHA256); err != nil {
-				b.Error(err)
+// BenchmarkPoolRatio alternates one-second rounds of every configuration
+// and reports, per configuration, the median over rounds of its throughput
+// divided by the single session's in the same round ("x-<name>").
+func BenchmarkPoolRatio(b *testing.B) {
+	for _, alg := range []signer.Algorithm{signer.ECDSAP256, signer.RSA2048} {
+		b.Run(string(alg), func(b *testing.B) {
+			keys := benchKeys(b, alg)
+			for b.Loop() {
+				ratios := make([][]float64, len(benchConfigs))
+				rates := make([][]float64, len(benchConfigs))
+				for range *ratioRounds {
+					var single float64
+					for i, c := range benchConfigs {
+						r := run(b, c, keys[i], time.Second)
+						if i == 0 {
+							single = r
+						}
+						rates[i] = append(rates[i], r)
+						ratios[i] = append(ratios[i], r/single)
+					}
+				}
+				for i, c := range benchConfigs {
+					if i == 0 {
+						b.ReportMetric(median(rates[0]), "single-sigs/s")
+						continue
+					}
+					b.ReportMetric(median(ratios[i]), "x-"+c.name)
+					b.Logf("%s %s: %.0f sigs/s median, ratios %s", alg, c.name, median(rates[i]), fmtRatios(ratios[i]))
+				}
 			}
 		})
 	}
-	wg.Wait()
-	return s
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func fmtRatios(v []float64) string {
+	out := ""
+	for _, r := range v {
+		out += fmt.Sprintf(" %.2f", r)
+	}
+	return out
 }
