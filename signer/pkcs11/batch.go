@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -113,31 +112,38 @@ func (k *Key) SignBatch(ctx context.Context, digests [][]byte, opts crypto.Signe
 	for _, kk := range keys {
 		sessions += cap(kk.p.sem)
 	}
-	chunk := min(maxChunk, max(1, (len(digests)+sessions-1)/sessions))
-	chunks := (len(digests) + chunk - 1) / chunk
+	// Guided self-scheduling: each worker takes a share of what is left,
+	// so shares shrink towards the end and the sessions finish together
+	// instead of idling while one works off a last large chunk.
+	var mu sync.Mutex
+	next := 0
+	take := func() (lo, hi int) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := min(maxChunk, max(1, (len(digests)-next)/(2*sessions)))
+		lo, hi = next, min(len(digests), next+n)
+		next = hi
+		return lo, hi
+	}
 	sigs := make([][]byte, len(digests))
-	var next atomic.Int64
 	var wg sync.WaitGroup
-	var errMu sync.Mutex
 	var firstErr error
 	fail := func(err error) {
-		errMu.Lock()
+		mu.Lock()
 		if firstErr == nil {
 			firstErr = err
 		}
-		errMu.Unlock()
+		mu.Unlock()
 	}
-	// One worker per session, each tied to its instance, taking chunks
-	// until none are left.
-	for w := range min(sessions, chunks) {
+	// One worker per session, each tied to its instance.
+	for w := range min(sessions, len(digests)) {
 		kk := keys[w%len(keys)]
 		wg.Go(func() {
 			for {
-				c := int(next.Add(1)) - 1
-				if c >= chunks {
+				lo, hi := take()
+				if lo == hi {
 					return
 				}
-				lo, hi := c*chunk, min(len(digests), (c+1)*chunk)
 				if err := kk.p.acquireSlot(ctx); err != nil {
 					fail(err)
 					return
