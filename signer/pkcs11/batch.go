@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/miekg/pkcs11"
 )
@@ -91,82 +90,139 @@ func (k *Key) signOne(mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
 }
 
 // SignBatch signs each of digests as Sign would and returns the signatures
-// in the same order. The digests are spread over every session of every
-// module instance, each session signing its share in one cgo call, which
-// is what makes bulk signing (OCSP pre-signing, CRL shards) scale with the
-// pool. It fails as a whole if any signature fails.
+// in the same order. It takes every session that is free across all module
+// instances (waiting for one if none is) and signs on all of them at once
+// in a single cgo call, one C thread per session (native.go), which is what
+// makes bulk signing (OCSP pre-signing) scale with the pool. Whatever those
+// sessions could not sign is then signed one by one with the usual retries.
+// It fails as a whole if any signature fails.
 func (k *Key) SignBatch(ctx context.Context, digests [][]byte, opts crypto.SignerOpts) ([][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, err)
 	}
-	mechs := make([]*pkcs11.Mechanism, len(digests))
-	inputs := make([][]byte, len(digests))
+	items := make([]batchItem, len(digests))
 	for i, d := range digests {
-		var err error
-		if mechs[i], inputs[i], err = k.mechanism(d, opts); err != nil {
+		mech, input, err := k.mechanism(d, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: signing with key %q: digest %d: %w", k.p.desc, k.label, i, err)
+		}
+		items[i] = batchItem{mech: mech, input: input}
+	}
+	if len(items) == 0 {
+		return [][]byte{}, nil
+	}
+	held, err := k.takeLanes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, err)
+	}
+	raw := k.signOnLanes(held, items)
+	sigs := make([][]byte, len(items))
+	for i := range items {
+		if raw[i] == nil {
+			kk := k.pick()
+			if err = kk.p.acquireSlot(ctx); err == nil {
+				raw[i], err = kk.signOne(items[i].mech, items[i].input)
+				kk.p.releaseSlot()
+			}
+		}
+		if err == nil {
+			sigs[i], err = k.encode(raw[i])
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: signing with key %q: digest %d: %w", k.p.desc, k.label, i, err)
 		}
 	}
-	keys := k.instances()
-	sessions := 0
-	for _, kk := range keys {
-		sessions += cap(kk.p.sem)
-	}
-	// Guided self-scheduling: each worker takes a share of what is left,
-	// so shares shrink towards the end and the sessions finish together
-	// instead of idling while one works off a last large chunk.
-	var mu sync.Mutex
-	next := 0
-	take := func() (lo, hi int) {
-		mu.Lock()
-		defer mu.Unlock()
-		n := min(maxChunk, max(1, (len(digests)-next)/(2*sessions)))
-		lo, hi = next, min(len(digests), next+n)
-		next = hi
-		return lo, hi
-	}
-	sigs := make([][]byte, len(digests))
-	var wg sync.WaitGroup
-	var firstErr error
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
-	}
-	// One worker per session, each tied to its instance.
-	for w := range min(sessions, len(digests)) {
-		kk := keys[w%len(keys)]
-		wg.Go(func() {
-			for {
-				lo, hi := take()
-				if lo == hi {
-					return
-				}
-				if err := kk.p.acquireSlot(ctx); err != nil {
-					fail(err)
-					return
-				}
-				raw, err := kk.signItems(mechs[lo:hi], inputs[lo:hi])
-				kk.p.releaseSlot()
-				for i := range raw {
-					if err == nil {
-						sigs[lo+i], err = k.encode(raw[i])
-					}
-				}
-				if err != nil {
-					fail(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, firstErr)
-	}
 	return sigs, nil
+}
+
+// heldLane is a session taken from an instance's pool for signParallel.
+type heldLane struct {
+	k     *Key // the key as found in the session's instance
+	s     *session
+	epoch uint64
+	key   pkcs11.ObjectHandle
+	err   error
+}
+
+// takeLanes takes every free session of every instance of the key, with
+// its handle of the key; if none is free it waits for one.
+func (k *Key) takeLanes(ctx context.Context) ([]*heldLane, error) {
+	var held []*heldLane
+	add := func(kk *Key) {
+		s, err := kk.p.session()
+		if err != nil {
+			kk.p.releaseSlot()
+			return
+		}
+		h, err := kk.handle(s)
+		if err != nil {
+			kk.p.release(s, err)
+			kk.p.releaseSlot()
+			return
+		}
+		held = append(held, &heldLane{k: kk, s: s, epoch: s.epoch, key: kk.p.sessionKey(s, h)})
+	}
+	for _, kk := range k.instances() {
+		for range cap(kk.p.sem) {
+			select {
+			case kk.p.sem <- struct{}{}:
+				add(kk)
+			default:
+			}
+		}
+	}
+	if len(held) == 0 {
+		kk := k.pick()
+		if err := kk.p.acquireSlot(ctx); err != nil {
+			return nil, err
+		}
+		add(kk)
+	}
+	return held, nil
+}
+
+// signOnLanes signs items on the held sessions at once and gives the
+// sessions back; it returns the signatures made (nil where none was).
+func (k *Key) signOnLanes(held []*heldLane, items []batchItem) [][]byte {
+	// Hold each module instance's read lock once (lanes of one instance are
+	// adjacent, instances in a fixed order) so no handle reaches a module
+	// initialised again since the session was opened.
+	var lanes []lane
+	var used []*heldLane
+	var locked []*module
+	for _, l := range held {
+		m := l.k.p.mod
+		if len(locked) == 0 || locked[len(locked)-1] != m {
+			m.mu.RLock()
+			locked = append(locked, m)
+		}
+		if m.gen != l.s.gen {
+			l.err = errStale
+			continue
+		}
+		lanes = append(lanes, lane{mod: m.native, sh: l.s.h, key: l.key})
+		used = append(used, l)
+	}
+	sigs, laneErrs := signParallel(lanes, items, k.maxSigLen())
+	for _, m := range locked {
+		m.mu.RUnlock()
+	}
+	for i, l := range used {
+		l.err = laneErrs[i]
+	}
+	for _, l := range held {
+		p := l.k.p
+		if errors.Is(l.err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(l.err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
+			l.k.ref.Store(nil)
+			l.s.copies = nil
+		}
+		p.release(l.s, l.err)
+		if gone(l.err) {
+			p.broken(l.epoch, l.err)
+		}
+		p.releaseSlot()
+	}
+	return sigs
 }
 
 // maxSigLen is the longest signature the key makes: r||s for ECDSA, the

@@ -46,6 +46,8 @@ var benchConfigs = []benchConfig{
 	// The default pool: 8 sessions in one instance of the module, under 16
 	// concurrent callers (a busy OCSP responder signing nonced requests).
 	{name: "pool-8", pool: 8, instances: 1, callers: 16},
+	// Bulk signing (SignBatch) through the default pool.
+	{name: "batch-8", pool: 8, instances: 1, batch: true},
 	// The configuration PERFORMANCE.md recommends for SoftHSM2 on two
 	// cores: 4 private copies of the module, one session each...
 	{name: "pool-4x4", pool: 4, instances: 4, callers: 16},

@@ -1,8 +1,9 @@
 package pkcs11
 
 /*
-#cgo linux LDFLAGS: -ldl
+#cgo linux LDFLAGS: -ldl -lpthread
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 // PKCS#11 v2.40 headers from OASIS (the same files miekg/pkcs11 builds
@@ -68,6 +69,98 @@ static CK_ULONG cc_sign_batch(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_UL
 		}
 	}
 	return n;
+}
+// A lane is one session that cc_sign_parallel signs on, in a thread of its
+// own; rv and step record the failure that stopped it, if any.
+typedef struct {
+	CK_FUNCTION_LIST_PTR f;
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+	CK_RV rv;
+	int step;
+} cc_lane;
+
+typedef struct {
+	cc_lane *lane;
+	CK_ULONG n;
+	const CK_MECHANISM_TYPE *mech;
+	CK_BYTE *param;
+	const CK_ULONG *paramOff, *paramLen;
+	CK_BYTE *in;
+	const CK_ULONG *inOff, *inLen;
+	CK_BYTE *out;
+	CK_ULONG stride;
+	CK_ULONG *outLen;
+	signed char *status; // per item: 0 not tried, 1 signed, 2 failed
+	CK_ULONG next;       // next item to take, shared by the lanes
+} cc_job;
+
+typedef struct {
+	cc_job *job;
+	int lane;
+} cc_arg;
+
+// cc_lane_run takes items one at a time until none are left or its session
+// fails; the other lanes carry on with the rest.
+static void *cc_lane_run(void *p) {
+	cc_arg *a = p;
+	cc_job *j = a->job;
+	cc_lane *l = &j->lane[a->lane];
+	for (;;) {
+		CK_ULONG i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		if (i >= j->n) return NULL;
+		CK_MECHANISM m = { j->mech[i], j->paramLen[i] ? j->param + j->paramOff[i] : NULL_PTR, j->paramLen[i] };
+		int step = 0;
+		CK_RV r = l->f->C_SignInit(l->s, &m, l->key);
+		if (r == CKR_OK) {
+			step = 1;
+			j->outLen[i] = j->stride;
+			r = l->f->C_Sign(l->s, j->in + j->inOff[i], j->inLen[i], j->out + i * j->stride, &j->outLen[i]);
+		}
+		if (r != CKR_OK) {
+			j->status[i] = 2;
+			l->rv = r;
+			l->step = step;
+			return NULL;
+		}
+		j->status[i] = 1;
+	}
+}
+
+// cc_sign_parallel signs n items over nlanes sessions at once, one thread
+// per lane (the calling thread is lane 0), and returns when all are done.
+// The threads are the C library's, not the Go runtime's: while they sign,
+// Go sees one goroutine in one cgo call, not one scheduler round trip per
+// signature and lane. A lane whose thread cannot be created simply signs
+// nothing.
+static void cc_sign_parallel(int nlanes, CK_FUNCTION_LIST_PTR *f, const CK_SESSION_HANDLE *s,
+		const CK_OBJECT_HANDLE *key, CK_RV *rv, int *step, CK_ULONG n,
+		const CK_MECHANISM_TYPE *mech, CK_BYTE *param, const CK_ULONG *paramOff, const CK_ULONG *paramLen,
+		CK_BYTE *in, const CK_ULONG *inOff, const CK_ULONG *inLen,
+		CK_BYTE *out, CK_ULONG stride, CK_ULONG *outLen, signed char *status) {
+	enum { maxLanes = 64 };
+	cc_lane lanes[maxLanes];
+	pthread_t th[maxLanes];
+	cc_arg args[maxLanes];
+	int started[maxLanes];
+	if (nlanes > maxLanes) nlanes = maxLanes;
+	cc_job j = { lanes, n, mech, param, paramOff, paramLen, in, inOff, inLen, out, stride, outLen, status, 0 };
+	for (int k = 0; k < nlanes; k++) {
+		lanes[k] = (cc_lane){ f[k], s[k], key[k], CKR_OK, 0 };
+		args[k] = (cc_arg){ &j, k };
+		started[k] = 0;
+	}
+	for (int k = 1; k < nlanes; k++) {
+		started[k] = pthread_create(&th[k], NULL, cc_lane_run, &args[k]) == 0;
+	}
+	cc_lane_run(&args[0]);
+	for (int k = 1; k < nlanes; k++) {
+		if (started[k]) pthread_join(th[k], NULL);
+	}
+	for (int k = 0; k < nlanes; k++) {
+		rv[k] = lanes[k].rv;
+		step[k] = lanes[k].step;
+	}
 }
 */
 import "C"
@@ -157,4 +250,68 @@ func (n *nativeModule) signBatch(sh pkcs11.SessionHandle, items []batchItem, max
 		call = "C_Sign"
 	}
 	return sigs, fmt.Errorf("%s: %w", call, pkcs11.Error(rv))
+}
+
+// lane is one session taking part in signParallel.
+type lane struct {
+	mod *nativeModule
+	sh  pkcs11.SessionHandle
+	key pkcs11.ObjectHandle
+}
+
+// signParallel signs items over lanes at once (see cc_sign_parallel). It
+// returns each item's signature (nil if not signed) and each lane's error
+// (nil if its session never failed).
+func signParallel(lanes []lane, items []batchItem, maxSig int) ([][]byte, []error) {
+	n := len(items)
+	laneErrs := make([]error, len(lanes))
+	sigs := make([][]byte, n)
+	if n == 0 || len(lanes) == 0 {
+		return sigs, laneErrs
+	}
+	fl := make([]C.CK_FUNCTION_LIST_PTR, len(lanes))
+	sess := make([]C.CK_SESSION_HANDLE, len(lanes))
+	keys := make([]C.CK_OBJECT_HANDLE, len(lanes))
+	rv := make([]C.CK_RV, len(lanes))
+	step := make([]C.int, len(lanes))
+	for i, l := range lanes {
+		fl[i], sess[i], keys[i] = l.mod.m.fl, C.CK_SESSION_HANDLE(l.sh), C.CK_OBJECT_HANDLE(l.key)
+	}
+	mech := make([]C.CK_MECHANISM_TYPE, n)
+	paramOff := make([]C.CK_ULONG, n)
+	paramLen := make([]C.CK_ULONG, n)
+	inOff := make([]C.CK_ULONG, n)
+	inLen := make([]C.CK_ULONG, n)
+	outLen := make([]C.CK_ULONG, n)
+	status := make([]C.schar, n)
+	var params, in []byte
+	for i, it := range items {
+		mech[i] = C.CK_MECHANISM_TYPE(it.mech.Mechanism)
+		paramOff[i], paramLen[i] = C.CK_ULONG(len(params)), C.CK_ULONG(len(it.mech.Parameter))
+		params = append(params, it.mech.Parameter...)
+		inOff[i], inLen[i] = C.CK_ULONG(len(in)), C.CK_ULONG(len(it.input))
+		in = append(in, it.input...)
+	}
+	params = append(params, 0)
+	in = append(in, 0)
+	out := make([]byte, n*maxSig)
+	C.cc_sign_parallel(C.int(len(lanes)), &fl[0], &sess[0], &keys[0], &rv[0], &step[0], C.CK_ULONG(n),
+		&mech[0], (*C.CK_BYTE)(&params[0]), &paramOff[0], &paramLen[0],
+		(*C.CK_BYTE)(&in[0]), &inOff[0], &inLen[0],
+		(*C.CK_BYTE)(&out[0]), C.CK_ULONG(maxSig), &outLen[0], &status[0])
+	for i := range n {
+		if status[i] == 1 {
+			sigs[i] = out[i*maxSig : i*maxSig+int(outLen[i]) : i*maxSig+int(outLen[i])]
+		}
+	}
+	for i := range lanes {
+		if rv[i] != C.CKR_OK {
+			call := "C_SignInit"
+			if step[i] == 1 {
+				call = "C_Sign"
+			}
+			laneErrs[i] = fmt.Errorf("%s: %w", call, pkcs11.Error(rv[i]))
+		}
+	}
+	return sigs, laneErrs
 }
