@@ -12,55 +12,40 @@ import (
 )
 
 // Signing goes through the module's function list directly (native.go): a
-// signature is one cgo call instead of miekg/pkcs11's two, and a batch of
-// signatures on one session is one cgo call in all. The second matters more
-// than it looks. Measured on two cores with SoftHSM2, two goroutines each
-// making a cgo call per signature reach ≈ 1.3–1.5x one goroutine, while the
-// same two threads looping inside C reach ≈ 1.8x: every return from a
-// 50 µs cgo call goes back through the Go scheduler, which by then has
-// handed the P to another thread. Bulk signers (OCSP pre-signing) therefore
-// use SignBatch. Handing single signatures to dedicated signing threads was
-// tried and is worse (0.8x): a thread wake-up per signature costs about as
-// much as the signature on a paravirtualised guest.
+// signature is one cgo call instead of miekg/pkcs11's two, and a batch over
+// every free session is one cgo call in all, with C threads doing the
+// signing. The second matters more than it looks. Measured on two cores
+// with SoftHSM2, two goroutines each making a cgo call per signature reach
+// ≈ 1.3–1.5x one goroutine, while the same two threads looping inside C
+// reach ≈ 1.8x: every return from a 50 µs cgo call goes back through the Go
+// scheduler, which by then has handed the P to another thread. Bulk signers
+// (OCSP pre-signing) therefore use SignBatch. Handing single signatures to
+// dedicated signing threads was tried and is worse (0.8x): a thread wake-up
+// per signature costs about as much as the signature on a paravirtualised
+// guest (PERFORMANCE.md).
 
-// maxChunk bounds the signatures one session makes in one cgo call, so a
-// SignBatch of many digests still spreads over every session of the pool.
-const maxChunk = 32
-
-// signItems signs items on the caller's slot of p, natively while that
-// works and one by one through signOne after the first failure, so each
-// item gets the ordinary retries. It returns the raw signatures.
-func (k *Key) signItems(items []*pkcs11.Mechanism, inputs [][]byte) ([][]byte, error) {
+// signFast signs input on a session of the caller's slot in one cgo call,
+// and through signOne (two plain PKCS#11 calls, with the key looked up again
+// if its handle went stale) if that fails.
+func (k *Key) signFast(mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
 	p := k.p
-	sigs := make([][]byte, 0, len(inputs))
-	done := 0
+	var sig []byte
 	_ = p.withSession(func(s *session) error {
 		h, err := k.handle(s)
 		if err != nil {
 			return err
 		}
-		batch := make([]batchItem, len(inputs)-done)
-		key := p.sessionKey(s, h)
-		for i := range batch {
-			batch[i] = batchItem{key: key, mech: items[done+i], input: inputs[done+i]}
-		}
-		var got [][]byte
-		err = p.mod.use(s.gen, func(*pkcs11.Ctx) (err error) {
-			got, err = p.mod.native.signBatch(s.h, batch, k.maxSigLen())
-			return err
+		l := []lane{{mod: p.mod.native, sh: s.h, key: p.sessionKey(s, h)}}
+		return p.mod.use(s.gen, func(*pkcs11.Ctx) error {
+			sigs, errs := signParallel(l, []batchItem{{mech: mech, input: input}}, k.maxSigLen())
+			sig = sigs[0]
+			return errs[0]
 		})
-		sigs = append(sigs, got...)
-		done += len(got)
-		return err
 	})
-	for i := done; i < len(inputs); i++ {
-		sig, err := k.signOne(items[i], inputs[i])
-		if err != nil {
-			return nil, err
-		}
-		sigs = append(sigs, sig)
+	if sig != nil {
+		return sig, nil
 	}
-	return sigs, nil
+	return k.signOne(mech, input)
 }
 
 // signOne signs on a session of the caller's slot with plain miekg/pkcs11

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,30 +64,29 @@ func TestModuleInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for g := range 32 {
-		wg.Go(func() {
-			for i := range 10 {
-				k, opts := crypto.Signer(ec), crypto.SignerOpts(crypto.SHA256)
-				if (g+i)%5 == 0 {
-					k, opts = rs, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
-				}
-				d := digest(t, crypto.SHA256, fmt.Sprintf("%d/%d", g, i))
-				sig, err := k.Sign(nil, d, opts)
+	// Bulk signing alongside: it takes whatever sessions are free.
+	batchDone := make(chan error, 1)
+	go func() {
+		for round := range 3 {
+			digests := make([][]byte, 100)
+			for i := range digests {
+				digests[i] = digest(t, crypto.SHA256, fmt.Sprintf("batch %d/%d", round, i))
+			}
+			sigs, err := ec.(*Key).SignBatch(ctx, digests, crypto.SHA256)
+			for i := range sigs {
 				if err == nil {
-					err = verify(k.Public(), d, sig, opts)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("goroutine %d signature %d: %w", g, i, err)
-					return
+					err = verify(ec.Public(), digests[i], sigs[i], crypto.SHA256)
 				}
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			if err != nil {
+				batchDone <- fmt.Errorf("batch %d: %w", round, err)
+				return
+			}
+		}
+		batchDone <- nil
+	}()
+	signMixed(t, ec, rs, 32, 10, nil)
+	if err := <-batchDone; err != nil {
 		t.Error(err)
 	}
 	for i, inst := range append([]*Provider{p}, p.peers...) {
@@ -205,6 +203,43 @@ func TestInstancesRecoverTokenRecreated(t *testing.T) {
 	}
 	for range 8 { // spread over both instances
 		mustSign(t, k2)
+	}
+	if err := p.Healthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSignBatchAfterSessionsClosed closes every session under the Provider
+// (C_CloseAllSessions from another handle on the module): the batch's
+// sessions fail inside the parallel call, and what they could not sign is
+// signed again after a transparent reopen.
+func TestSignBatchAfterSessionsClosed(t *testing.T) {
+	tok := newToken(t, "batchclosed")
+	p := tok.open(t, 4)
+	ctx := context.Background()
+	k, err := p.Generate(ctx, "ec", signer.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests := make([][]byte, 64)
+	for i := range digests {
+		digests[i] = digest(t, crypto.SHA256, fmt.Sprint(i))
+	}
+	if _, err := k.(*Key).SignBatch(ctx, digests, crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	raw := tok.raw(t)
+	if err := raw.ctx.CloseAllSessions(raw.slot); err != nil {
+		t.Fatal(err)
+	}
+	sigs, err := k.(*Key).SignBatch(ctx, digests, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range sigs {
+		if err := verify(k.Public(), digests[i], sigs[i], crypto.SHA256); err != nil {
+			t.Fatalf("signature %d: %v", i, err)
+		}
 	}
 	if err := p.Healthy(ctx); err != nil {
 		t.Fatal(err)

@@ -74,11 +74,10 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	kk := k.pick()
 	var sig []byte
 	if err = kk.p.acquireSlot(ctx); err == nil {
-		var sigs [][]byte
-		sigs, err = kk.signItems([]*pkcs11.Mechanism{mech}, [][]byte{input})
+		sig, err = kk.signFast(mech, input)
 		kk.p.releaseSlot()
 		if err == nil {
-			sig, err = k.encode(sigs[0])
+			sig, err = k.encode(sig)
 		}
 	}
 	if err != nil {

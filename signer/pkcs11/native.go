@@ -43,33 +43,6 @@ static void cc_close(cc_module *m) {
 	m->fl = NULL;
 }
 
-// cc_sign_batch runs C_SignInit + C_Sign for n requests on one session and
-// stops at the first failure: it returns how many succeeded, and for the
-// failed one the return value and the step (0 C_SignInit, 1 C_Sign).
-// Inputs, parameters and outputs are packed into flat buffers because cgo
-// may not hand C Go memory that holds Go pointers.
-static CK_ULONG cc_sign_batch(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_ULONG n,
-		const CK_MECHANISM_TYPE *mech, CK_BYTE *param, const CK_ULONG *paramOff, const CK_ULONG *paramLen,
-		const CK_OBJECT_HANDLE *key, CK_BYTE *in, const CK_ULONG *inOff, const CK_ULONG *inLen,
-		CK_BYTE *out, CK_ULONG stride, CK_ULONG *outLen, CK_RV *rv, int *step) {
-	for (CK_ULONG i = 0; i < n; i++) {
-		CK_MECHANISM m = { mech[i], paramLen[i] ? param + paramOff[i] : NULL_PTR, paramLen[i] };
-		CK_RV r = f->C_SignInit(s, &m, key[i]);
-		if (r != CKR_OK) {
-			*rv = r;
-			*step = 0;
-			return i;
-		}
-		outLen[i] = stride;
-		r = f->C_Sign(s, in + inOff[i], inLen[i], out + i * stride, &outLen[i]);
-		if (r != CKR_OK) {
-			*rv = r;
-			*step = 1;
-			return i;
-		}
-	}
-	return n;
-}
 // A lane is one session that cc_sign_parallel signs on, in a thread of its
 // own; rv and step record the failure that stopped it, if any.
 typedef struct {
@@ -173,9 +146,9 @@ import (
 )
 
 // nativeModule is the module's function list, called directly for the one
-// hot path that miekg/pkcs11 makes two cgo calls per signature for: signing
-// a batch of queued requests costs one cgo call in all. Everything else
-// still goes through miekg/pkcs11.
+// hot path: miekg/pkcs11 makes two cgo calls per signature, signParallel one
+// per signature or per batch over many sessions. Everything else still goes
+// through miekg/pkcs11.
 type nativeModule struct {
 	m C.cc_module
 }
@@ -195,61 +168,10 @@ func openNative(path string) (*nativeModule, error) {
 
 func (n *nativeModule) close() { C.cc_close(&n.m) }
 
-// batchItem is one signature of a batch: the key object on the session, the
-// mechanism and the bytes to sign.
+// batchItem is one signature to make: the mechanism and the bytes to sign.
 type batchItem struct {
-	key   pkcs11.ObjectHandle
 	mech  *pkcs11.Mechanism
 	input []byte
-}
-
-// signBatch signs items in order on session sh, stopping at the first
-// failure. It returns the signatures made (one per item, in order, as many
-// as succeeded) and, if it stopped early, the error of the item that failed,
-// naming the PKCS#11 call. maxSig bounds any signature's length.
-func (n *nativeModule) signBatch(sh pkcs11.SessionHandle, items []batchItem, maxSig int) ([][]byte, error) {
-	count := len(items)
-	if count == 0 {
-		return nil, nil
-	}
-	mech := make([]C.CK_MECHANISM_TYPE, count)
-	key := make([]C.CK_OBJECT_HANDLE, count)
-	paramOff := make([]C.CK_ULONG, count)
-	paramLen := make([]C.CK_ULONG, count)
-	inOff := make([]C.CK_ULONG, count)
-	inLen := make([]C.CK_ULONG, count)
-	outLen := make([]C.CK_ULONG, count)
-	var params, in []byte
-	for i, it := range items {
-		mech[i] = C.CK_MECHANISM_TYPE(it.mech.Mechanism)
-		key[i] = C.CK_OBJECT_HANDLE(it.key)
-		paramOff[i], paramLen[i] = C.CK_ULONG(len(params)), C.CK_ULONG(len(it.mech.Parameter))
-		params = append(params, it.mech.Parameter...)
-		inOff[i], inLen[i] = C.CK_ULONG(len(in)), C.CK_ULONG(len(it.input))
-		in = append(in, it.input...)
-	}
-	// Never hand C a nil base pointer, even for zero-length parameters.
-	params = append(params, 0)
-	in = append(in, 0)
-	out := make([]byte, count*maxSig)
-	var rv C.CK_RV
-	var step C.int
-	done := int(C.cc_sign_batch(n.m.fl, C.CK_SESSION_HANDLE(sh), C.CK_ULONG(count),
-		&mech[0], (*C.CK_BYTE)(&params[0]), &paramOff[0], &paramLen[0],
-		&key[0], (*C.CK_BYTE)(&in[0]), &inOff[0], &inLen[0],
-		(*C.CK_BYTE)(&out[0]), C.CK_ULONG(maxSig), &outLen[0], &rv, &step))
-	sigs := make([][]byte, done)
-	for i := range done {
-		sigs[i] = out[i*maxSig : i*maxSig+int(outLen[i]) : i*maxSig+int(outLen[i])]
-	}
-	if done == count {
-		return sigs, nil
-	}
-	call := "C_SignInit"
-	if step == 1 {
-		call = "C_Sign"
-	}
-	return sigs, fmt.Errorf("%s: %w", call, pkcs11.Error(rv))
 }
 
 // lane is one session taking part in signParallel.

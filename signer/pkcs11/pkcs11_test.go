@@ -367,39 +367,12 @@ func TestConcurrentSign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const goroutines, each = 64, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range each {
-				k, opts := ec, crypto.SignerOpts(crypto.SHA256)
-				if (g+i)%4 == 0 {
-					k, opts = rs, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
-				}
-				if g%16 == 0 && i == 0 {
-					if err := p.Healthy(ctx); err != nil {
-						errs <- err
-						return
-					}
-				}
-				d := digest(t, crypto.SHA256, fmt.Sprintf("%d/%d", g, i))
-				sig, err := k.Sign(nil, d, opts)
-				if err == nil {
-					err = verify(k.Public(), d, sig, opts)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("goroutine %d signature %d: %w", g, i, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	signMixed(t, ec, rs, 64, 20, func(g, i int) error {
+		if g%16 == 0 && i == 0 {
+			return p.Healthy(ctx)
+		}
+		return nil
+	})
 	p.mu.Lock()
 	idle := len(p.idle)
 	p.mu.Unlock()
@@ -554,5 +527,44 @@ func TestSessionCopiesStaySealed(t *testing.T) {
 	}
 	if _, err := p.Signer(ctx, "ca"); err != nil {
 		t.Errorf("lookup by label with session copies present: %v", err)
+	}
+}
+
+// signMixed signs from goroutines goroutines, each times, with ec and every
+// fourth time with rs (RSA-PSS), and verifies every signature; before each
+// signature it runs also(goroutine, i) if not nil.
+func signMixed(t *testing.T, ec, rs crypto.Signer, goroutines, each int, also func(g, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				k, opts := ec, crypto.SignerOpts(crypto.SHA256)
+				if (g+i)%4 == 0 {
+					k, opts = rs, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
+				}
+				err := error(nil)
+				if also != nil {
+					err = also(g, i)
+				}
+				if err == nil {
+					d := digest(t, crypto.SHA256, fmt.Sprintf("%d/%d", g, i))
+					var sig []byte
+					if sig, err = k.Sign(nil, d, opts); err == nil {
+						err = verify(k.Public(), d, sig, opts)
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d signature %d: %w", g, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
