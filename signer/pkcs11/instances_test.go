@@ -45,12 +45,12 @@ func openModules() int {
 // the library are not left on disk, and Close unloads all three.
 func TestModuleInstances(t *testing.T) {
 	tok := newToken(t, "instances")
-	p, tmp := tok.openInstances(t, 6, 3)
+	p, tmp := tok.openInstances(t, 7, 3)
 	if got := openModules(); got != 3 {
 		t.Fatalf("%d modules loaded, want 3", got)
 	}
-	if len(p.peers) != 2 || cap(p.sem) != 2 || cap(p.peers[0].sem) != 2 {
-		t.Fatalf("peers %d, sessions %d per instance: want 2 peers of 2 sessions", len(p.peers), cap(p.sem))
+	if len(p.peers) != 2 || cap(p.sem) != 3 || cap(p.peers[0].sem) != 2 || cap(p.peers[1].sem) != 2 {
+		t.Fatalf("%d peers, want 2, and 7 sessions shared out 3+2+2", len(p.peers))
 	}
 	if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
 		t.Fatalf("temporary directory after loading: %v %v, want empty", ents, err)

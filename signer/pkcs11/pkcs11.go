@@ -87,7 +87,8 @@ type Options struct {
 	// ≈ 1.5x faster from two threads in one instance, ≈ 1.9x in two.
 	// Leave it at 1 for hardware HSMs, whose client libraries expect to be
 	// loaded once per process. Keys are generated through the first
-	// instance only.
+	// instance only. The MaxRwSessionCount cap applies to each instance's
+	// share.
 	ModuleInstances int
 	// MaxBackoff caps the wait between attempts to reopen a token that went
 	// away. Default 10s.
@@ -157,8 +158,7 @@ func Open(ctx context.Context, opts Options) (*Provider, error) {
 		opts.PoolSize = DefaultPoolSize
 	}
 	instances := max(1, opts.ModuleInstances)
-	// Every instance gets a share of the pool, and at least one session.
-	opts.PoolSize = max(1, (opts.PoolSize+instances-1)/instances)
+	pool := opts.PoolSize
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 10 * time.Second
 	}
@@ -169,12 +169,23 @@ func Open(ctx context.Context, opts Options) (*Provider, error) {
 	if opts.TokenLabel == "" {
 		desc = fmt.Sprintf("pkcs11 slot %d (module %s)", *opts.Slot, opts.Module)
 	}
-	p, err := openInstance(opts, desc, 0)
+	// The pool is shared out between the instances, the first ones taking
+	// the remainder; every instance has at least one session.
+	share := func(i int) Options {
+		o := opts
+		o.PoolSize = pool / instances
+		if i < pool%instances {
+			o.PoolSize++
+		}
+		o.PoolSize = max(1, o.PoolSize)
+		return o
+	}
+	p, err := openInstance(share(0), desc, 0)
 	if err != nil {
 		return nil, err
 	}
 	for i := 1; i < instances; i++ {
-		peer, err := openInstance(opts, desc, i)
+		peer, err := openInstance(share(i), desc, i)
 		if err != nil {
 			p.Close()
 			return nil, err
