@@ -177,16 +177,16 @@ type batchSigner interface {
 func (r *Responder) signAll(ctx context.Context, certs []*store.Cert) ([]*record, error) {
 	recs := make([]*record, len(certs))
 	tbs := make([][]byte, len(certs))
+	resps := make([]*responder, len(certs))
 	batches := map[*responder][]int{}
 	var single []int
 	for i, c := range certs {
-		resp, t, rec, err := r.prepare(c, SHA1)
-		if err != nil {
+		var err error
+		if resps[i], tbs[i], recs[i], err = r.prepare(c, SHA1); err != nil {
 			return nil, err
 		}
-		if _, ok := resp.signer.(batchSigner); ok {
-			recs[i], tbs[i] = rec, t
-			batches[resp] = append(batches[resp], i)
+		if _, ok := resps[i].signer.(batchSigner); ok {
+			batches[resps[i]] = append(batches[resps[i]], i)
 		} else {
 			single = append(single, i)
 		}
@@ -212,7 +212,11 @@ func (r *Responder) signAll(ctx context.Context, certs []*store.Cert) ([]*record
 	for w := range workers {
 		wg.Go(func() {
 			for j := w; j < len(single); j += workers {
-				recs[single[j]], errs[j] = r.signCert(certs[single[j]], SHA1)
+				i := single[j]
+				var err error
+				if recs[i].der, err = resps[i].signTBS(tbs[i]); err != nil {
+					errs[j] = fmt.Errorf("signing response for %x: %w", certs[i].Serial, err)
+				}
 			}
 		})
 	}

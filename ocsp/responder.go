@@ -18,7 +18,6 @@ package ocsp
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -213,11 +212,7 @@ func (r *Responder) signCert(c *store.Cert, h HashAlg) (*record, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := resp.signer.Sign(rand.Reader, resp.digest(tbs), resp.hash)
-	if err != nil {
-		return nil, fmt.Errorf("signing response for %x: signing ResponseData: %w", c.Serial, err)
-	}
-	if rec.der, err = resp.assemble(tbs, sig); err != nil {
+	if rec.der, err = resp.signTBS(tbs); err != nil {
 		return nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
 	}
 	return rec, nil

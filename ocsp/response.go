@@ -123,6 +123,11 @@ func (r *responder) sign(producedAt time.Time, singles []single, nonce []byte) (
 	if err != nil {
 		return nil, err
 	}
+	return r.signTBS(tbsDER)
+}
+
+// signTBS signs encoded ResponseData and wraps it into the OCSPResponse.
+func (r *responder) signTBS(tbsDER []byte) ([]byte, error) {
 	sig, err := r.signer.Sign(rand.Reader, r.digest(tbsDER), r.hash)
 	if err != nil {
 		return nil, fmt.Errorf("signing ResponseData: %w", err)

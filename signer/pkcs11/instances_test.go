@@ -245,3 +245,38 @@ func TestSignBatchAfterSessionsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSignBatchLetsSingleSignersIn runs a long batch on a one-session pool
+// and a single signature while it runs: the batch gives its session back
+// between rounds, so the single signature must not wait for the whole batch.
+func TestSignBatchLetsSingleSignersIn(t *testing.T) {
+	tok := newToken(t, "fair")
+	p := tok.open(t, 1)
+	ctx := context.Background()
+	k, err := p.Generate(ctx, "ec", signer.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests := make([][]byte, 100*perLane)
+	for i := range digests {
+		digests[i] = digest(t, crypto.SHA256, fmt.Sprint(i))
+	}
+	batchDone := make(chan struct{})
+	go func() {
+		defer close(batchDone)
+		if _, err := k.(*Key).SignBatch(ctx, digests, crypto.SHA256); err != nil {
+			t.Error(err)
+		}
+	}()
+	// Wait until the batch holds the session, then ask for one signature.
+	for len(p.sem) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	mustSign(t, k)
+	select {
+	case <-batchDone:
+		t.Fatal("the single signature waited for the whole batch of 3200")
+	default:
+	}
+	<-batchDone
+}

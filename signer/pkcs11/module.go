@@ -42,9 +42,6 @@ type module struct {
 	ctx    *pkcs11.Ctx
 	native *nativeModule // the same library's function list, for batches
 	refs   int           // guarded by modules.mu
-	// private is set for a copy loaded by openModuleCopy: nobody else
-	// shares it, and its file is gone once loaded.
-	private bool
 
 	// mu is held for reading around every call that takes a session or
 	// object handle, and for writing around C_Initialize and C_Finalize.
@@ -87,14 +84,15 @@ func openModule(path string) (*module, error) {
 
 // loadModule maps the library at file (path is the name to report).
 func loadModule(path, file string) (*module, error) {
-	ctx := pkcs11.New(file)
-	if ctx == nil {
-		return nil, fmt.Errorf("loading PKCS#11 module %s: dlopen failed or the library has no C_GetFunctionList", path)
-	}
+	// Ours first: it reports dlopen's reason, miekg/pkcs11 does not.
 	native, err := openNative(file)
 	if err != nil {
-		ctx.Destroy()
 		return nil, fmt.Errorf("loading PKCS#11 module %s: %w", path, err)
+	}
+	ctx := pkcs11.New(file)
+	if ctx == nil {
+		native.close()
+		return nil, fmt.Errorf("loading PKCS#11 module %s: dlopen failed or the library has no C_GetFunctionList", path)
 	}
 	return &module{path: file, ctx: ctx, native: native}, nil
 }
@@ -147,9 +145,9 @@ func openModuleCopy(path string) (*module, error) {
 	defer modules.mu.Unlock()
 	m, err := loadModule(path, file)
 	if err != nil {
-		return nil, err
+		// The usual cause: a temporary directory mounted noexec.
+		return nil, fmt.Errorf("%w (loading a private copy from %s; point TMPDIR at a directory that allows executables)", err, dir)
 	}
-	m.private = true
 	modules.byPath[file] = m
 	if err := m.initialiseLocked(); err != nil {
 		return nil, err

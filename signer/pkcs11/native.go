@@ -5,6 +5,7 @@ package pkcs11
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 // PKCS#11 v2.40 headers from OASIS (the same files miekg/pkcs11 builds
 // with), with the platform macros they ask the includer to define.
@@ -20,14 +21,26 @@ package pkcs11
 typedef struct {
 	void *dl;
 	CK_FUNCTION_LIST_PTR fl;
+	char err[512]; // dlerror() of a failed cc_open, read on the same thread
 } cc_module;
+
+// CC_MAX_LANES bounds the sessions of one cc_sign_parallel call.
+#define CC_MAX_LANES 64
 
 // cc_open loads the library a second time for ourselves. dlopen hands back
 // the copy already mapped for miekg/pkcs11 (same file, same instance), so
 // the function list is the one the rest of the package calls through.
 static int cc_open(const char *path, cc_module *m) {
+	m->err[0] = 0;
 	m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (m->dl == NULL) return -1;
+	if (m->dl == NULL) {
+		const char *e = dlerror();
+		if (e != NULL) {
+			strncpy(m->err, e, sizeof m->err - 1);
+			m->err[sizeof m->err - 1] = 0;
+		}
+		return -1;
+	}
 	CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(m->dl, "C_GetFunctionList");
 	if (get == NULL || get(&m->fl) != CKR_OK || m->fl == NULL) {
 		dlclose(m->dl);
@@ -89,6 +102,9 @@ static void *cc_lane_run(void *p) {
 			step = 1;
 			j->outLen[i] = j->stride;
 			r = l->f->C_Sign(l->s, j->in + j->inOff[i], j->inLen[i], j->out + i * j->stride, &j->outLen[i]);
+			// A module claiming more than the buffer, or nothing, has not
+			// produced a signature we can trust.
+			if (r == CKR_OK && (j->outLen[i] == 0 || j->outLen[i] > j->stride)) r = CKR_GENERAL_ERROR;
 		}
 		if (r != CKR_OK) {
 			j->status[i] = 2;
@@ -111,12 +127,11 @@ static void cc_sign_parallel(int nlanes, CK_FUNCTION_LIST_PTR *f, const CK_SESSI
 		const CK_MECHANISM_TYPE *mech, CK_BYTE *param, const CK_ULONG *paramOff, const CK_ULONG *paramLen,
 		CK_BYTE *in, const CK_ULONG *inOff, const CK_ULONG *inLen,
 		CK_BYTE *out, CK_ULONG stride, CK_ULONG *outLen, signed char *status) {
-	enum { maxLanes = 64 };
-	cc_lane lanes[maxLanes];
-	pthread_t th[maxLanes];
-	cc_arg args[maxLanes];
-	int started[maxLanes];
-	if (nlanes > maxLanes) nlanes = maxLanes;
+	cc_lane lanes[CC_MAX_LANES];
+	pthread_t th[CC_MAX_LANES];
+	cc_arg args[CC_MAX_LANES];
+	int started[CC_MAX_LANES];
+	if (nlanes > CC_MAX_LANES) nlanes = CC_MAX_LANES;
 	cc_job j = { lanes, n, mech, param, paramOff, paramLen, in, inOff, inLen, out, stride, outLen, status, 0 };
 	for (int k = 0; k < nlanes; k++) {
 		lanes[k] = (cc_lane){ f[k], s[k], key[k], CKR_OK, 0 };
@@ -161,7 +176,7 @@ func openNative(path string) (*nativeModule, error) {
 	case 0:
 		return n, nil
 	case -1:
-		return nil, fmt.Errorf("dlopen %s: %s", path, C.GoString(C.dlerror()))
+		return nil, fmt.Errorf("dlopen %s: %s", path, C.GoString(&n.m.err[0]))
 	}
 	return nil, fmt.Errorf("%s: C_GetFunctionList failed", path)
 }
@@ -173,6 +188,9 @@ type batchItem struct {
 	mech  *pkcs11.Mechanism
 	input []byte
 }
+
+// maxLanes is the most sessions one signParallel call signs on.
+const maxLanes = C.CC_MAX_LANES
 
 // lane is one session taking part in signParallel.
 type lane struct {
