@@ -161,7 +161,8 @@ type PKCS11 struct {
 	// ModuleInstances loads that many private copies of the module, each
 	// with its own locks, and splits the pool between them. Default 1: right
 	// for hardware HSMs. For SoftHSM2, which serialises on process-wide
-	// locks, twice the number of cores (see signer/pkcs11/PERFORMANCE.md).
+	// locks, twice the number of cores, with PoolSize the same (see
+	// signer/pkcs11/PERFORMANCE.md).
 	ModuleInstances int `yaml:"module_instances"`
 }
 

@@ -36,6 +36,7 @@ func TestParse(t *testing.T) {
 		{name: "fail/ocsp validity outside CA/B", yaml: "ocsp:\n  validity: 11d\n", wantErr: "ocsp.validity"},
 		{name: "fail/unknown algorithm", yaml: "ca:\n  key_algorithm: dsa\n", wantErr: "ca.key_algorithm"},
 		{name: "fail/pkcs11 without module", yaml: "signer:\n  provider: pkcs11\n  pkcs11:\n    token_label: t\n", wantErr: "signer.pkcs11.module"},
+		{name: "fail/pkcs11 zero module instances", yaml: "signer:\n  provider: pkcs11\n  pkcs11:\n    module: /m.so\n    token_label: t\n    module_instances: 0\n", wantErr: "signer.pkcs11.module_instances"},
 		{name: "fail/mapping expected", yaml: "http: 3\n", wantErr: "http (line 1): expected a mapping"},
 		{name: "fail/not yaml", yaml: "a: [", wantErr: "parsing YAML"},
 	}
