@@ -35,11 +35,10 @@ func (k *Key) signFast(mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		l := []lane{{mod: p.mod.native, sh: s.h, key: p.sessionKey(s, h)}}
-		return p.mod.use(s.gen, func(*pkcs11.Ctx) error {
-			sigs, errs := signParallel(l, []batchItem{{mech: mech, input: input}}, k.maxSigLen())
-			sig = sigs[0]
-			return errs[0]
+		l := lane{mod: p.mod.native, sh: s.h, key: p.sessionKey(s, h)}
+		return p.mod.use(s.gen, func(*pkcs11.Ctx) (err error) {
+			sig, err = signOne(l, batchItem{mech: mech, input: input}, k.maxSigLen())
+			return err
 		})
 	})
 	if sig != nil {

@@ -116,6 +116,22 @@ static void *cc_lane_run(void *p) {
 	}
 }
 
+// cc_sign_one signs one input on one session, for single signatures: the
+// same checks as a lane, without the batch bookkeeping.
+static CK_RV cc_sign_one(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+		CK_MECHANISM_TYPE mech, CK_BYTE *param, CK_ULONG paramLen, CK_BYTE *in, CK_ULONG inLen,
+		CK_BYTE *out, CK_ULONG *outLen, int *step) {
+	CK_MECHANISM m = { mech, paramLen ? param : NULL_PTR, paramLen };
+	CK_ULONG stride = *outLen;
+	*step = 0;
+	CK_RV r = f->C_SignInit(s, &m, key);
+	if (r != CKR_OK) return r;
+	*step = 1;
+	r = f->C_Sign(s, in, inLen, out, outLen);
+	if (r == CKR_OK && (*outLen == 0 || *outLen > stride)) r = CKR_GENERAL_ERROR;
+	return r;
+}
+
 // cc_sign_parallel signs n items over nlanes sessions at once, one thread
 // per lane (the calling thread is lane 0), and returns when all are done.
 // The threads are the C library's, not the Go runtime's: while they sign,
@@ -187,6 +203,32 @@ func (n *nativeModule) close() { C.cc_close(&n.m) }
 type batchItem struct {
 	mech  *pkcs11.Mechanism
 	input []byte
+}
+
+// signOne signs one item on one session in one cgo call.
+func signOne(l lane, it batchItem, maxSig int) ([]byte, error) {
+	out := make([]byte, maxSig)
+	outLen := C.CK_ULONG(maxSig)
+	var step C.int
+	var param *C.CK_BYTE
+	if len(it.mech.Parameter) > 0 {
+		param = (*C.CK_BYTE)(&it.mech.Parameter[0])
+	}
+	var in *C.CK_BYTE
+	if len(it.input) > 0 {
+		in = (*C.CK_BYTE)(&it.input[0])
+	}
+	rv := C.cc_sign_one(l.mod.m.fl, C.CK_SESSION_HANDLE(l.sh), C.CK_OBJECT_HANDLE(l.key),
+		C.CK_MECHANISM_TYPE(it.mech.Mechanism), param, C.CK_ULONG(len(it.mech.Parameter)),
+		in, C.CK_ULONG(len(it.input)), (*C.CK_BYTE)(&out[0]), &outLen, &step)
+	if rv != C.CKR_OK {
+		call := "C_SignInit"
+		if step == 1 {
+			call = "C_Sign"
+		}
+		return nil, fmt.Errorf("%s: %w", call, pkcs11.Error(rv))
+	}
+	return out[:outLen:outLen], nil
 }
 
 // maxLanes is the most sessions one signParallel call signs on.
