@@ -37,7 +37,7 @@ func (k *Key) signFast(mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
 		}
 		l := lane{mod: p.mod.native, sh: s.h, key: p.sessionKey(s, h)}
 		return p.mod.use(s.gen, func(*pkcs11.Ctx) (err error) {
-			sig, err = signOne(l, batchItem{mech: mech, input: input}, k.maxSigLen())
+			sig, err = signNative(l, batchItem{mech: mech, input: input}, k.maxSigLen())
 			return err
 		})
 	})

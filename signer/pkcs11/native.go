@@ -205,8 +205,8 @@ type batchItem struct {
 	input []byte
 }
 
-// signOne signs one item on one session in one cgo call.
-func signOne(l lane, it batchItem, maxSig int) ([]byte, error) {
+// signNative signs one item on one session in one cgo call.
+func signNative(l lane, it batchItem, maxSig int) ([]byte, error) {
 	out := make([]byte, maxSig)
 	outLen := C.CK_ULONG(maxSig)
 	var step C.int
