@@ -27,11 +27,11 @@ func TestFullAndDeltaWithOpenSSL(t *testing.T) {
 			e.revoke(certs[0], ca.ReasonKeyCompromise)
 			// Past the delta window's overlap, so the delta lists only what
 			// was revoked after its base.
-			e.clock.Add(2 * deltaOverlap)
+			e.clock.Advance(2 * deltaOverlap)
 			if err := e.b.Full(ctx, "demo"); err != nil {
 				t.Fatal(err)
 			}
-			e.clock.Add(time.Minute)
+			e.clock.Advance(time.Minute)
 			e.revoke(certs[1], ca.ReasonUnspecified)
 			if err := e.b.Delta(ctx, "demo"); err != nil {
 				t.Fatal(err)

@@ -241,7 +241,7 @@ func TestMaintainSchedule(t *testing.T) {
 		{"full-due", 24 * time.Hour, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.clock.Add(tc.advance)
+			e.clock.Advance(tc.advance)
 			if err := e.b.Maintain(ctx); err != nil {
 				t.Fatal(err)
 			}

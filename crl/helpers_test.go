@@ -11,32 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/testclock"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
-
-// fakeClock is a settable clock shared by the authority and the builder.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // env is a real store, signer, authority and builder in a temp dir.
 type env struct {
@@ -46,7 +28,7 @@ type env struct {
 	ca     *ca.Authority
 	iss    *ca.Issuer
 	b      *Builder
-	clock  *fakeClock
+	clock  *testclock.Clock
 	shards int
 	alg    signer.Algorithm
 	log    *slog.Logger
@@ -67,7 +49,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.dir == "" {
 		o.dir = t.TempDir()
 	}
-	e := &env{t: t, dir: o.dir, shards: o.shards, alg: o.alg, log: o.log, clock: &fakeClock{t: time.Now().UTC().Add(-time.Hour).Truncate(time.Second)}}
+	e := &env{t: t, dir: o.dir, shards: o.shards, alg: o.alg, log: o.log, clock: testclock.New(time.Now().UTC().Add(-time.Hour).Truncate(time.Second))}
 	// The clock starts an hour back so that tests can move it forward and the
 	// CRLs are still valid for openssl, which checks them at the real time.
 	e.open()

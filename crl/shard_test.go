@@ -43,7 +43,7 @@ func TestShards(t *testing.T) {
 	if err := e.b.Full(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Add(2 * deltaOverlap)
+	e.clock.Advance(2 * deltaOverlap)
 	dir := t.TempDir()
 	caPEM := writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", e.iss.Cert.Raw)
 	total := 0

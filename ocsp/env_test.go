@@ -15,34 +15,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/testclock"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // env is a real store (Badger in a temp dir), a file signer, a CA and a
 // responder served over HTTP on an ephemeral port.
@@ -50,7 +32,7 @@ type env struct {
 	t     testing.TB
 	ctx   context.Context
 	dir   string
-	clock *clock
+	clock *testclock.Clock
 	st    *store.Store
 	keys  signer.Provider
 	auth  *ca.Authority
@@ -63,7 +45,7 @@ type envOpt func(*Options)
 
 func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
-	e := &env{t: t, ctx: context.Background(), dir: t.TempDir(), clock: &clock{t: time.Now().UTC()}}
+	e := &env{t: t, ctx: context.Background(), dir: t.TempDir(), clock: testclock.New(time.Now().UTC())}
 	var err error
 	e.st, err = store.Open(store.Options{Dir: filepath.Join(e.dir, "db")})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,17 +19,11 @@ import (
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/internal/testclock"
 	"github.com/certcenter/certcenter/internal/workday"
 	"github.com/certcenter/certcenter/store"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Set(s string)   { c.mu.Lock(); c.t = cst(s); c.mu.Unlock() }
 func cst(s string) time.Time {
 	t, err := time.ParseInLocation("2006-01-02 15:04", s, workday.ChinaLocation())
 	if err != nil {
@@ -48,7 +41,7 @@ func TestDeadlinesAndOverdue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	clock := &fakeClock{}
+	clock := testclock.New(time.Time{})
 	reg := prometheus.NewRegistry()
 	r, err := New(Options{Store: st, Config: config.Default().RA, Now: clock.Now, Registerer: reg})
 	if err != nil {
@@ -58,7 +51,7 @@ func TestDeadlinesAndOverdue(t *testing.T) {
 	officer := &caller{staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}
 	submit := func(kind, received string) *store.RARequest {
 		t.Helper()
-		clock.Set(received)
+		clock.Set(cst(received))
 		var rq *store.RARequest
 		err := r.update(context.Background(), func(tx *store.Tx, log func(audit.Record) error) error {
 			app := &Application{Org: org.ID, Kind: kind, Items: []Item{{Name: "P " + received, Profile: "personal-signing"}}}
@@ -119,11 +112,11 @@ func TestDeadlinesAndOverdue(t *testing.T) {
 		json.Unmarshal(rec.Body.Bytes(), &out)
 		return out.Items
 	}
-	clock.Set("2026-05-11 23:59")
+	clock.Set(cst("2026-05-11 23:59"))
 	if got := list(); len(got) != 0 {
 		t.Fatalf("overdue before the deadline: %+v", got)
 	}
-	clock.Set("2026-05-12 00:01")
+	clock.Set(cst("2026-05-12 00:01"))
 	if got := list(); len(got) != 1 || !got[0].Overdue {
 		t.Fatalf("overdue after the deadline: %+v", got)
 	}

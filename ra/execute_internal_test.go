@@ -15,6 +15,7 @@ import (
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/internal/testclock"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
@@ -150,8 +151,8 @@ func (e *execEnv) request(id string) (*store.RARequest, []*store.Cert) {
 // one-day request was submitted, the certificate still ends one day after
 // it begins. Requests stored with the old absolute notAfter are migrated.
 func TestValidityCountsFromIssuance(t *testing.T) {
-	clock := &fakeClock{}
-	clock.Set("2026-03-02 10:00")
+	clock := testclock.New(time.Time{})
+	clock.Set(cst("2026-03-02 10:00"))
 	e := newExecEnv(t, clock.Now, clock.Now, nil)
 	for _, tc := range []struct {
 		name      string
@@ -165,14 +166,14 @@ func TestValidityCountsFromIssuance(t *testing.T) {
 		{"no valid_days keeps the profile validity", 0, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clock.Set("2026-03-02 10:00")
+			clock.Set(cst("2026-03-02 10:00"))
 			submitted := clock.Now()
 			rq := e.submit(e.item(tc.name, tc.validDays), func(rq *store.RARequest) {
 				if tc.legacy {
 					rq.ValidDays, rq.NotAfter = 0, submitted.Add(time.Duration(tc.validDays)*24*time.Hour).UTC()
 				}
 			})
-			clock.Set("2026-03-04 10:00")
+			clock.Set(cst("2026-03-04 10:00"))
 			approved := clock.Now()
 			rec, err := e.approve(context.Background(), rq.ID)
 			if err != nil {
@@ -210,8 +211,8 @@ func TestValidityCountsFromIssuance(t *testing.T) {
 // past), the approval answers with the request failed and the CA's reason,
 // not a server error, and nothing is left for Repair.
 func TestCARefusalFailsRequest(t *testing.T) {
-	clock := &fakeClock{}
-	clock.Set("2026-03-02 10:00")
+	clock := testclock.New(time.Time{})
+	clock.Set(cst("2026-03-02 10:00"))
 	caClock := func() time.Time { return clock.Now().Add(10 * 24 * time.Hour) }
 	e := newExecEnv(t, clock.Now, caClock, nil)
 	rq := e.submit(e.item("skewed", 1), nil)
