@@ -58,11 +58,10 @@ func (k *Key) signOne(mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
 			return err
 		}
 		sig, err = k.p.sign(s, mechs, k.p.sessionKey(s, h), input)
-		if errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
+		if staleHandle(err) {
 			// The object was renumbered (module reloaded by someone else)
 			// or deleted: look it up once more.
-			k.ref.Store(nil)
-			s.copies = nil
+			k.forget(s)
 			if h, err = k.handle(s); err != nil {
 				return err
 			}
@@ -71,6 +70,29 @@ func (k *Key) signOne(mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
 		return err
 	})
 	return sig, err
+}
+
+// staleHandle reports an error saying the key's object handle no longer
+// names it.
+func staleHandle(err error) bool {
+	return errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID))
+}
+
+// forget drops the cached handle of the key and s's session copies, so the
+// next use looks the key up again.
+func (k *Key) forget(s *session) {
+	k.ref.Store(nil)
+	s.copies = nil
+}
+
+// signAlone signs one input on a slot of its own, with the usual retries,
+// and returns the token's raw signature.
+func (k *Key) signAlone(ctx context.Context, mech *pkcs11.Mechanism, input []byte) ([]byte, error) {
+	if err := k.p.acquireSlot(ctx); err != nil {
+		return nil, err
+	}
+	defer k.p.releaseSlot()
+	return k.signFast(mech, input)
 }
 
 // SignBatch signs each of digests as Sign would and returns the signatures
@@ -121,11 +143,7 @@ func (k *Key) SignBatch(ctx context.Context, digests [][]byte, opts crypto.Signe
 	var err error
 	for i := range items {
 		if raw[i] == nil {
-			kk := k.pick()
-			if err = kk.p.acquireSlot(ctx); err == nil {
-				raw[i], err = kk.signOne(items[i].mech, items[i].input)
-				kk.p.releaseSlot()
-			}
+			raw[i], err = k.pick().signAlone(ctx, items[i].mech, items[i].input)
 		}
 		if err == nil {
 			sigs[i], err = k.encode(raw[i])
@@ -202,9 +220,8 @@ func (k *Key) signOnLanes(held []*heldLane, items []batchItem) [][]byte {
 	defer func() {
 		for _, l := range held {
 			p := l.k.p
-			if errors.Is(l.err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(l.err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
-				l.k.ref.Store(nil)
-				l.s.copies = nil
+			if staleHandle(l.err) {
+				l.k.forget(l.s)
 			}
 			p.release(l.s, l.err)
 			if gone(l.err) {

@@ -56,14 +56,8 @@ func TestModuleInstances(t *testing.T) {
 		t.Fatalf("temporary directory after loading: %v %v, want empty", ents, err)
 	}
 	ctx := context.Background()
-	ec, err := p.Generate(ctx, "ec", signer.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.Generate(ctx, "rsa", signer.RSA2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := mustGenerate(t, p, "ec", signer.ECDSAP256)
+	rs := mustGenerate(t, p, "rsa", signer.RSA2048)
 	// Bulk signing alongside: it takes whatever sessions are free.
 	batchDone := make(chan error, 1)
 	go func() {
@@ -72,7 +66,7 @@ func TestModuleInstances(t *testing.T) {
 			for i := range digests {
 				digests[i] = digest(t, crypto.SHA256, fmt.Sprintf("batch %d/%d", round, i))
 			}
-			sigs, err := ec.(*Key).SignBatch(ctx, digests, crypto.SHA256)
+			sigs, err := ec.SignBatch(ctx, digests, crypto.SHA256)
 			for i := range sigs {
 				if err == nil {
 					err = verify(ec.Public(), digests[i], sigs[i], crypto.SHA256)
@@ -114,17 +108,11 @@ func TestSignBatch(t *testing.T) {
 	tok := newToken(t, "batch")
 	p, _ := tok.openInstances(t, 4, 2)
 	ctx := context.Background()
-	ec, err := p.Generate(ctx, "ec", signer.ECDSAP384)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.Generate(ctx, "rsa", signer.RSA2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := mustGenerate(t, p, "ec", signer.ECDSAP384)
+	rs := mustGenerate(t, p, "rsa", signer.RSA2048)
 	for _, c := range []struct {
 		name string
-		k    crypto.Signer
+		k    *Key
 		opts crypto.SignerOpts
 		n    int
 	}{
@@ -139,7 +127,7 @@ func TestSignBatch(t *testing.T) {
 			for i := range digests {
 				digests[i] = digest(t, c.opts.HashFunc(), fmt.Sprintf("%s %d", c.name, i))
 			}
-			sigs, err := c.k.(*Key).SignBatch(ctx, digests, c.opts)
+			sigs, err := c.k.SignBatch(ctx, digests, c.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +143,7 @@ func TestSignBatch(t *testing.T) {
 	}
 	t.Run("bad/digest-length", func(t *testing.T) {
 		digests := [][]byte{digest(t, crypto.SHA256, "a"), make([]byte, 20)}
-		if _, err := ec.(*Key).SignBatch(ctx, digests, crypto.SHA256); err == nil {
+		if _, err := ec.SignBatch(ctx, digests, crypto.SHA256); err == nil {
 			t.Fatal("a 20-byte SHA-256 digest was signed")
 		} else {
 			t.Log(err)
@@ -164,7 +152,7 @@ func TestSignBatch(t *testing.T) {
 	t.Run("bad/cancelled", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		_, err := ec.(*Key).SignBatch(cctx, [][]byte{digest(t, crypto.SHA384, "a")}, crypto.SHA384)
+		_, err := ec.SignBatch(cctx, [][]byte{digest(t, crypto.SHA384, "a")}, crypto.SHA384)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("SignBatch with a cancelled context: %v", err)
 		}
@@ -178,10 +166,7 @@ func TestInstancesRecoverTokenRecreated(t *testing.T) {
 	tok := newToken(t, "recreate2")
 	p, _ := tok.openInstances(t, 2, 2)
 	ctx := context.Background()
-	k, err := p.Generate(ctx, "ca", signer.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := mustGenerate(t, p, "ca", signer.ECDSAP256)
 	mustSign(t, k)
 	tok.deleteToken(t)
 	eventually(t, 5*time.Second, func() error {
@@ -197,10 +182,7 @@ func TestInstancesRecoverTokenRecreated(t *testing.T) {
 		}
 		return nil
 	})
-	k2, err := p.Generate(ctx, "ca", signer.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k2 := mustGenerate(t, p, "ca", signer.ECDSAP256)
 	for range 8 { // spread over both instances
 		mustSign(t, k2)
 	}
@@ -217,22 +199,19 @@ func TestSignBatchAfterSessionsClosed(t *testing.T) {
 	tok := newToken(t, "batchclosed")
 	p := tok.open(t, 4)
 	ctx := context.Background()
-	k, err := p.Generate(ctx, "ec", signer.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := mustGenerate(t, p, "ec", signer.ECDSAP256)
 	digests := make([][]byte, 64)
 	for i := range digests {
 		digests[i] = digest(t, crypto.SHA256, fmt.Sprint(i))
 	}
-	if _, err := k.(*Key).SignBatch(ctx, digests, crypto.SHA256); err != nil {
+	if _, err := k.SignBatch(ctx, digests, crypto.SHA256); err != nil {
 		t.Fatal(err)
 	}
 	raw := tok.raw(t)
 	if err := raw.ctx.CloseAllSessions(raw.slot); err != nil {
 		t.Fatal(err)
 	}
-	sigs, err := k.(*Key).SignBatch(ctx, digests, crypto.SHA256)
+	sigs, err := k.SignBatch(ctx, digests, crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,10 +232,7 @@ func TestSignBatchLetsSingleSignersIn(t *testing.T) {
 	tok := newToken(t, "fair")
 	p := tok.open(t, 1)
 	ctx := context.Background()
-	k, err := p.Generate(ctx, "ec", signer.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := mustGenerate(t, p, "ec", signer.ECDSAP256)
 	digests := make([][]byte, 100*perLane)
 	for i := range digests {
 		digests[i] = digest(t, crypto.SHA256, fmt.Sprint(i))
@@ -264,7 +240,7 @@ func TestSignBatchLetsSingleSignersIn(t *testing.T) {
 	batchDone := make(chan struct{})
 	go func() {
 		defer close(batchDone)
-		if _, err := k.(*Key).SignBatch(ctx, digests, crypto.SHA256); err != nil {
+		if _, err := k.SignBatch(ctx, digests, crypto.SHA256); err != nil {
 			t.Error(err)
 		}
 	}()

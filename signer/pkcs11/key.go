@@ -71,14 +71,9 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	if err != nil {
 		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, err)
 	}
-	kk := k.pick()
-	var sig []byte
-	if err = kk.p.acquireSlot(ctx); err == nil {
-		sig, err = kk.signFast(mech, input)
-		kk.p.releaseSlot()
-		if err == nil {
-			sig, err = k.encode(sig)
-		}
+	sig, err := k.pick().signAlone(ctx, mech, input)
+	if err == nil {
+		sig, err = k.encode(sig)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: signing with key %q: %w", k.p.desc, k.label, err)

@@ -54,17 +54,9 @@ type module struct {
 // openModule loads the library at path (once per process) and initialises it
 // if no Provider holds it yet.
 func openModule(path string) (*module, error) {
-	abs, err := filepath.Abs(path)
-	if err == nil {
-		// Key the table by the real file: /usr/lib/softhsm/libsofthsm2.so is a
-		// symlink, and dlopen would hand both names the same copy anyway.
-		abs, err = filepath.EvalSymlinks(abs)
-	}
+	abs, err := realPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("PKCS#11 module %s: %w", path, err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		return nil, fmt.Errorf("PKCS#11 module %s: %w", path, err)
+		return nil, err
 	}
 
 	modules.mu.Lock()
@@ -80,6 +72,20 @@ func openModule(path string) (*module, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// realPath returns the file path names, symlinks resolved: the module table
+// is keyed by the real file (/usr/lib/softhsm/libsofthsm2.so is a symlink,
+// and dlopen would hand both names the same copy anyway).
+func realPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return "", fmt.Errorf("PKCS#11 module %s: %w", path, err)
+	}
+	return abs, nil
 }
 
 // loadModule maps the library at file (path is the name to report).
@@ -110,12 +116,9 @@ func loadModule(path, file string) (*module, error) {
 // Hardware HSM client libraries usually expect one instance per process,
 // so this is opt-in (Options.ModuleInstances).
 func openModuleCopy(path string) (*module, error) {
-	abs, err := filepath.Abs(path)
-	if err == nil {
-		abs, err = filepath.EvalSymlinks(abs)
-	}
+	abs, err := realPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("PKCS#11 module %s: %w", path, err)
+		return nil, err
 	}
 	src, err := os.Open(abs)
 	if err != nil {

@@ -459,13 +459,8 @@ func (p *Provider) healthyInstance(ctx context.Context) error {
 	p.mu.Unlock()
 	if k != nil {
 		// Through this instance only: each instance checks its own key.
-		if err := k.p.acquireSlot(ctx); err != nil {
-			return fmt.Errorf("%s: test signature: %w", p.desc, err)
-		}
 		mech, input, _ := k.mechanism(healthDigest, crypto.SHA256)
-		_, err := k.signFast(mech, input)
-		k.p.releaseSlot()
-		if err != nil {
+		if _, err := k.signAlone(ctx, mech, input); err != nil {
 			return fmt.Errorf("%s: test signature: %w", p.desc, err)
 		}
 	}

@@ -359,14 +359,8 @@ func TestConcurrentSign(t *testing.T) {
 	const poolSize = 4
 	p := tok.open(t, poolSize)
 	ctx := context.Background()
-	ec, err := p.Generate(ctx, "ec", signer.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.Generate(ctx, "rsa", signer.RSA2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := mustGenerate(t, p, "ec", signer.ECDSAP256)
+	rs := mustGenerate(t, p, "rsa", signer.RSA2048)
 	signMixed(t, ec, rs, 64, 20, func(g, i int) error {
 		if g%16 == 0 && i == 0 {
 			return p.Healthy(ctx)
@@ -567,4 +561,14 @@ func signMixed(t *testing.T, ec, rs crypto.Signer, goroutines, each int, also fu
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// mustGenerate makes a key pair on p under name.
+func mustGenerate(t *testing.T, p *Provider, name string, alg signer.Algorithm) *Key {
+	t.Helper()
+	k, err := p.Generate(context.Background(), name, alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(*Key)
 }
