@@ -51,6 +51,7 @@ type filter struct {
 	any     []string
 	final   string
 	cert    *certAssertion
+	num     int64  // the assertion value of an integerMatch attribute
 	rule    string // extensible: matching rule OID or name, lower-case
 	dnAttrs bool
 	badVal  bool // the assertion value is invalid for the syntax: Undefined
@@ -220,9 +221,8 @@ func (f *filter) setValue(v []byte) {
 		n, ok := normDN(string(v))
 		f.value, f.badVal = n, !ok
 	case matchInteger:
-		if _, err := strconv.ParseInt(string(v), 10, 64); err != nil {
-			f.badVal = true
-		}
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		f.num, f.badVal = n, err != nil
 		f.value = string(v)
 	case matchCertificate:
 		f.cert = parseCertAssertion(v)
@@ -379,22 +379,26 @@ func (f *filter) equal(a *entryAttr) tri {
 		}
 		return triFalse
 	case matchInteger:
-		if a == nil {
-			return triFalse
-		}
-		want, _ := strconv.ParseInt(f.value, 10, 64)
-		for _, v := range a.values {
-			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n == want {
-				return triTrue
-			}
-		}
-		return triFalse
+		return anyInteger(a, func(n int64) bool { return n == f.num })
 	}
 	if a == nil {
 		return triFalse
 	}
 	for _, v := range a.norm {
 		if v == f.value {
+			return triTrue
+		}
+	}
+	return triFalse
+}
+
+// anyInteger reports whether a value of a, read as an integer, satisfies ok.
+func anyInteger(a *entryAttr, ok func(int64) bool) tri {
+	if a == nil {
+		return triFalse
+	}
+	for _, v := range a.values {
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && ok(n) {
 			return triTrue
 		}
 	}
@@ -456,16 +460,7 @@ func (f *filter) order(a *entryAttr) tri {
 		}
 		return triFalse
 	case matchInteger:
-		if a == nil {
-			return triFalse
-		}
-		want, _ := strconv.ParseInt(f.value, 10, 64)
-		for _, v := range a.values {
-			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && (f.kind == fGreater && n >= want || f.kind == fLess && n <= want) {
-				return triTrue
-			}
-		}
-		return triFalse
+		return anyInteger(a, func(n int64) bool { return f.kind == fGreater && n >= f.num || f.kind == fLess && n <= f.num })
 	}
 	return triUndef
 }
