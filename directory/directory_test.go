@@ -83,27 +83,14 @@ func newEnv(t *testing.T, n int, mod func(*config.LDAP)) *env {
 	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	l1, err := d.Listen("ldap", "127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := d.Listen("ldaps", "127.0.0.1:0", true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Cleanups run last-in first-out: the listeners close before Stop.
 	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := l1.Close(sctx); err != nil {
-			t.Error(err)
-		}
-		if err := l2.Close(sctx); err != nil {
-			t.Error(err)
-		}
 		if err := d.Stop(); err != nil {
 			t.Error(err)
 		}
 	})
+	l1 := listen(t, d, "ldap", false)
+	l2 := listen(t, d, "ldaps", true)
 	e := &env{st: st, d: d, ldap: l1.Addr().String(), ldaps: l2.Addr().String(), caFile: caFile, tlsConf: tlsConf}
 	// issue through an authority that knows the directory's real address,
 	// so the ldap:// CRL URL in the certificates points at this server

@@ -405,10 +405,11 @@ func eventually(t *testing.T, cond func() bool) {
 	t.Fatal("condition not met within 10 s")
 }
 
-// listen starts a listener of the test's own, to look at its connections.
-func listen(t *testing.T, e *env) *Listener {
+// listen starts a listener on a free loopback port and closes it when the
+// test ends.
+func listen(t testing.TB, d *Directory, name string, tls bool) *Listener {
 	t.Helper()
-	l, err := e.d.Listen("test", "127.0.0.1:0", false)
+	l, err := d.Listen(name, "127.0.0.1:0", tls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +447,7 @@ func blockSubscribers(t *testing.T, e *env) func() {
 func TestIdleTimeout(t *testing.T) {
 	e := newEnv(t, 3, func(l *config.LDAP) { l.IdleTimeout = config.Duration(300 * time.Millisecond) })
 	idle := func() float64 { return counter(t, e.d.metrics.closed.WithLabelValues("idle")) }
-	l := listen(t, e)
+	l := listen(t, e.d, "test", false)
 	release := blockSubscribers(t, e)
 
 	// busy's search is in flight before quiet connects, so busy's idle
@@ -477,7 +478,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestMaxPending(t *testing.T) {
 	e := newEnv(t, 3, func(l *config.LDAP) { l.MaxPending = 2 })
-	l := listen(t, e)
+	l := listen(t, e.d, "test", false)
 	release := blockSubscribers(t, e)
 
 	r := dialMsg(t, l.Addr().String())
