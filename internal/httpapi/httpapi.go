@@ -133,6 +133,32 @@ func NotBuilt(what string) http.Handler {
 // hex with a prefix and some padding fit easily; more is not a serial.
 const maxSerialInput = 128
 
+// Fallback answers the requests under pattern (say "/api/") that no route
+// of mux took: 405 with an Allow header when another method of the path is a
+// route, else a JSON 404. Register it on mux as pattern, with no method.
+func Fallback(mux *http.ServeMux, pattern string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if m == r.Method {
+				continue
+			}
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" && p != pattern {
+				allow = append(allow, m)
+			}
+		}
+		log := slog.New(slog.DiscardHandler)
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			WriteError(w, r, log, Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		WriteError(w, r, log, NotFound("no API endpoint %s", r.URL.Path))
+	})
+}
+
 // ParseSerial reads a certificate serial from a path, query, body or the
 // command line, as people copy it from other tools: hex in either case, with
 // colons or spaces between groups, an optional 0x prefix, and an odd number
