@@ -126,7 +126,9 @@ func TestAPIErrorStatuses(t *testing.T) {
 			if tc.code == "" {
 				return
 			}
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(b, &e); err != nil || e.Error.Code != tc.code || e.Error.Message == "" {
 				t.Errorf("%s %s body = %s, want error code %q", tc.method, tc.path, b, tc.code)
 			}
