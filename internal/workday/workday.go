@@ -249,6 +249,15 @@ func (c *Calendar) Covers(year int) bool {
 	return c.years == nil || c.years[year]
 }
 
+// KnownYears lists the years whose holidays the calendar knows, as
+// "2002-2027, 2029"; "all" when it has no statutory data to miss.
+func (c *Calendar) KnownYears() string {
+	if c.years == nil {
+		return "all"
+	}
+	return c.known
+}
+
 // MissingYears lists the years from from's day to to's day whose holidays
 // the calendar does not know.
 func (c *Calendar) MissingYears(from, to time.Time) []int {
