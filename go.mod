@@ -3,6 +3,7 @@ module github.com/certcenter/certcenter
 go 1.26.8
 
 require (
+	github.com/6tail/lunar-go v1.4.7
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/go-ldap/ldap/v3 v3.4.15

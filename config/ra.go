@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	"github.com/certcenter/certcenter/internal/workday"
 )
 
 // RA configures the registration authority's workflows (SPEC Art. 7-14).
@@ -41,14 +43,21 @@ type RA struct {
 
 // RACalendar is the working-day calendar of deadlines.
 type RACalendar struct {
-	// Builtin is "cn-2026" (China's 2026 statutory holidays and make-up
-	// working days) or "none". Default "cn-2026".
+	// Builtin is "cn" (the State Council's statutory holidays and make-up
+	// working days of every year github.com/6tail/lunar-go carries) or
+	// "none" (weekends only). "cn-2026", the former name, means "cn".
+	// Default "cn".
 	Builtin string `yaml:"builtin"`
 	// Holidays and MakeupWorkdays (YYYY-MM-DD) are added to the built-in ones.
 	Holidays       []string `yaml:"holidays"`
 	MakeupWorkdays []string `yaml:"makeup_workdays"`
 	// UTCOffsetHours decides which calendar day an instant falls on. Default 8.
 	UTCOffsetHours int `yaml:"utc_offset_hours"`
+	// OverridesFile is a CSV file of "YYYY-MM-DD,holiday|workday[,note]"
+	// lines that win over the built-in data: a year's notice the built-in
+	// data lacks, or a change to it. A year with any line counts as known.
+	// Read and checked at load. Default "" (none).
+	OverridesFile string `yaml:"overrides_file"`
 }
 
 // RASMTP is the mail relay for reminders and notifications.
@@ -82,7 +91,7 @@ func defaultRA() RA {
 		ReminderInterval: Duration(24 * time.Hour),
 		DownloadTTL:      Duration(72 * time.Hour),
 		DownloadBaseURL:  "https://localhost:8443",
-		Calendar:         RACalendar{Builtin: "cn-2026", UTCOffsetHours: 8},
+		Calendar:         RACalendar{Builtin: "cn", UTCOffsetHours: 8},
 		SMTP:             RASMTP{From: "certcenter@localhost", PasswordEnv: "CERTCENTER_SMTP_PASSWORD"},
 		Webhook:          RAWebhook{Timeout: Duration(10 * time.Second)},
 	}
@@ -127,8 +136,13 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 	if u, err := url.Parse(r.DownloadBaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		bad("ra.download_base_url", "%q is not an http(s) URL", r.DownloadBaseURL)
 	}
-	if r.Calendar.Builtin != "cn-2026" && r.Calendar.Builtin != "none" {
-		bad("ra.calendar.builtin", "%q is not one of cn-2026, none", r.Calendar.Builtin)
+	if !slices.Contains([]string{"cn", "cn-2026", "none"}, r.Calendar.Builtin) {
+		bad("ra.calendar.builtin", "%q is not one of cn, cn-2026, none", r.Calendar.Builtin)
+	}
+	if r.Calendar.OverridesFile != "" {
+		if _, err := workday.ReadOverrides(r.Calendar.OverridesFile); err != nil {
+			bad("ra.calendar.overrides_file", "%v", err)
+		}
 	}
 	for key, days := range map[string][]string{"ra.calendar.holidays": r.Calendar.Holidays, "ra.calendar.makeup_workdays": r.Calendar.MakeupWorkdays} {
 		for _, d := range days {

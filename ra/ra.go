@@ -88,8 +88,15 @@ type RA struct {
 // CalendarFrom builds the working-day calendar the configuration describes.
 func CalendarFrom(c config.RA) (*workday.Calendar, error) {
 	var o workday.Options
-	if c.Calendar.Builtin == "cn-2026" {
-		o.Holidays, o.MakeupWorkdays = workday.China2026Holidays(), workday.China2026MakeupWorkdays()
+	if c.Calendar.Builtin == "cn" || c.Calendar.Builtin == "cn-2026" {
+		o.Statutory = workday.China()
+	}
+	if c.Calendar.OverridesFile != "" {
+		ov, err := workday.ReadOverrides(c.Calendar.OverridesFile)
+		if err != nil {
+			return nil, fmt.Errorf("ra.calendar.overrides_file: %w", err)
+		}
+		o.Overrides = ov
 	}
 	for _, s := range c.Calendar.Holidays {
 		d, err := workday.ParseDate(s)

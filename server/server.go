@@ -243,7 +243,7 @@ func (s *Server) routeBasics() {
 		fmt.Fprintln(w, "ready")
 	})
 	c.api.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
-	c.api.Handle("/api/", httpapi.NotBuilt("this API endpoint"))
+	c.api.Handle("/api/", httpapi.Fallback(c.api, "/api/"))
 }
 
 // httpService serves on addr the handler that build makes, given the

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
@@ -15,9 +16,15 @@ import (
 // wireRA mounts the RA API on the API listener and runs its background jobs
 // (renewal reminders, repair of requests left in flight).
 func wireRA(c *components) error {
+	cal, err := raCalendar(c.cfg.RA, c.log, time.Now())
+	if err != nil {
+		return err
+	}
 	r, err := ra.New(ra.Options{
 		Store: c.core.store, Authority: c.core.ca, Audit: c.auditLog, Config: c.cfg.RA,
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
+		// built here so that it logs years without holiday data
+		Calendar: cal,
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/server"
 )
 
@@ -110,6 +112,17 @@ func (c *apiClient) do(method, path string, body, out any) error {
 	return nil
 }
 
+// serialArg reads a serial given on the command line the way the API reads
+// one (odd digit counts, colons, 0x), so a typo is reported before anything
+// is sent, and returns it as the API prints it: lower-case hex.
+func serialArg(s string) (string, error) {
+	b, err := httpapi.ParseSerial(s)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
 type certView struct {
 	Serial    string    `json:"serial"`
 	Issuer    string    `json:"issuer"`
@@ -167,8 +180,12 @@ func certCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show SERIAL", Short: "Show a certificate", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			serial, err := serialArg(args[0])
+			if err != nil {
+				return err
+			}
 			var v certView
-			if err := c.do("GET", "/api/v1/certs/"+url.PathEscape(args[0]), nil, &v); err != nil {
+			if err := c.do("GET", "/api/v1/certs/"+serial, nil, &v); err != nil {
 				return err
 			}
 			if asPEM {
@@ -189,9 +206,13 @@ func certCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke SERIAL", Short: "Revoke a certificate", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			serial, err := serialArg(args[0])
+			if err != nil {
+				return err
+			}
 			var v certView
 			body := map[string]string{"reason": reason, "comment": comment}
-			if err := c.do("POST", "/api/v1/certs/"+url.PathEscape(args[0])+"/revoke", body, &v); err != nil {
+			if err := c.do("POST", "/api/v1/certs/"+serial+"/revoke", body, &v); err != nil {
 				return err
 			}
 			fmt.Printf("revoked %s at %s (%s)\n", v.Serial, v.RevokedAt.Format(time.RFC3339), v.Reason)

@@ -116,6 +116,24 @@ func TestServeRevokeAndShutdown(t *testing.T) {
 	if err != nil || !strings.Contains(out, "revoked") {
 		t.Fatalf("cert show: %v\n%s", err, out)
 	}
+	t.Run("ok/serial as other tools print it", func(t *testing.T) {
+		// Without leading zeros (an odd digit count when the serial starts
+		// with 0x0?), upper case with 0x, and openssl's colon groups.
+		var colons []string
+		for i := 0; i < len(other[1]); i += 2 {
+			colons = append(colons, other[1][i:i+2])
+		}
+		for _, form := range []string{strings.TrimLeft(other[1], "0"), "0x" + strings.ToUpper(other[1]), strings.Join(colons, ":")} {
+			out, err := s.client(t, "cert", "show", form)
+			if err != nil || !strings.Contains(out, other[1]) {
+				t.Errorf("cert show %s: %v\n%s", form, err, out)
+			}
+		}
+		out, err := s.client(t, "cert", "revoke", "10135g", "--reason", "keyCompromise")
+		if err == nil || !strings.Contains(out, "not hex") {
+			t.Errorf("cert revoke 10135g: %v\n%s", err, out)
+		}
+	})
 	out, err = s.client(t, "cert", "revoke", other[1], "--reason", "keyCompromise")
 	if err == nil || !strings.Contains(out, "already revoked") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Errorf("second revoke: %v, output %q (want one line)", err, out)

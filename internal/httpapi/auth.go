@@ -79,6 +79,14 @@ func (a *Authenticator) authenticate(r *http.Request) (*Principal, error) {
 			return Errorf(http.StatusUnauthorized, "unauthenticated", "client certificate %s has expired", c.SerialHex())
 		}
 		staff, err = tx.StaffByCert(c.Serial)
+		if errors.Is(err, store.ErrNotFound) {
+			// The certificate proves who the caller is (an organisation's
+			// certificate administrator): it is the role that is missing,
+			// which is a 403, not a credential to retry with (401).
+			if _, aerr := tx.CertAdminByCert(c.Serial); aerr == nil {
+				return Forbidden("client certificate %s belongs to a certificate administrator, not to CA staff", c.SerialHex())
+			}
+		}
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {

@@ -129,13 +129,73 @@ func NotBuilt(what string) http.Handler {
 	})
 }
 
-// ParseSerial reads a certificate serial from a path or query: hex, colons
-// and spaces allowed, 1 to 20 bytes (RFC 5280 §4.1.2.2).
+// maxSerialInput bounds what ParseSerial reads: 20 bytes in colon-separated
+// hex with a prefix and some padding fit easily; more is not a serial.
+const maxSerialInput = 128
+
+// Fallback answers the requests under pattern (say "/api/") that no route
+// of mux took: 405 with an Allow header when another method of the path is a
+// route, else a JSON 404. Register it on mux as pattern, with no method.
+func Fallback(mux *http.ServeMux, pattern string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if m == r.Method {
+				continue
+			}
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" && p != pattern {
+				allow = append(allow, m)
+			}
+		}
+		log := slog.New(slog.DiscardHandler)
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			WriteError(w, r, log, Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		WriteError(w, r, log, NotFound("no API endpoint %s", r.URL.Path))
+	})
+}
+
+// ParseSerial reads a certificate serial from a path, query, body or the
+// command line, as people copy it from other tools: hex in either case, with
+// colons or spaces between groups, an optional 0x prefix, and an odd number
+// of digits (tools that print the integer drop a leading zero: "10135f7" is
+// 0x010135f7). The serial is an integer, so leading zero bytes (a DER sign
+// byte, zero padding) are dropped: the answer is how the store keys it,
+// big.Int.Bytes(). It must be positive and at most 20 bytes (RFC 5280
+// §4.1.2.2). Errors are 400s that say what is wrong.
 func ParseSerial(s string) ([]byte, error) {
-	s = strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > 20 {
-		return nil, BadRequest("serial %q is not 1 to 20 bytes of hex", s)
+	if len(s) > maxSerialInput {
+		return nil, BadRequest("serial is longer than %d characters", maxSerialInput)
+	}
+	h := strings.NewReplacer(":", "", " ", "").Replace(s)
+	if len(h) >= 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X') {
+		h = h[2:]
+	}
+	if h == "" {
+		return nil, BadRequest("serial %q is empty", s)
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return nil, BadRequest("serial %q is not hex (%q at %d)", s, c, i)
+		}
+	}
+	h = strings.TrimLeft(h, "0")
+	if h == "" {
+		return nil, BadRequest("serial %q is zero; serials are positive", s)
+	}
+	if len(h)%2 == 1 {
+		h = "0" + h
+	}
+	if len(h) > 40 {
+		return nil, BadRequest("serial %q is more than 20 bytes", s)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return nil, BadRequest("serial %q is not hex", s)
 	}
 	return b, nil
 }
