@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/backup"
@@ -103,7 +104,7 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	c.ca = ca.New(ca.Options{
 		Store: c.store, Signers: c.signers, Logger: log,
 		PublicURL: cfg.CA.PublicURL, LDAPURL: cfg.CA.LDAPURL, Suffix: cfg.LDAP.Suffix,
-		CRLShards: cfg.CRL.Shards,
+		CRLShards: cfg.CRL.Shards, RevokeCheck: admin.LastAdminCheck(time.Now),
 	})
 	return c, nil
 }
