@@ -204,7 +204,8 @@ func ensureServerCert(ctx context.Context, cfg *config.Config, c *core) (tls.Cer
 	dir := filepath.Join(cfg.DataDir, tlsDir)
 	certPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	if kp, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf := kp.Leaf; leaf != nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && coversHosts(leaf, cfg.API.Hosts) {
+		if leaf := kp.Leaf; leaf != nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && coversHosts(leaf, cfg.API.Hosts) &&
+			!certRevoked(ctx, c, leaf.SerialNumber.Bytes()) {
 			return kp, nil
 		}
 	}
