@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -190,4 +191,73 @@ func tlsLeaf(path string) (*x509.Certificate, error) {
 		return nil, err
 	}
 	return kp.Leaf, nil
+}
+
+// staffClient stores a staff member of role with a new credential
+// directly (the RA's enrolment does not know every role) and returns a
+// client holding it.
+func staffClient(t *testing.T, s *Server, dataDir, id, role string) *http.Client {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	crt, err := s.c.core.ca.Issue(ctx, ca.IssueRequest{Profile: ca.ProfileCertAdmin, PublicKey: key.Public(), Subject: &pkix.Name{CommonName: id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.core.store.Update(ctx, func(tx *store.Tx) error {
+		return tx.PutStaff(&store.Staff{ID: id, Name: id, Role: role, CertSerials: [][]byte{crt.Serial}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return tlsClient(t, dataDir, []tls.Certificate{{Certificate: [][]byte{crt.DER}, PrivateKey: key}})
+}
+
+// /metrics on the API needs a staff credential (role metrics or any staff
+// role); metrics.addr serves it unauthenticated on a listener of its own.
+func TestMetricsAccess(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Metrics.Addr = "127.0.0.1:0"
+	s := startTest(t, cfg)
+	api := "https://" + s.Addr("api")
+	for _, tc := range []struct {
+		name string
+		c    *http.Client
+		want int
+	}{
+		{"fail/no client certificate", tlsClient(t, cfg.DataDir, nil), http.StatusUnauthorized},
+		{"ok/metrics role", staffClient(t, s, cfg.DataDir, "prometheus", RoleMetrics), 200},
+		{"ok/auditor", staffClient(t, s, cfg.DataDir, "carol", "auditor"), 200},
+		{"ok/admin", adminClient(t, cfg.DataDir), 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(t, tc.c, api+"/metrics")
+			if code != tc.want {
+				t.Errorf("/metrics = %d %s, want %d", code, body, tc.want)
+			}
+			if code == 200 && !strings.Contains(body, "certcenter_http_requests_total") {
+				t.Errorf("/metrics body lacks the HTTP counters")
+			}
+		})
+	}
+	t.Run("fail/metrics role reaches nothing else", func(t *testing.T) {
+		if code, _ := get(t, staffClient(t, s, cfg.DataDir, "scraper2", RoleMetrics), api+"/api/v1/certs"); code != http.StatusForbidden {
+			t.Errorf("/api/v1/certs with role metrics = %d, want 403", code)
+		}
+	})
+	t.Run("ok/separate listener", func(t *testing.T) {
+		addr := s.Addr("metrics")
+		if addr == "" {
+			t.Fatal("no metrics listener")
+		}
+		code, body := get(t, http.DefaultClient, "http://"+addr+"/metrics")
+		if code != 200 || !strings.Contains(body, "certcenter_http_requests_total") {
+			t.Errorf("metrics listener = %d", code)
+		}
+		if code, _ := get(t, http.DefaultClient, "http://"+addr+"/api/v1/certs"); code != http.StatusNotFound {
+			t.Errorf("metrics listener serves more than /metrics: %d", code)
+		}
+	})
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
@@ -242,7 +241,7 @@ func (s *Server) routeBasics() {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	c.api.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
+	s.routeMetrics()
 	c.api.Handle("/api/", httpapi.NotBuilt("this API endpoint"))
 }
 
