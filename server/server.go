@@ -169,6 +169,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	s.ready.Store(true)
 	log.Info("certcenter ready", "version", Version, "data", cfg.DataDir, "startup", time.Since(begin).Round(time.Millisecond),
 		"http", s.Addr("http"), "api", s.Addr("api"), "ldap", s.Addr("ldap"), "ldaps", s.Addr("ldaps"))
+	warnUnreachableURLs(cfg, log, s.Addr)
 	return s, nil
 }
 
