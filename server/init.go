@@ -91,6 +91,9 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := applySignerRecord(cfg, log); err != nil {
+		return nil, err
+	}
 	c := &core{}
 	var err error
 	if c.signers, err = openSigner(ctx, cfg, log); err != nil {
@@ -151,6 +154,9 @@ func initialise(ctx context.Context, cfg *config.Config, c *core, log *slog.Logg
 	})
 	if err != nil {
 		return fmt.Errorf("creating CA: %w", err)
+	}
+	if err := writeSignerRecord(cfg); err != nil {
+		return err
 	}
 	log.Info("initialised CA", "ca", iss.Name, "subject", iss.Cert.Subject.String(), "algorithm", alg,
 		"bootstrap_credential", filepath.Join(cfg.DataDir, BootstrapDir))
