@@ -244,6 +244,8 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.NotFound("no certificate with serial %x", serial)
 	case errors.Is(err, store.ErrAlreadyRevoked):
 		return httpapi.Conflict("certificate %x is already revoked", serial)
+	case errors.Is(err, ca.ErrRefused):
+		return httpapi.Conflict("%v", err)
 	case errors.Is(err, ca.ErrBadRequest):
 		return httpapi.BadRequest("%v", err)
 	case err != nil:

@@ -47,6 +47,11 @@ type Options struct {
 	// distribution point names the shard of its serial (ShardOf). 0 or 1:
 	// one CRL per CA.
 	CRLShards int
+	// RevokeCheck, when set, runs in every revocation's transaction after
+	// the certificate is marked revoked; an error aborts the revocation, so
+	// a rule about what may be revoked (the last administrator's
+	// credential) holds on every path: admin API, RA, batch.
+	RevokeCheck func(tx *store.Tx, c *store.Cert) error
 }
 
 // Issuer is one loaded CA with its keys.

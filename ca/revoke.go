@@ -67,6 +67,11 @@ func ParseReason(s string) (Reason, error) {
 // ErrNotFound is returned for a serial this CA did not issue.
 var ErrNotFound = errors.New("certificate not found")
 
+// ErrRefused marks a revocation that Options.RevokeCheck forbids; the
+// caller's request is well-formed but conflicts with the current state
+// (the API maps it to 409).
+var ErrRefused = errors.New("revocation refused")
+
 // Revoke marks a certificate revoked in one transaction and emits
 // EventRevoked after the commit. Revoking an already revoked certificate
 // returns store.ErrAlreadyRevoked, except to move it off hold.
@@ -85,8 +90,14 @@ func (a *Authority) RevokeWith(ctx context.Context, serial []byte, reason Reason
 	err := a.store.Update(ctx, func(tx *store.Tx) error {
 		var err error
 		c, err = tx.RevokeCert(serial, a.now(), int(reason))
-		if err != nil || also == nil {
+		if err != nil {
 			return err
+		}
+		if err := a.checkRevoke(tx, c); err != nil {
+			return err
+		}
+		if also == nil {
+			return nil
 		}
 		return also(tx, c)
 	})
@@ -100,6 +111,26 @@ func (a *Authority) RevokeWith(ctx context.Context, serial []byte, reason Reason
 	a.emit(ctx, Event{Kind: EventRevoked, Cert: c})
 	return c, nil
 }
+
+// checkRevoke applies Options.RevokeCheck.
+func (a *Authority) checkRevoke(tx *store.Tx, c *store.Cert) error {
+	if a.opts.RevokeCheck == nil {
+		return nil
+	}
+	if err := a.opts.RevokeCheck(tx, c); err != nil {
+		return refusedError{err}
+	}
+	return nil
+}
+
+// refusedError is both ErrRefused and ErrBadRequest, so a caller that only
+// knows the latter (the RA workflow) still fails the request cleanly
+// instead of retrying it.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string        { return "revocation refused: " + e.err.Error() }
+func (e refusedError) Unwrap() error        { return e.err }
+func (e refusedError) Is(target error) bool { return target == ErrRefused || target == ErrBadRequest }
 
 // Cert reads one certificate by serial.
 func (a *Authority) Cert(ctx context.Context, serial []byte) (*store.Cert, error) {
@@ -132,6 +163,9 @@ func (a *Authority) RevokeBatch(ctx context.Context, serials [][]byte, reasons [
 		for i, s := range serials {
 			c, err := tx.RevokeCert(s, now, int(reasons[i]))
 			if err != nil {
+				return err
+			}
+			if err := a.checkRevoke(tx, c); err != nil {
 				return err
 			}
 			certs[i] = c

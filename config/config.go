@@ -33,6 +33,19 @@ type Config struct {
 	OCSP    OCSP   `yaml:"ocsp"`
 	CRL     CRL    `yaml:"crl"`
 	RA      RA     `yaml:"ra"`
+
+	// Metrics: who may scrape /metrics, and where.
+	Metrics Metrics `yaml:"metrics"`
+}
+
+// Metrics configures where Prometheus scrapes. /metrics on the API listener
+// always needs a client certificate of a staff member (role metrics or any
+// staff role).
+type Metrics struct {
+	// Addr, when set, also serves /metrics without authentication on its
+	// own plain HTTP listener, for scrapers on a trusted network. Default
+	// "" (off).
+	Addr string `yaml:"addr"`
 }
 
 // Log configures operational logs.
@@ -388,6 +401,7 @@ func (c *Config) Validate() error {
 	checkAddr("ldap.addr", c.LDAP.Addr, true)
 	checkAddr("ldap.ldaps_addr", c.LDAP.LDAPSAddr, true)
 	checkAddr("api.addr", c.API.Addr, false)
+	checkAddr("metrics.addr", c.Metrics.Addr, true)
 	for key, d := range map[string]Duration{
 		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
 		"http.read_timeout":        c.HTTP.ReadTimeout,

@@ -17,6 +17,7 @@ import (
 // marks the responder ready, and then repeats renewal and refresh every
 // RefreshInterval until ctx is done.
 func (r *Responder) Run(ctx context.Context) error {
+	r.replaceRevokedResponders(ctx)
 	r.renewResponders(ctx)
 	begin := time.Now()
 	st, err := r.Refresh(ctx)

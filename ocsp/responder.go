@@ -320,6 +320,7 @@ func (r *Responder) HandleEvent(ctx context.Context, ev ca.Event) {
 		}
 		r.invalidate(c.Serial)
 	}
+	r.replaceRevokedResponder(ctx, ev)
 }
 
 // resign signs and stores c's response and replaces it in the cache. If c

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/backup"
@@ -90,6 +91,9 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := applySignerRecord(cfg, log); err != nil {
+		return nil, err
+	}
 	c := &core{}
 	var err error
 	if c.signers, err = openSigner(ctx, cfg, log); err != nil {
@@ -103,7 +107,7 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	c.ca = ca.New(ca.Options{
 		Store: c.store, Signers: c.signers, Logger: log,
 		PublicURL: cfg.CA.PublicURL, LDAPURL: cfg.CA.LDAPURL, Suffix: cfg.LDAP.Suffix,
-		CRLShards: cfg.CRL.Shards,
+		CRLShards: cfg.CRL.Shards, RevokeCheck: admin.LastAdminCheck(time.Now),
 	})
 	return c, nil
 }
@@ -150,6 +154,9 @@ func initialise(ctx context.Context, cfg *config.Config, c *core, log *slog.Logg
 	})
 	if err != nil {
 		return fmt.Errorf("creating CA: %w", err)
+	}
+	if err := writeSignerRecord(cfg); err != nil {
+		return err
 	}
 	log.Info("initialised CA", "ca", iss.Name, "subject", iss.Cert.Subject.String(), "algorithm", alg,
 		"bootstrap_credential", filepath.Join(cfg.DataDir, BootstrapDir))
@@ -203,7 +210,8 @@ func ensureServerCert(ctx context.Context, cfg *config.Config, c *core) (tls.Cer
 	dir := filepath.Join(cfg.DataDir, tlsDir)
 	certPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	if kp, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf := kp.Leaf; leaf != nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && coversHosts(leaf, cfg.API.Hosts) {
+		if leaf := kp.Leaf; leaf != nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && coversHosts(leaf, cfg.API.Hosts) &&
+			!certRevoked(ctx, c, leaf.SerialNumber.Bytes()) {
 			return kp, nil
 		}
 	}

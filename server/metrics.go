@@ -7,7 +7,31 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certcenter/certcenter/internal/httpapi"
 )
+
+// RoleMetrics is the staff role of a Prometheus scraper: it may read
+// /metrics and nothing else.
+const RoleMetrics = "metrics"
+
+// routeMetrics serves /metrics on the API listener to a client certificate
+// of role metrics or any staff role (admin always may), and, when
+// metrics.addr is set, unauthenticated on a plain listener of its own for
+// scrapers on a trusted network.
+func (s *Server) routeMetrics() {
+	c := s.c
+	h := promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg})
+	c.api.Handle("GET /metrics", c.auth.Require(h, RoleMetrics,
+		httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor))
+	if c.cfg.Metrics.Addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	c.addService(s.httpService("metrics", c.cfg.Metrics.Addr, func(func(http.Handler) http.Handler) http.Handler { return mux }, nil))
+}
 
 // httpMetrics counts and times the requests of one listener.
 type httpMetrics struct {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
@@ -39,7 +38,7 @@ type components struct {
 	reg      *prometheus.Registry
 	public   *http.ServeMux
 	api      *http.ServeMux
-	tlsCert  tls.Certificate
+	tlsCert  *certHolder
 	clientCA *x509.CertPool
 	auth     *httpapi.Authenticator
 	// auditLog is the tamper-evident record of every state change (ra, admin).
@@ -134,7 +133,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	c := &components{
 		cfg: cfg, log: log, audit: log.With("stream", "audit"), core: core, reg: reg,
 		public: http.NewServeMux(), api: http.NewServeMux(),
-		tlsCert: tlsCert, clientCA: clientCA,
+		tlsCert: newCertHolder(tlsCert), clientCA: clientCA,
 		auth:     &httpapi.Authenticator{Store: core.store, Now: time.Now, Log: log},
 		auditLog: audit.New(audit.Options{Store: core.store, Logger: log}),
 	}
@@ -155,10 +154,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	s.routeBasics()
 	c.addService(s.httpService("http", cfg.HTTP.Addr, c.publicHandler, nil))
 	c.addService(s.httpService("api", cfg.API.Addr, func(metered func(http.Handler) http.Handler) http.Handler { return metered(c.api) }, &tls.Config{
-		Certificates: []tls.Certificate{tlsCert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    clientCA,
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: c.tlsCert.getCertificate,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      clientCA,
+		MinVersion:     tls.VersionTLS12,
 	}))
 	for _, svc := range c.services {
 		if err := svc.start(ctx); err != nil {
@@ -170,6 +169,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	s.ready.Store(true)
 	log.Info("certcenter ready", "version", Version, "data", cfg.DataDir, "startup", time.Since(begin).Round(time.Millisecond),
 		"http", s.Addr("http"), "api", s.Addr("api"), "ldap", s.Addr("ldap"), "ldaps", s.Addr("ldaps"))
+	warnUnreachableURLs(cfg, log, s.Addr)
 	return s, nil
 }
 
@@ -242,7 +242,7 @@ func (s *Server) routeBasics() {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	c.api.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
+	s.routeMetrics()
 	c.api.Handle("/api/", httpapi.Fallback(c.api, "/api/"))
 }
 

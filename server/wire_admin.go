@@ -8,5 +8,6 @@ func wireAdmin(c *components) error {
 		Store: c.core.store, Authority: c.core.ca, Auth: c.auth,
 		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 	}).Register(c.api)
+	replaceServerCertOnRevoke(c, c.tlsCert)
 	return nil
 }

@@ -18,7 +18,7 @@ func wireDirectory(c *components) error {
 	d, err := directory.New(directory.Options{
 		Store: c.core.store, CA: c.core.ca, Config: cfg,
 		Logger: c.log, Registerer: c.reg, VendorVersion: Version,
-		TLS: &tls.Config{Certificates: []tls.Certificate{c.tlsCert}, MinVersion: tls.VersionTLS12},
+		TLS: &tls.Config{GetCertificate: c.tlsCert.getCertificate, MinVersion: tls.VersionTLS12},
 	})
 	if err != nil {
 		return err

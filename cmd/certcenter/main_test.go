@@ -280,6 +280,19 @@ func TestPKCS11InitAndServe(t *testing.T) {
 	if keys, _ := filepath.Glob(filepath.Join(data, "keys", "*")); len(keys) != 0 {
 		t.Errorf("the data directory holds CA/OCSP key files: %v", keys)
 	}
+	// init recorded the signer (not the PIN): seed without a config finds
+	// the keys in the token; a config naming another token is refused.
+	if b, err := os.ReadFile(filepath.Join(data, "signer.yaml")); err != nil || strings.Contains(string(b), "1234") || !strings.Contains(string(b), "cc-e2e") {
+		t.Errorf("signer.yaml: %v\n%s", err, b)
+	}
+	if out, err := run(t, "seed", "--data", data, "--count", "1"); err != nil {
+		t.Errorf("seed without a config after init --signer pkcs11: %v\n%s", err, out)
+	}
+	other := filepath.Join(dir, "other.yaml")
+	os.WriteFile(other, []byte("signer:\n  provider: pkcs11\n  pkcs11:\n    module: "+module+"\n    token_label: not-it\n    pin_env: CC_TEST_PIN\n"), 0o600)
+	if out, err := run(t, "seed", "--config", other, "--data", data, "--count", "1"); err == nil || !strings.Contains(out, "not-it") || !strings.Contains(out, "cc-e2e") {
+		t.Errorf("seed with a contradicting config: %v\n%s", err, out)
+	}
 	cfg := filepath.Join(dir, "certcenter.yaml")
 	// Two module instances: seeding pre-signs every OCSP response in
 	// batches spread over both (signer/pkcs11 SignBatch).

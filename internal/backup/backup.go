@@ -23,8 +23,9 @@ import (
 // StoreEntry is the tar entry holding the Badger backup stream.
 const StoreEntry = "store.badger"
 
-// dirs are the data directory's folders copied besides the store.
-var dirs = []string{"keys", "tls", "bootstrap"}
+// dirs are the data directory's folders (and files) copied besides the
+// store; signer.yaml records where the CA keys live (server.SignerRecordFile).
+var dirs = []string{"keys", "tls", "bootstrap", "signer.yaml"}
 
 // Write streams a backup of st and the files under dataDir to w.
 func Write(ctx context.Context, w io.Writer, st *store.Store, dataDir string) error {
