@@ -37,6 +37,11 @@ type RA struct {
 	Calendar        RACalendar `yaml:"calendar"`
 	SMTP            RASMTP     `yaml:"smtp"`
 	Webhook         RAWebhook  `yaml:"webhook"`
+
+	// MaxAttempts bounds the executions of an approved request (issue,
+	// renew, revoke) that fail; then the request is failed with the last
+	// error. Default 5.
+	MaxAttempts int `yaml:"max_attempts"`
 }
 
 // RACalendar is the working-day calendar of deadlines.
@@ -85,6 +90,8 @@ func defaultRA() RA {
 		Calendar:         RACalendar{Builtin: "cn-2026", UTCOffsetHours: 8},
 		SMTP:             RASMTP{From: "certcenter@localhost", PasswordEnv: "CERTCENTER_SMTP_PASSWORD"},
 		Webhook:          RAWebhook{Timeout: Duration(10 * time.Second)},
+
+		MaxAttempts: 5,
 	}
 }
 
@@ -151,5 +158,9 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 	}
 	if r.Webhook.Timeout <= 0 {
 		bad("ra.webhook.timeout", "must be a positive duration")
+	}
+
+	if r.MaxAttempts < 1 || r.MaxAttempts > 100 {
+		bad("ra.max_attempts", "must be between 1 and 100")
 	}
 }

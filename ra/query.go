@@ -38,6 +38,11 @@ type requestView struct {
 	DueAt        time.Time        `json:"due_at"`
 	DoneAt       time.Time        `json:"done_at,omitzero"`
 	Overdue      bool             `json:"overdue"`
+	// SigningSerial is the serial recorded before signing; Attempts and
+	// LastError say how often execution failed and why.
+	SigningSerial string `json:"signing_serial,omitempty"`
+	Attempts      int    `json:"attempts,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
@@ -60,6 +65,10 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	if len(rq.TargetSerial) > 0 {
 		v.TargetSerial = hex.EncodeToString(rq.TargetSerial)
 	}
+	if len(rq.SigningSerial) > 0 {
+		v.SigningSerial = hex.EncodeToString(rq.SigningSerial)
+	}
+	v.Attempts, v.LastError = rq.Attempts, rq.LastError
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
 	}

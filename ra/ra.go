@@ -117,6 +117,9 @@ func New(o Options) (*RA, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Config.MaxAttempts < 1 {
+		o.Config.MaxAttempts = 5
+	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 1 << 20
 	}

@@ -307,7 +307,12 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 	rq.Steps = r.stepsFor(app.Kind, org)
 	first := rq.Steps[0].Name
 	comment := "received"
-	if app.Kind == KindRevoke && r.autoRevokes(rq.Cause) {
+	// A cause the policy revokes at once needs someone who may revoke: the
+	// organisation's certificate administrator (whose application is
+	// signed) or a CA operator, the admin revoke endpoint's rule. An RA
+	// officer's revocation waits for a CA operator like any other.
+	mayRevoke := c.admin != nil || c.hasRole(httpapi.RoleCAOperator)
+	if app.Kind == KindRevoke && r.autoRevokes(rq.Cause) && mayRevoke {
 		first, comment = StateRevoking, "received; cause "+rq.Cause+" is revoked at once by policy"
 		rq.Step = len(rq.Steps)
 	}
@@ -536,9 +541,35 @@ func (r *RA) execute(ctx context.Context, id string, wait bool) (*store.RAReques
 }
 
 func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*store.RARequest, error) {
-	cert, err := r.adopt(ctx, rq)
-	if err != nil {
-		return nil, err
+	var cert *store.Cert
+	if len(rq.SigningSerial) == 0 {
+		// A request left issuing by a version that did not reserve its
+		// serial may have a certificate already: find it by subscriber.
+		if rq.SubscriberID != "" {
+			var err error
+			if cert, err = r.adopt(ctx, rq); err != nil {
+				return nil, err
+			}
+		}
+		if cert == nil {
+			var err error
+			if rq, err = r.reserveSerial(ctx, rq); err != nil {
+				return nil, err
+			}
+			if rq.State != StateIssuing {
+				return rq, nil
+			}
+		}
+	}
+	if cert == nil {
+		// The serial was recorded before any signature: a certificate with
+		// it is this request's, signed by an execution whose answer was
+		// lost, and is adopted instead of signing again.
+		c, err := r.issuedWith(ctx, rq)
+		if err != nil {
+			return r.fail(ctx, rq, err.Error())
+		}
+		cert = c
 	}
 	if cert == nil {
 		csr, err := x509.ParseCertificateRequest(rq.CSR)
@@ -546,7 +577,7 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			return r.fail(ctx, rq, fmt.Sprintf("stored CSR does not parse: %v", err))
 		}
 		subj := subjectFor(rq.Person, org)
-		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: r.notAfter(rq)}
+		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: r.notAfter(rq), Serial: rq.SigningSerial}
 		if rq.Kind == KindRenew {
 			// A renewal keeps the subject of the certificate it renews.
 			ir.Subject = nil
@@ -566,11 +597,16 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			return r.fail(ctx, rq, "the CA refused the request: "+err.Error())
 		}
 		if err != nil {
-			return nil, fmt.Errorf("issuing for request %s: %w", rq.ID, err)
+			// The answer may have been lost after the commit.
+			if c, lookErr := r.issuedWith(ctx, rq); lookErr == nil && c != nil {
+				cert = c
+			} else {
+				return r.attemptFailed(ctx, rq, fmt.Errorf("issuing for request %s: %w", rq.ID, err))
+			}
 		}
 	}
 	var token string
-	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
 		cur, err := tx.RARequest(rq.ID)
 		if err != nil {
 			return err
@@ -587,16 +623,23 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		if err := tx.PutOrgCert(rq.OrgID, cert.Serial); err != nil {
 			return err
 		}
-		sub := &store.Subscriber{ID: rq.SubscriberID, CommonName: cert.CommonName, Email: rq.Person.Email, UID: rq.Person.UID,
-			Organization: org.Name, OrgUnit: rq.Person.OrgUnit, SerialNumber: rq.Person.SerialNumber, CreatedAt: r.now().UTC()}
-		if old, err := tx.Subscriber(rq.SubscriberID); err == nil {
-			sub.CreatedAt = old.CreatedAt
-		}
-		if err := tx.PutSubscriber(sub); err != nil {
-			return err
+		// A certificate administrator's credential has no subscriber: the
+		// administrator record, not a subscriber, holds it.
+		if rq.SubscriberID != "" {
+			sub := &store.Subscriber{ID: rq.SubscriberID, CommonName: cert.CommonName, Email: rq.Person.Email, UID: rq.Person.UID,
+				Organization: org.Name, OrgUnit: rq.Person.OrgUnit, SerialNumber: rq.Person.SerialNumber, CreatedAt: r.now().UTC()}
+			if old, err := tx.Subscriber(rq.SubscriberID); err == nil {
+				sub.CreatedAt = old.CreatedAt
+			}
+			if err := tx.PutSubscriber(sub); err != nil {
+				return err
+			}
 		}
 		details := map[string]string{"serial": cert.SerialHex(), "subject": cert.Subject, "profile": cert.Profile}
 		if rq.Kind == KindRenew {
+			if err := r.supersede(tx, rq, cert); err != nil {
+				return err
+			}
 			if token, err = r.newDownload(tx, rq, cert); err != nil {
 				return err
 			}
@@ -608,12 +651,116 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		return log(audit.Record{Actor: "system", Action: "ra.issue", Object: "request/" + rq.ID, Details: details})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("recording issuance of request %s: %w", rq.ID, err)
+		return r.attemptFailed(ctx, rq, fmt.Errorf("recording issuance of request %s: %w", rq.ID, err))
 	}
 	if token != "" {
 		r.notifyRenewed(ctx, rq, cert, token)
 	}
 	return rq, nil
+}
+
+// supersede records, in the transaction that records the renewal, that the
+// renewed certificate replaces the old one; an administrator's renewed
+// credential authenticates the same administrator.
+func (r *RA) supersede(tx *store.Tx, rq *store.RARequest, cert *store.Cert) error {
+	if err := tx.PutSupersededBy(rq.TargetSerial, cert.Serial); err != nil {
+		return err
+	}
+	adm, err := tx.CertAdminByCert(rq.TargetSerial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	adm.CertSerials = append(adm.CertSerials, cert.Serial)
+	return tx.PutCertAdmin(adm)
+}
+
+// reserveSerial chooses the serial rq will be signed with and records it in
+// its own transaction, before anything is signed.
+func (r *RA) reserveSerial(ctx context.Context, rq *store.RARequest) (*store.RARequest, error) {
+	serial, err := ca.NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	err = r.update(ctx, func(tx *store.Tx, _ func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		rq = cur
+		if rq.State != StateIssuing || len(rq.SigningSerial) > 0 {
+			return nil
+		}
+		rq.SigningSerial = serial
+		return tx.PutRARequest(rq)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recording the serial of request %s: %w", rq.ID, err)
+	}
+	return rq, nil
+}
+
+// issuedWith returns the certificate already signed with rq's recorded
+// serial, or nil. One that is not the request's (another subscriber or
+// profile) is an error: the request must not adopt it.
+func (r *RA) issuedWith(ctx context.Context, rq *store.RARequest) (*store.Cert, error) {
+	var c *store.Cert
+	err := r.st.View(ctx, func(tx *store.Tx) error {
+		var err error
+		c, err = tx.Cert(rq.SigningSerial)
+		if errors.Is(err, store.ErrNotFound) {
+			c = nil
+			return nil
+		}
+		return err
+	})
+	if err != nil || c == nil {
+		return nil, err
+	}
+	if c.SubscriberID != rq.SubscriberID || c.Profile != rq.Profile {
+		return nil, fmt.Errorf("serial %x recorded for request %s belongs to another certificate (%s, %s)", rq.SigningSerial, rq.ID, c.Profile, c.SubscriberID)
+	}
+	return c, nil
+}
+
+// attemptFailed counts a failed execution of rq. Below ra.max_attempts it
+// returns cause, and Repair tries again; at the bound the request fails,
+// with cause as its error, and is returned without an error.
+func (r *RA) attemptFailed(ctx context.Context, rq *store.RARequest, cause error) (*store.RARequest, error) {
+	failed := false
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != rq.State {
+			return nil
+		}
+		rq = cur
+		rq.Attempts++
+		rq.LastError = cause.Error()
+		if rq.Attempts >= r.cfg.MaxAttempts {
+			failed = true
+			why := fmt.Sprintf("gave up after %d attempts: %v", rq.Attempts, cause)
+			if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
+				return err
+			}
+			if err := tx.PutRARequest(rq); err != nil {
+				return err
+			}
+			return log(audit.Record{Actor: "system", Action: "ra.fail", Object: "request/" + rq.ID, Details: map[string]string{"reason": why}})
+		}
+		return tx.PutRARequest(rq)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (and counting the attempt failed: %v)", cause, err)
+	}
+	if failed {
+		r.log.Error("request failed after repeated attempts", "request", rq.ID, "attempts", rq.Attempts, "err", cause)
+		return rq, nil
+	}
+	return nil, cause
 }
 
 // notAfter is the end of validity the request asked for, counted from its
@@ -659,6 +806,7 @@ func (r *RA) fail(ctx context.Context, rq *store.RARequest, why string) (*store.
 			return err
 		}
 		rq = cur
+		rq.LastError = why
 		if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
 			return err
 		}
@@ -679,7 +827,7 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 	case errors.Is(err, ca.ErrNotFound), errors.Is(err, ca.ErrBadRequest):
 		return r.fail(ctx, rq, err.Error())
 	case err != nil:
-		return nil, fmt.Errorf("revoking for request %s: %w", rq.ID, err)
+		return r.attemptFailed(ctx, rq, fmt.Errorf("revoking for request %s: %w", rq.ID, err))
 	}
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
 		cur, err := tx.RARequest(rq.ID)
