@@ -42,6 +42,11 @@ type RA struct {
 	// renew, revoke) that fail; then the request is failed with the last
 	// error. Default 5.
 	MaxAttempts int `yaml:"max_attempts"`
+	// SupersedePolicy is what happens to a renewed certificate: "revoke"
+	// (revoked as superseded when the new one is delivered) or "keep"
+	// (valid until it expires). Either way it is marked superseded: it is
+	// not renewed twice and gets no more reminders. Default "revoke".
+	SupersedePolicy string `yaml:"supersede_policy"`
 }
 
 // RACalendar is the working-day calendar of deadlines.
@@ -91,7 +96,8 @@ func defaultRA() RA {
 		SMTP:             RASMTP{From: "certcenter@localhost", PasswordEnv: "CERTCENTER_SMTP_PASSWORD"},
 		Webhook:          RAWebhook{Timeout: Duration(10 * time.Second)},
 
-		MaxAttempts: 5,
+		MaxAttempts:     5,
+		SupersedePolicy: "revoke",
 	}
 }
 
@@ -162,5 +168,8 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 
 	if r.MaxAttempts < 1 || r.MaxAttempts > 100 {
 		bad("ra.max_attempts", "must be between 1 and 100")
+	}
+	if r.SupersedePolicy != "revoke" && r.SupersedePolicy != "keep" {
+		bad("ra.supersede_policy", "%q is not one of revoke, keep", r.SupersedePolicy)
 	}
 }

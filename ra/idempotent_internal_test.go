@@ -273,3 +273,56 @@ func TestQueryExpiresBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewalRetiresOldCertificate: once renewed, the old certificate is
+// superseded: it cannot be renewed again and gets no more reminders; by
+// policy it is revoked as superseded when the new one is delivered, or kept
+// valid until it expires.
+func TestRenewalRetiresOldCertificate(t *testing.T) {
+	for _, policy := range []string{"revoke", "keep"} {
+		t.Run(policy, func(t *testing.T) {
+			e := newExecEnv(t, nil, nil, func(o *Options) { o.Config.SupersedePolicy = policy })
+			rq := e.submit(e.item("Renewed "+policy, 20), nil)
+			if _, err := e.approve(context.Background(), rq.ID); err != nil {
+				t.Fatal(err)
+			}
+			old := e.read(rq.ID).Serial
+			rn, err := e.submitKind(e.admin, KindRenew, map[string]any{"serial": hex.EncodeToString(old), "csr": testCSR(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.approve(context.Background(), rn.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.submitKind(e.admin, KindRenew, map[string]any{"serial": hex.EncodeToString(old), "csr": testCSR(t)}); err == nil || !strings.Contains(err.Error(), "renewed") {
+				t.Errorf("second renewal of the superseded certificate = %v; want refused", err)
+			}
+			res, err := e.r.RunReminders(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Checked != 0 {
+				t.Errorf("reminder run checked %d certificates; the superseded one must not be reminded", res.Checked)
+			}
+			// The administrator downloads the new certificate: delivered.
+			req := httptest.NewRequest("GET", "/api/v1/requests/"+rn.ID+"/certificate", nil)
+			req.SetPathValue("id", rn.ID)
+			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, e.admin))
+			if err := e.r.downloadRequestCert(httptest.NewRecorder(), req); err != nil {
+				t.Fatal(err)
+			}
+			var c *store.Cert
+			_ = e.st.View(context.Background(), func(tx *store.Tx) (err error) { c, err = tx.Cert(old); return err })
+			switch policy {
+			case "revoke":
+				if c.Status != store.StatusRevoked || ca.Reason(c.Reason) != ca.ReasonSuperseded {
+					t.Errorf("old certificate after delivery: %s reason %s; want revoked as superseded", c.Status, ca.Reason(c.Reason))
+				}
+			case "keep":
+				if c.Status != store.StatusValid {
+					t.Errorf("old certificate after delivery: %s; want kept valid", c.Status)
+				}
+			}
+		})
+	}
+}

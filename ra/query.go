@@ -43,6 +43,8 @@ type requestView struct {
 	SigningSerial string `json:"signing_serial,omitempty"`
 	Attempts      int    `json:"attempts,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
+	// OldRevoked: a renewal's superseded certificate was revoked.
+	OldRevoked bool `json:"old_revoked,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
@@ -68,7 +70,7 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	if len(rq.SigningSerial) > 0 {
 		v.SigningSerial = hex.EncodeToString(rq.SigningSerial)
 	}
-	v.Attempts, v.LastError = rq.Attempts, rq.LastError
+	v.Attempts, v.LastError, v.OldRevoked = rq.Attempts, rq.LastError, rq.OldRevoked
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
 	}
@@ -218,7 +220,9 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		return err
 	}
 	var cert *store.Cert
+	delivered := ""
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		delivered = ""
 		rq, err := r.visibleRequest(tx, c, req.PathValue("id"))
 		if err != nil {
 			return err
@@ -241,10 +245,14 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		if err := tx.PutRARequest(rq); err != nil {
 			return err
 		}
+		delivered = rq.ID
 		return log(audit.Record{Actor: c.id(), Action: "ra.deliver", Object: "request/" + rq.ID, Details: map[string]string{"serial": cert.SerialHex()}})
 	})
 	if err != nil {
 		return err
+	}
+	if delivered != "" {
+		r.retire(ctx, delivered)
 	}
 	return r.writeCert(w, cert, format)
 }
@@ -259,6 +267,7 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 	token := req.PathValue("token")
 	var cert *store.Cert
 	var d download
+	delivered := ""
 	err = r.update(req.Context(), func(tx *store.Tx, log func(audit.Record) error) error {
 		b, err := tx.Blob(nsDownload, token)
 		if errors.Is(err, store.ErrNotFound) {
@@ -279,6 +288,18 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 		if cert, err = tx.Cert(serial); err != nil {
 			return err
 		}
+		// The link's download delivers the certificate, as the
+		// administrator's download of the request does.
+		delivered = ""
+		if rq, err := tx.RARequest(d.Request); err == nil && rq.State == StateIssued {
+			if err := r.move(rq, StateDelivered, "link", "deliver", "downloaded through the one-time link"); err != nil {
+				return err
+			}
+			if err := tx.PutRARequest(rq); err != nil {
+				return err
+			}
+			delivered = rq.ID
+		}
 		return log(audit.Record{Actor: "link", Action: "ra.download", Object: "request/" + d.Request, Details: map[string]string{"serial": d.Serial}})
 	})
 	if err != nil {
@@ -288,6 +309,9 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 			_ = r.st.Update(req.Context(), func(tx *store.Tx) error { return tx.DeleteBlob(nsDownload, token) })
 		}
 		return err
+	}
+	if delivered != "" {
+		r.retire(req.Context(), delivered)
 	}
 	return r.writeCert(w, cert, format)
 }
@@ -352,6 +376,8 @@ type certView struct {
 	NotAfter   time.Time `json:"not_after"`
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
 	Reason     string    `json:"reason,omitempty"`
+	// SupersededBy is the certificate that renewed this one.
+	SupersededBy string `json:"superseded_by,omitempty"`
 }
 
 func (r *RA) certStatus(c *store.Cert) string {
@@ -447,6 +473,9 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 				Org: owner, Subscriber: ct.SubscriberID, Status: r.certStatus(ct), NotBefore: ct.NotBefore, NotAfter: ct.NotAfter}
 			if ct.Status == store.StatusRevoked {
 				v.RevokedAt, v.Reason = ct.RevokedAt, ca.Reason(ct.Reason).String()
+			}
+			if by, err := tx.SupersededBy(ct.Serial); err == nil {
+				v.SupersededBy = hex.EncodeToString(by)
 			}
 			out = append(out, v)
 			return nil

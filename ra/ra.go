@@ -120,6 +120,9 @@ func New(o Options) (*RA, error) {
 	if o.Config.MaxAttempts < 1 {
 		o.Config.MaxAttempts = 5
 	}
+	if o.Config.SupersedePolicy == "" {
+		o.Config.SupersedePolicy = "revoke"
+	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 1 << 20
 	}

@@ -51,6 +51,9 @@ func (r *RA) RunReminders(ctx context.Context) (ReminderResult, error) {
 			if c.Status == store.StatusRevoked || c.Profile == ca.ProfileOCSPSigning {
 				return nil
 			}
+			if _, err := tx.SupersededBy(c.Serial); err == nil {
+				return nil // renewed: its successor is reminded in its time
+			}
 			res.Checked++
 			left := c.NotAfter.Sub(now)
 			var j reminderJob

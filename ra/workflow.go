@@ -294,6 +294,9 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		if old.Status == store.StatusRevoked {
 			return nil, httpapi.Conflict("certificate %x is already revoked", serial)
 		}
+		if by, err := tx.SupersededBy(serial); err == nil && app.Kind == KindRenew {
+			return nil, httpapi.Conflict("certificate %x was already renewed by %x; renew that one", serial, by)
+		}
 		rq.TargetSerial, rq.Subject, rq.Profile, rq.SubscriberID = serial, old.Subject, old.Profile, old.SubscriberID
 		if sub, err := tx.Subscriber(old.SubscriberID); err == nil {
 			rq.Person = store.RAPerson{Name: sub.CommonName, Email: sub.Email, UID: sub.UID, SerialNumber: sub.SerialNumber, OrgUnit: sub.OrgUnit}
@@ -858,11 +861,14 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 // issuing or revoking. It skips a request another executor (the approval
 // that completed it) is carrying out right now.
 func (r *RA) Repair(ctx context.Context) {
-	var ids []string
+	var ids, retire []string
 	err := r.st.View(ctx, func(tx *store.Tx) error {
 		return tx.EachRARequest(func(rq *store.RARequest) error {
 			if rq.State == StateIssuing || rq.State == StateRevoking {
 				ids = append(ids, rq.ID)
+			}
+			if r.mustRetire(rq) {
+				retire = append(retire, rq.ID)
 			}
 			return nil
 		})
@@ -872,6 +878,9 @@ func (r *RA) Repair(ctx context.Context) {
 			r.log.Error("finding requests left in flight", "err", err)
 		}
 		return
+	}
+	for _, id := range retire {
+		r.retire(ctx, id)
 	}
 	for _, id := range ids {
 		if ctx.Err() != nil {
@@ -886,6 +895,48 @@ func (r *RA) Repair(ctx context.Context) {
 		default:
 			r.log.Info("finished request left in flight", "request", id, "state", rq.State)
 		}
+	}
+}
+
+// mustRetire says whether rq is a delivered renewal whose old certificate
+// the policy revokes and that is not revoked yet.
+func (r *RA) mustRetire(rq *store.RARequest) bool {
+	return rq.Kind == KindRenew && rq.State == StateDelivered && !rq.OldRevoked && r.cfg.SupersedePolicy == "revoke"
+}
+
+// retire revokes, as superseded, the certificate a delivered renewal
+// replaced. A failure leaves the request to Repair.
+func (r *RA) retire(ctx context.Context, id string) {
+	var rq *store.RARequest
+	if err := r.st.View(ctx, func(tx *store.Tx) (err error) { rq, err = tx.RARequest(id); return err }); err != nil {
+		r.log.Error("reading renewal to retire its old certificate", "request", id, "err", err)
+		return
+	}
+	if !r.mustRetire(rq) {
+		return
+	}
+	_, err := r.auth.Revoke(ctx, rq.TargetSerial, ca.ReasonSuperseded)
+	if err != nil && !errors.Is(err, store.ErrAlreadyRevoked) && !errors.Is(err, ca.ErrNotFound) {
+		r.log.Error("revoking superseded certificate; Repair retries", "request", id, "serial", hex.EncodeToString(rq.TargetSerial), "err", err)
+		return
+	}
+	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(id)
+		if err != nil {
+			return err
+		}
+		if cur.OldRevoked {
+			return nil
+		}
+		cur.OldRevoked = true
+		if err := tx.PutRARequest(cur); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: "system", Action: "cert.revoke", Object: "cert/" + hex.EncodeToString(cur.TargetSerial), Details: map[string]string{
+			"request": cur.ID, "reason": ca.ReasonSuperseded.String(), "superseded_by": hex.EncodeToString(cur.Serial)}})
+	})
+	if err != nil {
+		r.log.Error("recording the superseded certificate's revocation", "request", id, "err", err)
 	}
 }
 

@@ -128,8 +128,11 @@ type RARequest struct {
 	SigningSerial []byte `json:"signing_serial,omitempty"`
 	// Attempts counts failed executions; at ra.max_attempts the request
 	// fails. LastError is the last failure's message.
-	Attempts     int        `json:"attempts,omitempty"`
-	LastError    string     `json:"last_error,omitempty"`
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// OldRevoked says a renewal's superseded certificate was revoked after
+	// delivery (ra.supersede_policy revoke).
+	OldRevoked   bool       `json:"old_revoked,omitempty"`
 	SubscriberID string     `json:"subscriber,omitempty"`
 	Steps        []RAStep   `json:"steps,omitempty"`
 	Step         int        `json:"step"`
