@@ -15,6 +15,7 @@ import (
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/internal/testclock"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -324,5 +325,53 @@ func TestRenewalRetiresOldCertificate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeadlineStartsAtCA: in multi-level mode the superior organisation's
+// review does not count against the CA's working days (Art. 9 counts from
+// the CA's receipt): the deadline starts when the request reaches CA review.
+func TestDeadlineStartsAtCA(t *testing.T) {
+	clock := testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)) // a Monday
+	e := newExecEnv(t, clock.Now, nil, nil)
+	ctx := context.Background()
+	parent := &store.Org{ID: "p", Name: "Parent"}
+	child := &store.Org{ID: "c", Name: "Child", ParentID: "p", MultiLevel: true}
+	if err := e.st.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.InsertOrg(parent); err != nil {
+			return err
+		}
+		return tx.InsertOrg(child)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.org = child
+	e.admin = &caller{admin: &store.CertAdmin{ID: "cadm", OrgID: "c"}}
+	rq := e.submit(e.item("Multi", 0), nil)
+	if rq.State != StateSuperior {
+		t.Fatalf("request is %s; want superior_review", rq.State)
+	}
+	// The superior takes three weeks: not the CA's delay.
+	clock.Advance(21 * 24 * time.Hour)
+	if e.r.overdue(e.read(rq.ID)) {
+		t.Fatalf("a request in the superior's review is overdue against the CA's deadline (due %s)", e.read(rq.ID).DueAt)
+	}
+	superior := &caller{admin: &store.CertAdmin{ID: "padm", OrgID: "p"}}
+	req := httptest.NewRequest("POST", "/api/v1/requests/"+rq.ID+"/approve", nil)
+	req.SetPathValue("id", rq.ID)
+	req = req.WithContext(context.WithValue(req.Context(), callerKey{}, superior))
+	if err := e.r.approve(httptest.NewRecorder(), req); err != nil {
+		t.Fatal(err)
+	}
+	got := e.read(rq.ID)
+	reached := clock.Now()
+	if want := e.r.cal.Deadline(reached, e.r.cfg.IssueDeadlineDays).UTC(); got.State != StateCAReview || !got.DueAt.Equal(want) {
+		t.Fatalf("at CA review: due %s; want %d working days from the CA's receipt at %s = %s", got.DueAt, e.r.cfg.IssueDeadlineDays, reached, want)
+	}
+	if !got.CAReceivedAt.Equal(reached.UTC()) {
+		t.Errorf("ca_received_at = %s; want %s", got.CAReceivedAt, reached)
+	}
+	if e.r.overdue(got) {
+		t.Error("overdue at the moment the CA received it")
 	}
 }

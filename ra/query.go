@@ -35,7 +35,8 @@ type requestView struct {
 	History      []store.RAAction `json:"history"`
 	SubmittedBy  string           `json:"submitted_by"`
 	ReceivedAt   time.Time        `json:"received_at"`
-	DueAt        time.Time        `json:"due_at"`
+	DueAt        time.Time        `json:"due_at,omitzero"`
+	CAReceivedAt time.Time        `json:"ca_received_at,omitzero"`
 	DoneAt       time.Time        `json:"done_at,omitzero"`
 	Overdue      bool             `json:"overdue"`
 	// SigningSerial is the serial recorded before signing; Attempts and
@@ -49,6 +50,9 @@ type requestView struct {
 
 // overdue: not finished by its deadline, or finished after it.
 func (r *RA) overdue(rq *store.RARequest) bool {
+	if rq.DueAt.IsZero() {
+		return false // the CA's deadline has not started
+	}
 	if rq.DoneAt.IsZero() {
 		return r.now().After(rq.DueAt)
 	}
@@ -59,7 +63,7 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	v := requestView{
 		ID: rq.ID, Kind: rq.Kind, Org: rq.OrgID, Application: rq.ApplicationID, State: rq.State, Profile: rq.Profile,
 		Subject: rq.Subject, Person: rq.Person, Cause: rq.Cause, Steps: rq.Steps, History: rq.History,
-		SubmittedBy: rq.SubmittedBy, ReceivedAt: rq.ReceivedAt, DueAt: rq.DueAt, DoneAt: rq.DoneAt, Overdue: r.overdue(rq),
+		SubmittedBy: rq.SubmittedBy, ReceivedAt: rq.ReceivedAt, DueAt: rq.DueAt, CAReceivedAt: rq.CAReceivedAt, DoneAt: rq.DoneAt, Overdue: r.overdue(rq),
 	}
 	if len(rq.Serial) > 0 {
 		v.Serial = hex.EncodeToString(rq.Serial)
@@ -108,7 +112,7 @@ func (r *RA) listRequests(w http.ResponseWriter, req *http.Request) error {
 			if o := q.Get("org"); o != "" && rq.OrgID != o {
 				return nil
 			}
-			if onlyOverdue && (!rq.DoneAt.IsZero() || !r.now().After(rq.DueAt)) {
+			if onlyOverdue && (!rq.DoneAt.IsZero() || !r.overdue(rq)) {
 				return nil
 			}
 			org, ok := orgs[rq.OrgID]

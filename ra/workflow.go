@@ -53,6 +53,11 @@ var transitions = map[string][]string{
 	StateFailed:    {},
 }
 
+// reachesCA says whether a request in state is in the CA's hands.
+func reachesCA(state string) bool {
+	return state == StateCAReview || state == StateIssuing || state == StateRevoking
+}
+
 func isReview(state string) bool { return state == StateSuperior || state == StateCAReview }
 
 // move changes a request's state, recording who did it and why.
@@ -65,6 +70,12 @@ func (r *RA) move(rq *store.RARequest, to, actor, action, comment string) error 
 		return httpapi.Conflict("request %s is %s; it cannot become %s", rq.ID, rq.State, to)
 	}
 	now := r.now().UTC()
+	if rq.CAReceivedAt.IsZero() && reachesCA(to) {
+		// The CA's working days count from its receipt (SPEC Art. 9), not
+		// from the submission a superior organisation reviewed first.
+		rq.CAReceivedAt = now
+		rq.DueAt = r.cal.Deadline(now, r.deadlineDays(rq.Kind)).UTC()
+	}
 	rq.History = append(rq.History, store.RAAction{Actor: actor, Action: action, State: to, Comment: comment, At: now})
 	if rq.State != to {
 		r.m.transitions.WithLabelValues(rq.Kind, to).Inc()
@@ -207,7 +218,7 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 				return err
 			}
 			if err := log(audit.Record{Actor: c.id(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
-				"application": rec.ID, "kind": rq.Kind, "org": org.ID, "subject": rq.Subject, "target": hex.EncodeToString(rq.TargetSerial), "due_at": rq.DueAt.Format(time.RFC3339),
+				"application": rec.ID, "kind": rq.Kind, "org": org.ID, "subject": rq.Subject, "target": hex.EncodeToString(rq.TargetSerial), "due_at": dueString(rq.DueAt),
 			}}); err != nil {
 				return err
 			}
@@ -246,6 +257,14 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 	return httpapi.WriteJSON(w, http.StatusCreated, out)
 }
 
+// dueString is a deadline for the audit log; none while a superior reviews.
+func dueString(t time.Time) string {
+	if t.IsZero() {
+		return "after the superior's review"
+	}
+	return t.Format(time.RFC3339)
+}
+
 func describeDup(rq *store.RARequest) string {
 	if rq.Kind == KindIssue {
 		return fmt.Sprintf("a %s certificate for %s", rq.Profile, rq.Subject)
@@ -263,7 +282,6 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		ID: fmt.Sprintf("req-%06d", n), Kind: app.Kind, OrgID: org.ID, ApplicationID: rec.ID,
 		Person:      store.RAPerson{Name: it.Name, Email: it.Email, UID: it.UID, SerialNumber: it.IDNumber, OrgUnit: it.OrgUnit},
 		SubmittedBy: c.id(), ReceivedAt: now.UTC(), Open: true,
-		DueAt: r.cal.Deadline(now, r.deadlineDays(app.Kind)).UTC(),
 	}
 	if csr != nil {
 		rq.CSR = csr.Raw

@@ -139,8 +139,12 @@ type RARequest struct {
 	History      []RAAction `json:"history"`
 	SubmittedBy  string     `json:"submitted_by"`
 	ReceivedAt   time.Time  `json:"received_at"`
-	DueAt        time.Time  `json:"due_at"`
-	DoneAt       time.Time  `json:"done_at,omitzero"`
+	// DueAt is the CA's deadline, counted from CAReceivedAt, when the
+	// request reached the CA (after a superior's review in multi-level
+	// mode); zero while the superior reviews.
+	DueAt        time.Time `json:"due_at,omitzero"`
+	CAReceivedAt time.Time `json:"ca_received_at,omitzero"`
+	DoneAt       time.Time `json:"done_at,omitzero"`
 	// DuplicateKey identifies what may be pending only once (subject and
 	// profile, or the certificate to revoke); Open says the request still
 	// holds it.
