@@ -32,6 +32,9 @@ var (
 	pIdxRASuper = []byte("i\x00rasuper\x00")
 )
 
+// KindRARequest is the Change of a written RA request; its key is the ID.
+const KindRARequest Kind = "ra-request"
+
 // Org is a subscriber organisation (unit). In multi-level mode its
 // applications need the approval of its superior organisation before the CA
 // reviews them (SPEC Art. 9).
@@ -307,6 +310,7 @@ func (tx *Tx) PutRARequest(r *RARequest) error {
 	if err := tx.set(cat(pRAReq, []byte(r.ID)), v); err != nil {
 		return fmt.Errorf("writing request %s: %w", r.ID, err)
 	}
+	tx.changed(KindRARequest, r.ID)
 	return nil
 }
 
