@@ -47,6 +47,11 @@ type RA struct {
 	// (valid until it expires). Either way it is marked superseded: it is
 	// not renewed twice and gets no more reminders. Default "revoke".
 	SupersedePolicy string `yaml:"supersede_policy"`
+	// RequireLeaderApproval refuses issue and renew applications that do
+	// not carry the approving leader's name and date (SPEC Art. 8.2);
+	// when false an approval given is still checked and recorded.
+	// Default false.
+	RequireLeaderApproval bool `yaml:"require_leader_approval"`
 }
 
 // RACalendar is the working-day calendar of deadlines.

@@ -375,3 +375,21 @@ func TestDeadlineStartsAtCA(t *testing.T) {
 		t.Error("overdue at the moment the CA received it")
 	}
 }
+
+// newRequestFrom parses an application and stores its first request as
+// the administrator, the way submit does.
+func (e *execEnv) newRequestFrom(content []byte) (*store.RARequest, error) {
+	e.t.Helper()
+	app, csrs, err := ParseApplication(content)
+	if err != nil {
+		return nil, err
+	}
+	var rq *store.RARequest
+	err = e.r.update(context.Background(), func(tx *store.Tx, log func(audit.Record) error) error {
+		if rq, err = e.r.newRequest(tx, app, 0, csrs[0], e.org, &store.RAApplication{ID: "a"}, e.admin, e.r.now()); err != nil {
+			return err
+		}
+		return tx.PutRARequest(rq)
+	})
+	return rq, err
+}

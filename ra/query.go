@@ -27,6 +27,7 @@ type requestView struct {
 	Profile      string           `json:"profile,omitempty"`
 	Subject      string           `json:"subject,omitempty"`
 	Person       store.RAPerson   `json:"person"`
+	Leader       *store.RALeader  `json:"leader,omitempty"`
 	Serial       string           `json:"serial,omitempty"`
 	TargetSerial string           `json:"target_serial,omitempty"`
 	Cause        string           `json:"cause,omitempty"`
@@ -62,7 +63,7 @@ func (r *RA) overdue(rq *store.RARequest) bool {
 func (r *RA) view(rq *store.RARequest) requestView {
 	v := requestView{
 		ID: rq.ID, Kind: rq.Kind, Org: rq.OrgID, Application: rq.ApplicationID, State: rq.State, Profile: rq.Profile,
-		Subject: rq.Subject, Person: rq.Person, Cause: rq.Cause, Steps: rq.Steps, History: rq.History,
+		Subject: rq.Subject, Person: rq.Person, Leader: rq.Leader, Cause: rq.Cause, Steps: rq.Steps, History: rq.History,
 		SubmittedBy: rq.SubmittedBy, ReceivedAt: rq.ReceivedAt, DueAt: rq.DueAt, CAReceivedAt: rq.CAReceivedAt, DoneAt: rq.DoneAt, Overdue: r.overdue(rq),
 	}
 	if len(rq.Serial) > 0 {

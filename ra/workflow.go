@@ -286,6 +286,9 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 	if csr != nil {
 		rq.CSR = csr.Raw
 	}
+	if rq.Leader, err = r.leaderOf(app, now); err != nil {
+		return nil, err
+	}
 	// The validity is kept as days and turned into notAfter only at
 	// issuance: approval may come after submission by more than the days.
 	rq.ValidDays = it.ValidDays
@@ -341,6 +344,33 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		return nil, err
 	}
 	return rq, nil
+}
+
+// leaderOf checks and records the leader's approval an application
+// carries; issue and renew applications need one if the policy says so.
+func (r *RA) leaderOf(app *Application, now time.Time) (*store.RALeader, error) {
+	if app.Leader == nil {
+		if r.cfg.RequireLeaderApproval && app.Kind != KindRevoke {
+			return nil, badApp("the application carries no leader approval (leader: name and date, SPEC Art. 8.2)")
+		}
+		return nil, nil
+	}
+	doc, docType, err := app.Leader.check()
+	if err != nil {
+		return nil, err
+	}
+	// The date is a calendar day where the CA works: it may not be later
+	// than the day of receipt there.
+	day, _ := time.ParseInLocation(time.DateOnly, app.Leader.Date, r.cal.Location())
+	if day.After(now) {
+		return nil, badApp("leader.date %s is in the future", app.Leader.Date)
+	}
+	l := &store.RALeader{Name: app.Leader.Name, Date: app.Leader.Date}
+	if doc != nil {
+		sum := sha256Sum(doc)
+		l.DocumentSHA256, l.DocumentType, l.DocumentSize = hex.EncodeToString(sum[:]), docType, len(doc)
+	}
+	return l, nil
 }
 
 func (r *RA) autoRevokes(cause string) bool {

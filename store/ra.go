@@ -84,6 +84,17 @@ type RAPerson struct {
 	OrgUnit      string `json:"org_unit,omitempty"`
 }
 
+// RALeader is the approval of the organisation's leader that an
+// application carries (SPEC Art. 8.2). The scanned document itself stays in
+// the application's content; the request keeps its digest.
+type RALeader struct {
+	Name           string `json:"name"`
+	Date           string `json:"date"`
+	DocumentSHA256 string `json:"document_sha256,omitempty"`
+	DocumentType   string `json:"document_type,omitempty"`
+	DocumentSize   int    `json:"document_size,omitempty"`
+}
+
 // RAAction is one act on a request: an approval, a rejection, a transition.
 type RAAction struct {
 	Actor   string    `json:"actor"`
@@ -153,6 +164,9 @@ type RARequest struct {
 	// holds it.
 	DuplicateKey string `json:"duplicate_key,omitempty"`
 	Open         bool   `json:"open"`
+
+	// Leader is the leader's approval the application carried.
+	Leader *RALeader `json:"leader,omitempty"`
 }
 
 // ---- organisations and administrators ----
