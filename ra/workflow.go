@@ -656,8 +656,9 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			}
 		}
 	}
-	var token string
+	notification := ""
 	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		notification = ""
 		cur, err := tx.RARequest(rq.ID)
 		if err != nil {
 			return err
@@ -691,7 +692,11 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			if err := r.supersede(tx, rq, cert); err != nil {
 				return err
 			}
-			if token, err = r.newDownload(tx, rq, cert); err != nil {
+			token, err := r.newDownload(tx, rq, cert)
+			if err != nil {
+				return err
+			}
+			if notification, err = r.queueRenewed(tx, rq, cert, token); err != nil {
 				return err
 			}
 			details["renews"] = hex.EncodeToString(rq.TargetSerial)
@@ -704,8 +709,10 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 	if err != nil {
 		return r.attemptFailed(ctx, rq, fmt.Errorf("recording issuance of request %s: %w", rq.ID, err))
 	}
-	if token != "" {
-		r.notifyRenewed(ctx, rq, cert, token)
+	if notification != "" && !r.noChannel() {
+		if _, err := r.deliverNotification(ctx, notification); err != nil {
+			r.log.Error("delivering renewal notification; it is retried from the outbox", "notification", notification, "err", err)
+		}
 	}
 	return rq, nil
 }
