@@ -551,9 +551,10 @@ func (r *RA) readRequest(tx *store.Tx, id string) (*store.RARequest, error) {
 
 // execute carries out an approved request: issue (or renew) through the
 // Authority, or revoke. A request left issuing or revoking by a crash or a
-// CA error is finished by Repair; an issued certificate whose request record
-// was not yet updated is found by its subscriber ID and adopted, not issued
-// twice.
+// CA error is finished by Repair; the serial to sign is recorded in the
+// request before the Authority is called, so a certificate issued whose
+// request record was not yet updated is found by that serial and adopted,
+// not issued twice. Failures count against ra.max_attempts.
 //
 // Only the holder of the request's claim executes it; with wait, execute
 // waits for another executor to finish and then sees its outcome, without,
