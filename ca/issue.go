@@ -187,6 +187,11 @@ type IssueRequest struct {
 	SubscriberID   string
 	// NotAfter shortens the profile's validity when set.
 	NotAfter time.Time
+	// Serial, when set, is the certificate's serial (1 to 20 bytes, a
+	// positive number): a caller that records it before asking can find
+	// the certificate after a lost answer instead of asking twice. A serial
+	// in use is refused at commit. Empty: a fresh NewSerial.
+	Serial []byte
 }
 
 // Issue signs and stores one certificate, then emits EventIssued.
@@ -286,9 +291,13 @@ func (a *Authority) sign(req *IssueRequest) (*store.Cert, error) {
 		return nil, fmt.Errorf("%w: profile %s needs a DNS name or IP address", ErrBadRequest, prof.Name)
 	}
 	now := a.now().UTC().Truncate(time.Second)
-	serial, err := NewSerial()
-	if err != nil {
-		return nil, err
+	serial := req.Serial
+	if len(serial) == 0 {
+		if serial, err = NewSerial(); err != nil {
+			return nil, err
+		}
+	} else if len(serial) > 20 || serial[0] == 0 || serial[0]&0x80 != 0 {
+		return nil, fmt.Errorf("%w: serial %x is not a positive number of 1 to 20 bytes without leading zeros", ErrBadRequest, serial)
 	}
 	tmpl.SerialNumber = new(big.Int).SetBytes(serial)
 	tmpl.NotBefore = now.Add(-time.Minute)

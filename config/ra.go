@@ -39,6 +39,21 @@ type RA struct {
 	Calendar        RACalendar `yaml:"calendar"`
 	SMTP            RASMTP     `yaml:"smtp"`
 	Webhook         RAWebhook  `yaml:"webhook"`
+
+	// MaxAttempts bounds the executions of an approved request (issue,
+	// renew, revoke) that fail; then the request is failed with the last
+	// error. Default 5.
+	MaxAttempts int `yaml:"max_attempts"`
+	// SupersedePolicy is what happens to a renewed certificate: "revoke"
+	// (revoked as superseded when the new one is delivered) or "keep"
+	// (valid until it expires). Either way it is marked superseded: it is
+	// not renewed twice and gets no more reminders. Default "revoke".
+	SupersedePolicy string `yaml:"supersede_policy"`
+	// RequireLeaderApproval refuses issue and renew applications that do
+	// not carry the approving leader's name and date (SPEC Art. 8.2);
+	// when false an approval given is still checked and recorded.
+	// Default false.
+	RequireLeaderApproval bool `yaml:"require_leader_approval"`
 }
 
 // RACalendar is the working-day calendar of deadlines.
@@ -94,6 +109,9 @@ func defaultRA() RA {
 		Calendar:         RACalendar{Builtin: "cn", UTCOffsetHours: 8},
 		SMTP:             RASMTP{From: "certcenter@localhost", PasswordEnv: "CERTCENTER_SMTP_PASSWORD"},
 		Webhook:          RAWebhook{Timeout: Duration(10 * time.Second)},
+
+		MaxAttempts:     5,
+		SupersedePolicy: "revoke",
 	}
 }
 
@@ -165,5 +183,12 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 	}
 	if r.Webhook.Timeout <= 0 {
 		bad("ra.webhook.timeout", "must be a positive duration")
+	}
+
+	if r.MaxAttempts < 1 || r.MaxAttempts > 100 {
+		bad("ra.max_attempts", "must be between 1 and 100")
+	}
+	if r.SupersedePolicy != "revoke" && r.SupersedePolicy != "keep" {
+		bad("ra.supersede_policy", "%q is not one of revoke, keep", r.SupersedePolicy)
 	}
 }

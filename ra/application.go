@@ -3,10 +3,12 @@ package ra
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -34,6 +36,52 @@ type Application struct {
 	Kind    string `json:"kind,omitempty"`
 	Items   []Item `json:"items"`
 	Comment string `json:"comment,omitempty"`
+	// Leader is the approval of the organisation's leader that the
+	// administrator obtained before submitting (SPEC Art. 8.2).
+	Leader *Leader `json:"leader,omitempty"`
+}
+
+// Leader is a leader's approval: who and when, and optionally the scanned
+// signed approval (PDF, JPEG or PNG, base64).
+type Leader struct {
+	Name     string `json:"name"`
+	Date     string `json:"date"`
+	Document string `json:"document,omitempty"`
+}
+
+// maxLeaderDocument bounds the scanned approval (decoded bytes).
+const maxLeaderDocument = 512 << 10
+
+// checkLeader checks the approval's form; whether its date is in the
+// future is decided at submission. It returns the decoded document.
+func (l *Leader) check() (doc []byte, docType string, err error) {
+	if strings.TrimSpace(l.Name) == "" || len(l.Name) > maxFieldLen || strings.ContainsAny(l.Name, "\x00\r\n") {
+		return nil, "", badApp("leader.name is required: at most %d bytes on one line", maxFieldLen)
+	}
+	if _, err := time.Parse(time.DateOnly, l.Date); err != nil {
+		return nil, "", badApp("leader.date %q is not a YYYY-MM-DD date", l.Date)
+	}
+	if l.Document == "" {
+		return nil, "", nil
+	}
+	if base64.StdEncoding.DecodedLen(len(l.Document)) > maxLeaderDocument+3 {
+		return nil, "", badApp("leader.document is larger than %d bytes", maxLeaderDocument)
+	}
+	doc, err = base64.StdEncoding.DecodeString(l.Document)
+	if err != nil {
+		return nil, "", badApp("leader.document is not base64: %v", err)
+	}
+	if len(doc) > maxLeaderDocument {
+		return nil, "", badApp("leader.document is larger than %d bytes", maxLeaderDocument)
+	}
+	docType = http.DetectContentType(doc)
+	if i := strings.IndexByte(docType, ';'); i >= 0 {
+		docType = docType[:i]
+	}
+	if docType != "application/pdf" && docType != "image/jpeg" && docType != "image/png" {
+		return nil, "", badApp("leader.document is %s; send the scanned approval as PDF, JPEG or PNG", docType)
+	}
+	return doc, docType, nil
 }
 
 // Item is one person's request within an application.
@@ -127,6 +175,11 @@ func ParseApplication(content []byte) (*Application, []*x509.CertificateRequest,
 	}
 	if app.Kind != KindIssue && app.Kind != KindRenew && app.Kind != KindRevoke {
 		return nil, nil, badApp("kind %q is not one of issue, renew, revoke", app.Kind)
+	}
+	if app.Leader != nil {
+		if _, _, err := app.Leader.check(); err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(app.Items) == 0 || len(app.Items) > maxItems {
 		return nil, nil, badApp("an application holds 1 to %d items, not %d", maxItems, len(app.Items))

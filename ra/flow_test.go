@@ -42,8 +42,9 @@ func TestMultiLevelFlow(t *testing.T) {
 		t.Fatalf("submitted %+v; want two requests in superior_review", sub)
 	}
 	r1, r2 := sub.Requests[0], sub.Requests[1]
-	if !r1.DueAt.After(r1.ReceivedAt.Add(5 * 24 * time.Hour)) {
-		t.Errorf("due_at %s is not 5 working days after %s", r1.DueAt, r1.ReceivedAt)
+	// The CA's 5 working days start when the superior has approved (Art. 9).
+	if !r1.DueAt.IsZero() {
+		t.Errorf("due_at %s in the superior's review; the CA's deadline starts at its receipt", r1.DueAt)
 	}
 
 	// Bad input: refused with a 4xx and a reason, and nothing changes.
@@ -104,6 +105,9 @@ func TestMultiLevelFlow(t *testing.T) {
 	w.must(officer.http, 200, "GET", "/api/v1/requests/"+r1.ID, nil, &v)
 	if v.State != "ca_review" {
 		t.Fatalf("after superior approval state = %s, want ca_review", v.State)
+	}
+	if !v.DueAt.After(v.CAReceivedAt.Add(5*24*time.Hour)) || v.CAReceivedAt.Before(v.ReceivedAt) {
+		t.Errorf("due_at %s is not 5 working days after the CA's receipt at %s", v.DueAt, v.CAReceivedAt)
 	}
 	w.must(w.client(operator.certFile, operator.keyFile), 403, "POST", "/api/v1/requests/"+r1.ID+"/approve", nil, nil)
 	w.must(officer.http, 200, "POST", "/api/v1/requests/"+r1.ID+"/approve", map[string]string{"comment": "documents checked"}, &v)

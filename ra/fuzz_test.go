@@ -21,10 +21,17 @@ func FuzzParseApplication(f *testing.F) {
 	f.Add([]byte(`{"org":"o","kind":"renew","items":[{"serial":"zz"}]}`))
 	f.Add([]byte(`{"org":"o","items":[]} trailing`))
 	f.Add([]byte("\xff\xfe"))
+	f.Add([]byte(`{"org":"o","kind":"revoke","leader":{"name":"Director","date":"2026-02-27","document":"JVBERi0xLjQK"},"items":[{"serial":"0a","cause":"key_lost"}]}`))
+	f.Add([]byte(`{"org":"o","kind":"revoke","leader":{"name":"","date":"2026-02-30","document":"!"},"items":[{"serial":"0a","cause":"key_lost"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		app, csrs, err := ParseApplication(b)
 		if err != nil {
 			return
+		}
+		if app.Leader != nil {
+			if _, _, err := app.Leader.check(); err != nil {
+				t.Fatalf("accepted a bad leader approval %+v: %v", app.Leader, err)
+			}
 		}
 		if app.Org == "" || len(app.Items) == 0 || len(csrs) != len(app.Items) {
 			t.Fatalf("accepted an incomplete application: %+v", app)

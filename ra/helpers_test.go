@@ -336,6 +336,7 @@ type reqView struct {
 	Reason       string    `json:"reason"`
 	DueAt        time.Time `json:"due_at"`
 	ReceivedAt   time.Time `json:"received_at"`
+	CAReceivedAt time.Time `json:"ca_received_at"`
 	History      []struct {
 		Actor, Action, State, Comment string
 	} `json:"history"`

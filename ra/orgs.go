@@ -187,7 +187,7 @@ func (r *RA) revokeOrphan(req *http.Request, cert *store.Cert) {
 	}
 }
 
-var staffRoles = []string{httpapi.RoleAdmin, httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
+var staffRoles = []string{httpapi.RoleAdmin, httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor, httpapi.RoleMetrics}
 
 func (r *RA) createStaff(w http.ResponseWriter, req *http.Request) error {
 	ctx := req.Context()

@@ -27,6 +27,7 @@ type requestView struct {
 	Profile      string           `json:"profile,omitempty"`
 	Subject      string           `json:"subject,omitempty"`
 	Person       store.RAPerson   `json:"person"`
+	Leader       *store.RALeader  `json:"leader,omitempty"`
 	Serial       string           `json:"serial,omitempty"`
 	TargetSerial string           `json:"target_serial,omitempty"`
 	Cause        string           `json:"cause,omitempty"`
@@ -35,13 +36,24 @@ type requestView struct {
 	History      []store.RAAction `json:"history"`
 	SubmittedBy  string           `json:"submitted_by"`
 	ReceivedAt   time.Time        `json:"received_at"`
-	DueAt        time.Time        `json:"due_at"`
+	DueAt        time.Time        `json:"due_at,omitzero"`
+	CAReceivedAt time.Time        `json:"ca_received_at,omitzero"`
 	DoneAt       time.Time        `json:"done_at,omitzero"`
 	Overdue      bool             `json:"overdue"`
+	// SigningSerial is the serial recorded before signing; Attempts and
+	// LastError say how often execution failed and why.
+	SigningSerial string `json:"signing_serial,omitempty"`
+	Attempts      int    `json:"attempts,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
+	// OldRevoked: a renewal's superseded certificate was revoked.
+	OldRevoked bool `json:"old_revoked,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
 func (r *RA) overdue(rq *store.RARequest) bool {
+	if rq.DueAt.IsZero() {
+		return false // the CA's deadline has not started
+	}
 	if rq.DoneAt.IsZero() {
 		return r.now().After(rq.DueAt)
 	}
@@ -51,8 +63,8 @@ func (r *RA) overdue(rq *store.RARequest) bool {
 func (r *RA) view(rq *store.RARequest) requestView {
 	v := requestView{
 		ID: rq.ID, Kind: rq.Kind, Org: rq.OrgID, Application: rq.ApplicationID, State: rq.State, Profile: rq.Profile,
-		Subject: rq.Subject, Person: rq.Person, Cause: rq.Cause, Steps: rq.Steps, History: rq.History,
-		SubmittedBy: rq.SubmittedBy, ReceivedAt: rq.ReceivedAt, DueAt: rq.DueAt, DoneAt: rq.DoneAt, Overdue: r.overdue(rq),
+		Subject: rq.Subject, Person: rq.Person, Leader: rq.Leader, Cause: rq.Cause, Steps: rq.Steps, History: rq.History,
+		SubmittedBy: rq.SubmittedBy, ReceivedAt: rq.ReceivedAt, DueAt: rq.DueAt, CAReceivedAt: rq.CAReceivedAt, DoneAt: rq.DoneAt, Overdue: r.overdue(rq),
 	}
 	if len(rq.Serial) > 0 {
 		v.Serial = hex.EncodeToString(rq.Serial)
@@ -60,6 +72,10 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	if len(rq.TargetSerial) > 0 {
 		v.TargetSerial = hex.EncodeToString(rq.TargetSerial)
 	}
+	if len(rq.SigningSerial) > 0 {
+		v.SigningSerial = hex.EncodeToString(rq.SigningSerial)
+	}
+	v.Attempts, v.LastError, v.OldRevoked = rq.Attempts, rq.LastError, rq.OldRevoked
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
 	}
@@ -97,7 +113,7 @@ func (r *RA) listRequests(w http.ResponseWriter, req *http.Request) error {
 			if o := q.Get("org"); o != "" && rq.OrgID != o {
 				return nil
 			}
-			if onlyOverdue && (!rq.DoneAt.IsZero() || !r.now().After(rq.DueAt)) {
+			if onlyOverdue && (!rq.DoneAt.IsZero() || !r.overdue(rq)) {
 				return nil
 			}
 			org, ok := orgs[rq.OrgID]
@@ -209,7 +225,9 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		return err
 	}
 	var cert *store.Cert
+	delivered := ""
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		delivered = ""
 		rq, err := r.visibleRequest(tx, c, req.PathValue("id"))
 		if err != nil {
 			return err
@@ -232,10 +250,14 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		if err := tx.PutRARequest(rq); err != nil {
 			return err
 		}
+		delivered = rq.ID
 		return log(audit.Record{Actor: c.id(), Action: "ra.deliver", Object: "request/" + rq.ID, Details: map[string]string{"serial": cert.SerialHex()}})
 	})
 	if err != nil {
 		return err
+	}
+	if delivered != "" {
+		r.retire(ctx, delivered)
 	}
 	return r.writeCert(w, cert, format)
 }
@@ -250,6 +272,7 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 	token := req.PathValue("token")
 	var cert *store.Cert
 	var d download
+	delivered := ""
 	err = r.update(req.Context(), func(tx *store.Tx, log func(audit.Record) error) error {
 		b, err := tx.Blob(nsDownload, token)
 		if errors.Is(err, store.ErrNotFound) {
@@ -270,6 +293,18 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 		if cert, err = tx.Cert(serial); err != nil {
 			return err
 		}
+		// The link's download delivers the certificate, as the
+		// administrator's download of the request does.
+		delivered = ""
+		if rq, err := tx.RARequest(d.Request); err == nil && rq.State == StateIssued {
+			if err := r.move(rq, StateDelivered, "link", "deliver", "downloaded through the one-time link"); err != nil {
+				return err
+			}
+			if err := tx.PutRARequest(rq); err != nil {
+				return err
+			}
+			delivered = rq.ID
+		}
 		return log(audit.Record{Actor: "link", Action: "ra.download", Object: "request/" + d.Request, Details: map[string]string{"serial": d.Serial}})
 	})
 	if err != nil {
@@ -279,6 +314,9 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 			_ = r.st.Update(req.Context(), func(tx *store.Tx) error { return tx.DeleteBlob(nsDownload, token) })
 		}
 		return err
+	}
+	if delivered != "" {
+		r.retire(req.Context(), delivered)
 	}
 	return r.writeCert(w, cert, format)
 }
@@ -343,6 +381,8 @@ type certView struct {
 	NotAfter   time.Time `json:"not_after"`
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
 	Reason     string    `json:"reason,omitempty"`
+	// SupersededBy is the certificate that renewed this one.
+	SupersededBy string `json:"superseded_by,omitempty"`
 }
 
 func (r *RA) certStatus(c *store.Cert) string {
@@ -438,6 +478,9 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 				Org: owner, Subscriber: ct.SubscriberID, Status: r.certStatus(ct), NotBefore: ct.NotBefore, NotAfter: ct.NotAfter}
 			if ct.Status == store.StatusRevoked {
 				v.RevokedAt, v.Reason = ct.RevokedAt, ca.Reason(ct.Reason).String()
+			}
+			if by, err := tx.SupersededBy(ct.Serial); err == nil {
+				v.SupersededBy = hex.EncodeToString(by)
 			}
 			out = append(out, v)
 			return nil

@@ -124,6 +124,12 @@ func New(o Options) (*RA, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Config.MaxAttempts < 1 {
+		o.Config.MaxAttempts = 5
+	}
+	if o.Config.SupersedePolicy == "" {
+		o.Config.SupersedePolicy = "revoke"
+	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
@@ -165,7 +171,11 @@ func New(o Options) (*RA, error) {
 // wait a day for the reminder job) and runs the reminder job every
 // Config.ReminderInterval.
 func (r *RA) Run(ctx context.Context) error {
+	if r.noChannel() {
+		r.log.Warn("no notification channel configured (ra.smtp.addr, ra.webhook.url): reminders and renewal links are only kept in the outbox, GET /api/v1/notifications or `certcenter ra notifications`")
+	}
 	r.Repair(ctx)
+	r.DeliverPending(ctx)
 	r.remind(ctx)
 	remind := time.NewTicker(r.cfg.ReminderInterval.D())
 	defer remind.Stop()
@@ -177,6 +187,7 @@ func (r *RA) Run(ctx context.Context) error {
 			return nil
 		case <-repair.C:
 			r.Repair(ctx)
+			r.DeliverPending(ctx)
 		case <-remind.C:
 			r.remind(ctx)
 		}
@@ -225,6 +236,7 @@ func (r *RA) Routes() []Route {
 		{"GET", "/api/v1/ra/certificates", r.queryCerts, &access{roles: readers, admins: true}},
 		{"GET", "/api/v1/ra/certificates/{serial}", r.downloadCert, &access{roles: readers, admins: true}},
 		{"POST", "/api/v1/ra/reminders/run", r.runReminders, adminOnly},
+		{"GET", "/api/v1/notifications", r.listNotifications, &access{roles: readers, admins: true}},
 		{"GET", "/api/v1/ra/audit/verify", r.verifyAudit, &access{roles: []string{httpapi.RoleAuditor}}},
 	}
 }

@@ -53,6 +53,11 @@ var transitions = map[string][]string{
 	StateFailed:    {},
 }
 
+// reachesCA says whether a request in state is in the CA's hands.
+func reachesCA(state string) bool {
+	return state == StateCAReview || state == StateIssuing || state == StateRevoking
+}
+
 func isReview(state string) bool { return state == StateSuperior || state == StateCAReview }
 
 // move changes a request's state, recording who did it and why.
@@ -65,6 +70,12 @@ func (r *RA) move(rq *store.RARequest, to, actor, action, comment string) error 
 		return httpapi.Conflict("request %s is %s; it cannot become %s", rq.ID, rq.State, to)
 	}
 	now := r.now().UTC()
+	if rq.CAReceivedAt.IsZero() && reachesCA(to) {
+		// The CA's working days count from its receipt (SPEC Art. 9), not
+		// from the submission a superior organisation reviewed first.
+		rq.CAReceivedAt = now
+		rq.DueAt = r.cal.Deadline(now, r.deadlineDays(rq.Kind)).UTC()
+	}
 	rq.History = append(rq.History, store.RAAction{Actor: actor, Action: action, State: to, Comment: comment, At: now})
 	if rq.State != to {
 		r.m.transitions.WithLabelValues(rq.Kind, to).Inc()
@@ -207,7 +218,7 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 				return err
 			}
 			if err := log(audit.Record{Actor: c.id(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
-				"application": rec.ID, "kind": rq.Kind, "org": org.ID, "subject": rq.Subject, "target": hex.EncodeToString(rq.TargetSerial), "due_at": rq.DueAt.Format(time.RFC3339),
+				"application": rec.ID, "kind": rq.Kind, "org": org.ID, "subject": rq.Subject, "target": hex.EncodeToString(rq.TargetSerial), "due_at": dueString(rq.DueAt),
 			}}); err != nil {
 				return err
 			}
@@ -246,6 +257,14 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 	return httpapi.WriteJSON(w, http.StatusCreated, out)
 }
 
+// dueString is a deadline for the audit log; none while a superior reviews.
+func dueString(t time.Time) string {
+	if t.IsZero() {
+		return "after the superior's review"
+	}
+	return t.Format(time.RFC3339)
+}
+
 func describeDup(rq *store.RARequest) string {
 	if rq.Kind == KindIssue {
 		return fmt.Sprintf("a %s certificate for %s", rq.Profile, rq.Subject)
@@ -263,10 +282,12 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		ID: fmt.Sprintf("req-%06d", n), Kind: app.Kind, OrgID: org.ID, ApplicationID: rec.ID,
 		Person:      store.RAPerson{Name: it.Name, Email: it.Email, UID: it.UID, SerialNumber: it.IDNumber, OrgUnit: it.OrgUnit},
 		SubmittedBy: c.id(), ReceivedAt: now.UTC(), Open: true,
-		DueAt: r.cal.Deadline(now, r.deadlineDays(app.Kind)).UTC(),
 	}
 	if csr != nil {
 		rq.CSR = csr.Raw
+	}
+	if rq.Leader, err = r.leaderOf(app, now); err != nil {
+		return nil, err
 	}
 	// The validity is kept as days and turned into notAfter only at
 	// issuance: approval may come after submission by more than the days.
@@ -294,6 +315,9 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		if old.Status == store.StatusRevoked {
 			return nil, httpapi.Conflict("certificate %x is already revoked", serial)
 		}
+		if by, err := tx.SupersededBy(serial); err == nil && app.Kind == KindRenew {
+			return nil, httpapi.Conflict("certificate %x was already renewed by %x; renew that one", serial, by)
+		}
 		rq.TargetSerial, rq.Subject, rq.Profile, rq.SubscriberID = serial, old.Subject, old.Profile, old.SubscriberID
 		if sub, err := tx.Subscriber(old.SubscriberID); err == nil {
 			rq.Person = store.RAPerson{Name: sub.CommonName, Email: sub.Email, UID: sub.UID, SerialNumber: sub.SerialNumber, OrgUnit: sub.OrgUnit}
@@ -307,7 +331,12 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 	rq.Steps = r.stepsFor(app.Kind, org)
 	first := rq.Steps[0].Name
 	comment := "received"
-	if app.Kind == KindRevoke && r.autoRevokes(rq.Cause) {
+	// A cause the policy revokes at once needs someone who may revoke: the
+	// organisation's certificate administrator (whose application is
+	// signed) or a CA operator, the admin revoke endpoint's rule. An RA
+	// officer's revocation waits for a CA operator like any other.
+	mayRevoke := c.admin != nil || c.hasRole(httpapi.RoleCAOperator)
+	if app.Kind == KindRevoke && r.autoRevokes(rq.Cause) && mayRevoke {
 		first, comment = StateRevoking, "received; cause "+rq.Cause+" is revoked at once by policy"
 		rq.Step = len(rq.Steps)
 	}
@@ -315,6 +344,33 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 		return nil, err
 	}
 	return rq, nil
+}
+
+// leaderOf checks and records the leader's approval an application
+// carries; issue and renew applications need one if the policy says so.
+func (r *RA) leaderOf(app *Application, now time.Time) (*store.RALeader, error) {
+	if app.Leader == nil {
+		if r.cfg.RequireLeaderApproval && app.Kind != KindRevoke {
+			return nil, badApp("the application carries no leader approval (leader: name and date, SPEC Art. 8.2)")
+		}
+		return nil, nil
+	}
+	doc, docType, err := app.Leader.check()
+	if err != nil {
+		return nil, err
+	}
+	// The date is a calendar day where the CA works: it may not be later
+	// than the day of receipt there.
+	day, _ := time.ParseInLocation(time.DateOnly, app.Leader.Date, r.cal.Location())
+	if day.After(now) {
+		return nil, badApp("leader.date %s is in the future", app.Leader.Date)
+	}
+	l := &store.RALeader{Name: app.Leader.Name, Date: app.Leader.Date}
+	if doc != nil {
+		sum := sha256Sum(doc)
+		l.DocumentSHA256, l.DocumentType, l.DocumentSize = hex.EncodeToString(sum[:]), docType, len(doc)
+	}
+	return l, nil
 }
 
 func (r *RA) autoRevokes(cause string) bool {
@@ -495,9 +551,10 @@ func (r *RA) readRequest(tx *store.Tx, id string) (*store.RARequest, error) {
 
 // execute carries out an approved request: issue (or renew) through the
 // Authority, or revoke. A request left issuing or revoking by a crash or a
-// CA error is finished by Repair; an issued certificate whose request record
-// was not yet updated is found by its subscriber ID and adopted, not issued
-// twice.
+// CA error is finished by Repair; the serial to sign is recorded in the
+// request before the Authority is called, so a certificate issued whose
+// request record was not yet updated is found by that serial and adopted,
+// not issued twice. Failures count against ra.max_attempts.
 //
 // Only the holder of the request's claim executes it; with wait, execute
 // waits for another executor to finish and then sees its outcome, without,
@@ -536,9 +593,35 @@ func (r *RA) execute(ctx context.Context, id string, wait bool) (*store.RAReques
 }
 
 func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*store.RARequest, error) {
-	cert, err := r.adopt(ctx, rq)
-	if err != nil {
-		return nil, err
+	var cert *store.Cert
+	if len(rq.SigningSerial) == 0 {
+		// A request left issuing by a version that did not reserve its
+		// serial may have a certificate already: find it by subscriber.
+		if rq.SubscriberID != "" {
+			var err error
+			if cert, err = r.adopt(ctx, rq); err != nil {
+				return nil, err
+			}
+		}
+		if cert == nil {
+			var err error
+			if rq, err = r.reserveSerial(ctx, rq); err != nil {
+				return nil, err
+			}
+			if rq.State != StateIssuing {
+				return rq, nil
+			}
+		}
+	}
+	if cert == nil {
+		// The serial was recorded before any signature: a certificate with
+		// it is this request's, signed by an execution whose answer was
+		// lost, and is adopted instead of signing again.
+		c, err := r.issuedWith(ctx, rq)
+		if err != nil {
+			return r.fail(ctx, rq, err.Error())
+		}
+		cert = c
 	}
 	if cert == nil {
 		csr, err := x509.ParseCertificateRequest(rq.CSR)
@@ -546,7 +629,7 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			return r.fail(ctx, rq, fmt.Sprintf("stored CSR does not parse: %v", err))
 		}
 		subj := subjectFor(rq.Person, org)
-		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: r.notAfter(rq)}
+		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: r.notAfter(rq), Serial: rq.SigningSerial}
 		if rq.Kind == KindRenew {
 			// A renewal keeps the subject of the certificate it renews.
 			ir.Subject = nil
@@ -566,11 +649,17 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 			return r.fail(ctx, rq, "the CA refused the request: "+err.Error())
 		}
 		if err != nil {
-			return nil, fmt.Errorf("issuing for request %s: %w", rq.ID, err)
+			// The answer may have been lost after the commit.
+			if c, lookErr := r.issuedWith(ctx, rq); lookErr == nil && c != nil {
+				cert = c
+			} else {
+				return r.attemptFailed(ctx, rq, fmt.Errorf("issuing for request %s: %w", rq.ID, err))
+			}
 		}
 	}
-	var token string
-	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+	notification := ""
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		notification = ""
 		cur, err := tx.RARequest(rq.ID)
 		if err != nil {
 			return err
@@ -587,17 +676,28 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		if err := tx.PutOrgCert(rq.OrgID, cert.Serial); err != nil {
 			return err
 		}
-		sub := &store.Subscriber{ID: rq.SubscriberID, CommonName: cert.CommonName, Email: rq.Person.Email, UID: rq.Person.UID,
-			Organization: org.Name, OrgUnit: rq.Person.OrgUnit, SerialNumber: rq.Person.SerialNumber, CreatedAt: r.now().UTC()}
-		if old, err := tx.Subscriber(rq.SubscriberID); err == nil {
-			sub.CreatedAt = old.CreatedAt
-		}
-		if err := tx.PutSubscriber(sub); err != nil {
-			return err
+		// A certificate administrator's credential has no subscriber: the
+		// administrator record, not a subscriber, holds it.
+		if rq.SubscriberID != "" {
+			sub := &store.Subscriber{ID: rq.SubscriberID, CommonName: cert.CommonName, Email: rq.Person.Email, UID: rq.Person.UID,
+				Organization: org.Name, OrgUnit: rq.Person.OrgUnit, SerialNumber: rq.Person.SerialNumber, CreatedAt: r.now().UTC()}
+			if old, err := tx.Subscriber(rq.SubscriberID); err == nil {
+				sub.CreatedAt = old.CreatedAt
+			}
+			if err := tx.PutSubscriber(sub); err != nil {
+				return err
+			}
 		}
 		details := map[string]string{"serial": cert.SerialHex(), "subject": cert.Subject, "profile": cert.Profile}
 		if rq.Kind == KindRenew {
-			if token, err = r.newDownload(tx, rq, cert); err != nil {
+			if err := r.supersede(tx, rq, cert); err != nil {
+				return err
+			}
+			token, err := r.newDownload(tx, rq, cert)
+			if err != nil {
+				return err
+			}
+			if notification, err = r.queueRenewed(tx, rq, cert, token); err != nil {
 				return err
 			}
 			details["renews"] = hex.EncodeToString(rq.TargetSerial)
@@ -608,12 +708,118 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		return log(audit.Record{Actor: "system", Action: "ra.issue", Object: "request/" + rq.ID, Details: details})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("recording issuance of request %s: %w", rq.ID, err)
+		return r.attemptFailed(ctx, rq, fmt.Errorf("recording issuance of request %s: %w", rq.ID, err))
 	}
-	if token != "" {
-		r.notifyRenewed(ctx, rq, cert, token)
+	if notification != "" && !r.noChannel() {
+		if _, err := r.deliverNotification(ctx, notification); err != nil {
+			r.log.Error("delivering renewal notification; it is retried from the outbox", "notification", notification, "err", err)
+		}
 	}
 	return rq, nil
+}
+
+// supersede records, in the transaction that records the renewal, that the
+// renewed certificate replaces the old one; an administrator's renewed
+// credential authenticates the same administrator.
+func (r *RA) supersede(tx *store.Tx, rq *store.RARequest, cert *store.Cert) error {
+	if err := tx.PutSupersededBy(rq.TargetSerial, cert.Serial); err != nil {
+		return err
+	}
+	adm, err := tx.CertAdminByCert(rq.TargetSerial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	adm.CertSerials = append(adm.CertSerials, cert.Serial)
+	return tx.PutCertAdmin(adm)
+}
+
+// reserveSerial chooses the serial rq will be signed with and records it in
+// its own transaction, before anything is signed.
+func (r *RA) reserveSerial(ctx context.Context, rq *store.RARequest) (*store.RARequest, error) {
+	serial, err := ca.NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	err = r.update(ctx, func(tx *store.Tx, _ func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		rq = cur
+		if rq.State != StateIssuing || len(rq.SigningSerial) > 0 {
+			return nil
+		}
+		rq.SigningSerial = serial
+		return tx.PutRARequest(rq)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recording the serial of request %s: %w", rq.ID, err)
+	}
+	return rq, nil
+}
+
+// issuedWith returns the certificate already signed with rq's recorded
+// serial, or nil. One that is not the request's (another subscriber or
+// profile) is an error: the request must not adopt it.
+func (r *RA) issuedWith(ctx context.Context, rq *store.RARequest) (*store.Cert, error) {
+	var c *store.Cert
+	err := r.st.View(ctx, func(tx *store.Tx) error {
+		var err error
+		c, err = tx.Cert(rq.SigningSerial)
+		if errors.Is(err, store.ErrNotFound) {
+			c = nil
+			return nil
+		}
+		return err
+	})
+	if err != nil || c == nil {
+		return nil, err
+	}
+	if c.SubscriberID != rq.SubscriberID || c.Profile != rq.Profile {
+		return nil, fmt.Errorf("serial %x recorded for request %s belongs to another certificate (%s, %s)", rq.SigningSerial, rq.ID, c.Profile, c.SubscriberID)
+	}
+	return c, nil
+}
+
+// attemptFailed counts a failed execution of rq. Below ra.max_attempts it
+// returns cause, and Repair tries again; at the bound the request fails,
+// with cause as its error, and is returned without an error.
+func (r *RA) attemptFailed(ctx context.Context, rq *store.RARequest, cause error) (*store.RARequest, error) {
+	failed := false
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(rq.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != rq.State {
+			return nil
+		}
+		rq = cur
+		rq.Attempts++
+		rq.LastError = cause.Error()
+		if rq.Attempts >= r.cfg.MaxAttempts {
+			failed = true
+			why := fmt.Sprintf("gave up after %d attempts: %v", rq.Attempts, cause)
+			if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
+				return err
+			}
+			if err := tx.PutRARequest(rq); err != nil {
+				return err
+			}
+			return log(audit.Record{Actor: "system", Action: "ra.fail", Object: "request/" + rq.ID, Details: map[string]string{"reason": why}})
+		}
+		return tx.PutRARequest(rq)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (and counting the attempt failed: %v)", cause, err)
+	}
+	if failed {
+		r.log.Error("request failed after repeated attempts", "request", rq.ID, "attempts", rq.Attempts, "err", cause)
+		return rq, nil
+	}
+	return nil, cause
 }
 
 // notAfter is the end of validity the request asked for, counted from its
@@ -659,6 +865,7 @@ func (r *RA) fail(ctx context.Context, rq *store.RARequest, why string) (*store.
 			return err
 		}
 		rq = cur
+		rq.LastError = why
 		if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
 			return err
 		}
@@ -679,7 +886,7 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 	case errors.Is(err, ca.ErrNotFound), errors.Is(err, ca.ErrBadRequest):
 		return r.fail(ctx, rq, err.Error())
 	case err != nil:
-		return nil, fmt.Errorf("revoking for request %s: %w", rq.ID, err)
+		return r.attemptFailed(ctx, rq, fmt.Errorf("revoking for request %s: %w", rq.ID, err))
 	}
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
 		cur, err := tx.RARequest(rq.ID)
@@ -710,11 +917,14 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 // issuing or revoking. It skips a request another executor (the approval
 // that completed it) is carrying out right now.
 func (r *RA) Repair(ctx context.Context) {
-	var ids []string
+	var ids, retire []string
 	err := r.st.View(ctx, func(tx *store.Tx) error {
 		return tx.EachRARequest(func(rq *store.RARequest) error {
 			if rq.State == StateIssuing || rq.State == StateRevoking {
 				ids = append(ids, rq.ID)
+			}
+			if r.mustRetire(rq) {
+				retire = append(retire, rq.ID)
 			}
 			return nil
 		})
@@ -724,6 +934,9 @@ func (r *RA) Repair(ctx context.Context) {
 			r.log.Error("finding requests left in flight", "err", err)
 		}
 		return
+	}
+	for _, id := range retire {
+		r.retire(ctx, id)
 	}
 	for _, id := range ids {
 		if ctx.Err() != nil {
@@ -738,6 +951,48 @@ func (r *RA) Repair(ctx context.Context) {
 		default:
 			r.log.Info("finished request left in flight", "request", id, "state", rq.State)
 		}
+	}
+}
+
+// mustRetire says whether rq is a delivered renewal whose old certificate
+// the policy revokes and that is not revoked yet.
+func (r *RA) mustRetire(rq *store.RARequest) bool {
+	return rq.Kind == KindRenew && rq.State == StateDelivered && !rq.OldRevoked && r.cfg.SupersedePolicy == "revoke"
+}
+
+// retire revokes, as superseded, the certificate a delivered renewal
+// replaced. A failure leaves the request to Repair.
+func (r *RA) retire(ctx context.Context, id string) {
+	var rq *store.RARequest
+	if err := r.st.View(ctx, func(tx *store.Tx) (err error) { rq, err = tx.RARequest(id); return err }); err != nil {
+		r.log.Error("reading renewal to retire its old certificate", "request", id, "err", err)
+		return
+	}
+	if !r.mustRetire(rq) {
+		return
+	}
+	_, err := r.auth.Revoke(ctx, rq.TargetSerial, ca.ReasonSuperseded)
+	if err != nil && !errors.Is(err, store.ErrAlreadyRevoked) && !errors.Is(err, ca.ErrNotFound) {
+		r.log.Error("revoking superseded certificate; Repair retries", "request", id, "serial", hex.EncodeToString(rq.TargetSerial), "err", err)
+		return
+	}
+	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+		cur, err := tx.RARequest(id)
+		if err != nil {
+			return err
+		}
+		if cur.OldRevoked {
+			return nil
+		}
+		cur.OldRevoked = true
+		if err := tx.PutRARequest(cur); err != nil {
+			return err
+		}
+		return log(audit.Record{Actor: "system", Action: "cert.revoke", Object: "cert/" + hex.EncodeToString(cur.TargetSerial), Details: map[string]string{
+			"request": cur.ID, "reason": ca.ReasonSuperseded.String(), "superseded_by": hex.EncodeToString(cur.Serial)}})
+	})
+	if err != nil {
+		r.log.Error("recording the superseded certificate's revocation", "request", id, "err", err)
 	}
 }
 

@@ -12,9 +12,8 @@ import (
 	"github.com/certcenter/certcenter/internal/httpapi"
 )
 
-// RoleMetrics is the staff role of a Prometheus scraper: it may read
-// /metrics and nothing else.
-const RoleMetrics = "metrics"
+// RoleMetrics is the staff role of a Prometheus scraper.
+const RoleMetrics = httpapi.RoleMetrics
 
 // routeMetrics serves /metrics on the API listener to a client certificate
 // of role metrics or any staff role (admin always may), and, when

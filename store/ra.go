@@ -18,6 +18,7 @@ import (
 //	i\0raopen\0<duplicate key>             open request holding that key (value: id)
 //	i\0orgcert\0<org>\0<serial>            certificates issued to an organisation
 //	i\0certorg\0<serial>                   organisation of a certificate (value: org)
+//	i\0rasuper\0<serial>                   certificate that renewed it (value: serial)
 var (
 	pOrg        = []byte("ra\x00org\x00")
 	pCertAdmin  = []byte("ra\x00adm\x00")
@@ -28,7 +29,11 @@ var (
 	pIdxRAOpen  = []byte("i\x00raopen\x00")
 	pIdxOrgCert = []byte("i\x00orgcert\x00")
 	pIdxCertOrg = []byte("i\x00certorg\x00")
+	pIdxRASuper = []byte("i\x00rasuper\x00")
 )
+
+// KindRARequest is the Change of a written RA request; its key is the ID.
+const KindRARequest Kind = "ra-request"
 
 // Org is a subscriber organisation (unit). In multi-level mode its
 // applications need the approval of its superior organisation before the CA
@@ -79,6 +84,17 @@ type RAPerson struct {
 	OrgUnit      string `json:"org_unit,omitempty"`
 }
 
+// RALeader is the approval of the organisation's leader that an
+// application carries (SPEC Art. 8.2). The scanned document itself stays in
+// the application's content; the request keeps its digest.
+type RALeader struct {
+	Name           string `json:"name"`
+	Date           string `json:"date"`
+	DocumentSHA256 string `json:"document_sha256,omitempty"`
+	DocumentType   string `json:"document_type,omitempty"`
+	DocumentSize   int    `json:"document_size,omitempty"`
+}
+
 // RAAction is one act on a request: an approval, a rejection, a transition.
 type RAAction struct {
 	Actor   string    `json:"actor"`
@@ -119,20 +135,38 @@ type RARequest struct {
 	Cause        string `json:"cause,omitempty"`
 	Reason       int    `json:"reason,omitempty"`
 	// Serial is the certificate issued for this request.
-	Serial       []byte     `json:"serial,omitempty"`
+	Serial []byte `json:"serial,omitempty"`
+	// SigningSerial is the serial the request is about to sign, written in
+	// its own transaction before the Authority is called: execution after a
+	// crash finds the certificate by it instead of signing a second one.
+	SigningSerial []byte `json:"signing_serial,omitempty"`
+	// Attempts counts failed executions; at ra.max_attempts the request
+	// fails. LastError is the last failure's message.
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// OldRevoked says a renewal's superseded certificate was revoked after
+	// delivery (ra.supersede_policy revoke).
+	OldRevoked   bool       `json:"old_revoked,omitempty"`
 	SubscriberID string     `json:"subscriber,omitempty"`
 	Steps        []RAStep   `json:"steps,omitempty"`
 	Step         int        `json:"step"`
 	History      []RAAction `json:"history"`
 	SubmittedBy  string     `json:"submitted_by"`
 	ReceivedAt   time.Time  `json:"received_at"`
-	DueAt        time.Time  `json:"due_at"`
-	DoneAt       time.Time  `json:"done_at,omitzero"`
+	// DueAt is the CA's deadline, counted from CAReceivedAt, when the
+	// request reached the CA (after a superior's review in multi-level
+	// mode); zero while the superior reviews.
+	DueAt        time.Time `json:"due_at,omitzero"`
+	CAReceivedAt time.Time `json:"ca_received_at,omitzero"`
+	DoneAt       time.Time `json:"done_at,omitzero"`
 	// DuplicateKey identifies what may be pending only once (subject and
 	// profile, or the certificate to revoke); Open says the request still
 	// holds it.
 	DuplicateKey string `json:"duplicate_key,omitempty"`
 	Open         bool   `json:"open"`
+
+	// Leader is the leader's approval the application carried.
+	Leader *RALeader `json:"leader,omitempty"`
 }
 
 // ---- organisations and administrators ----
@@ -167,6 +201,29 @@ func (tx *Tx) EachOrg(fn func(*Org) error) error {
 func (tx *Tx) InsertCertAdmin(a *CertAdmin) error {
 	if err := tx.insertRA(pCertAdmin, a.ID, a, "certificate administrator"); err != nil {
 		return err
+	}
+	for _, s := range a.CertSerials {
+		if err := tx.set(cat(pIdxAdmCert, s), []byte(a.ID)); err != nil {
+			return fmt.Errorf("writing administrator index %s: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// PutCertAdmin rewrites an existing certificate administrator and indexes
+// every one of their certificates (a renewed credential adds one).
+func (tx *Tx) PutCertAdmin(a *CertAdmin) error {
+	if ok, err := tx.exists(cat(pCertAdmin, []byte(a.ID))); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("certificate administrator %s: %w", a.ID, ErrNotFound)
+	}
+	b, err := encode(a)
+	if err != nil {
+		return fmt.Errorf("encoding certificate administrator %s: %w", a.ID, err)
+	}
+	if err := tx.set(cat(pCertAdmin, []byte(a.ID)), b); err != nil {
+		return fmt.Errorf("writing certificate administrator %s: %w", a.ID, err)
 	}
 	for _, s := range a.CertSerials {
 		if err := tx.set(cat(pIdxAdmCert, s), []byte(a.ID)); err != nil {
@@ -267,6 +324,7 @@ func (tx *Tx) PutRARequest(r *RARequest) error {
 	if err := tx.set(cat(pRAReq, []byte(r.ID)), v); err != nil {
 		return fmt.Errorf("writing request %s: %w", r.ID, err)
 	}
+	tx.changed(KindRARequest, r.ID)
 	return nil
 }
 
@@ -301,6 +359,20 @@ func (tx *Tx) PutOrgCert(org string, serial []byte) error {
 func (tx *Tx) CertOrg(serial []byte) (string, error) {
 	b, err := tx.get(cat(pIdxCertOrg, serial))
 	return string(b), err
+}
+
+// PutSupersededBy records that certificate old was renewed by certificate
+// renewed: old is superseded, whether or not it is revoked.
+func (tx *Tx) PutSupersededBy(old, renewed []byte) error {
+	if err := tx.set(cat(pIdxRASuper, old), renewed); err != nil {
+		return fmt.Errorf("recording that %x supersedes %x: %w", renewed, old, err)
+	}
+	return nil
+}
+
+// SupersededBy returns the certificate that renewed serial, or ErrNotFound.
+func (tx *Tx) SupersededBy(serial []byte) ([]byte, error) {
+	return tx.get(cat(pIdxRASuper, serial))
 }
 
 // CertsByOrg streams the certificates of an organisation in serial order.

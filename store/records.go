@@ -383,8 +383,15 @@ func (tx *Tx) CertsBySubscriber(id string, fn func(*Cert) error) error {
 
 // CertsExpiring streams certificates with notAfter in [from, to), in expiry order.
 func (tx *Tx) CertsExpiring(from, to time.Time, fn func(*Cert) error) error {
-	end := be64(to)
-	err := tx.scan(pIdxExp, append(append([]byte{}, pIdxExp...), be64(from)...), false, func(k, _ []byte) error {
+	if !from.Before(to) {
+		return nil
+	}
+	// The index holds whole seconds since 1970: a bound before 1970 (the
+	// zero time of an open window) is 0, not a negative number cast to a
+	// huge uint64, and a bound within a second is rounded up, so that the
+	// window is [from, to) exactly.
+	end := ceilSecond(to)
+	err := tx.scan(pIdxExp, append(append([]byte{}, pIdxExp...), ceilSecond(from)...), false, func(k, _ []byte) error {
 		rest := k[len(pIdxExp):]
 		if string(rest[:8]) >= string(end) {
 			return errStop
@@ -393,12 +400,26 @@ func (tx *Tx) CertsExpiring(from, to time.Time, fn func(*Cert) error) error {
 		if err != nil {
 			return err
 		}
+		if c.NotAfter.Before(from) || !c.NotAfter.Before(to) {
+			return nil
+		}
 		return fn(c)
 	})
 	if errors.Is(err, errStop) {
 		return nil
 	}
 	return err
+}
+
+// ceilSecond is be64 of the first whole second at or after t, 0 before 1970.
+func ceilSecond(t time.Time) []byte {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(max(s, 0)))
+	return b[:]
 }
 
 // Revocation is one entry of a CRL.

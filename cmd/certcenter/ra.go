@@ -106,6 +106,9 @@ func printRequests(rs []raRequest) {
 	fmt.Fprintln(tw, "ID\tKIND\tORG\tSTATE\tDUE\tSERIAL\tSUBJECT")
 	for _, r := range rs {
 		due := r.DueAt.Local().Format("2006-01-02 15:04")
+		if r.DueAt.IsZero() {
+			due = "-" // the CA's deadline starts after the superior's review
+		}
 		if r.Overdue {
 			due += " OVERDUE"
 		}
@@ -323,7 +326,7 @@ func raCmd() *cobra.Command {
 	renew.MarkFlagRequired("csr")
 	revoke.MarkFlagRequired("cause")
 
-	cmd.AddCommand(apply, approve, reject, list, show, download, renew, revoke)
+	cmd.AddCommand(apply, approve, reject, list, show, download, renew, revoke, notificationsCmd(&c))
 	return cmd
 }
 
@@ -369,5 +372,68 @@ func auditCmd() *cobra.Command {
 	f.StringVar(&c.key, "key", "", "client key PEM")
 	f.StringVar(&c.cacert, "cacert", "", "CA certificate to trust for the server")
 	cmd.AddCommand(verify)
+	return cmd
+}
+
+// notificationsCmd lists the RA's notification outbox: every reminder and
+// renewal link, whether or not a channel delivered it.
+func notificationsCmd(c *apiClient) *cobra.Command {
+	var status, event, org, after string
+	var limit int
+	var full bool
+	cmd := &cobra.Command{
+		Use: "notifications", Short: "List the notification outbox (reminders, renewal links) and its delivery state", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{"limit": {fmt.Sprint(limit)}}
+			for k, v := range map[string]string{"status": status, "event": event, "org": org, "after": after} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			var resp struct {
+				Items []struct {
+					ID         string            `json:"id"`
+					Event      string            `json:"event"`
+					Org        string            `json:"org"`
+					Request    string            `json:"request"`
+					Serial     string            `json:"serial"`
+					Recipients []string          `json:"recipients"`
+					Subject    string            `json:"subject"`
+					Body       string            `json:"body"`
+					Status     string            `json:"status"`
+					Channels   map[string]string `json:"channels"`
+					Attempts   int               `json:"attempts"`
+					LastError  string            `json:"last_error"`
+					CreatedAt  time.Time         `json:"created_at"`
+				} `json:"items"`
+				Next string `json:"next"`
+			}
+			if err := c.do("GET", "/api/v1/notifications?"+q.Encode(), nil, &resp); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tCREATED\tEVENT\tORG\tSTATUS\tSERIAL\tTO\tERROR")
+			for _, n := range resp.Items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.CreatedAt.Local().Format("2006-01-02 15:04"), n.Event, n.Org,
+					n.Status, n.Serial, strings.Join(n.Recipients, ","), n.LastError)
+			}
+			tw.Flush()
+			if full {
+				for _, n := range resp.Items {
+					fmt.Printf("\n== %s %s\nSubject: %s\n\n%s", n.ID, n.Event, n.Subject, n.Body)
+				}
+			}
+			if resp.Next != "" {
+				fmt.Printf("more: --after %s\n", resp.Next)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "pending, sent, failed or held (no channel configured)")
+	cmd.Flags().StringVar(&event, "event", "", "renewal_reminder or renewed")
+	cmd.Flags().StringVar(&org, "org", "", "only this organisation")
+	cmd.Flags().IntVar(&limit, "limit", 100, "page size")
+	cmd.Flags().StringVar(&after, "after", "", "continue after this notification ID")
+	cmd.Flags().BoolVar(&full, "full", false, "print each message's subject and text (with the renewal links)")
 	return cmd
 }

@@ -19,6 +19,8 @@ const (
 	RoleCAOperator   = "ca_operator"
 	RoleServiceAgent = "service_agent"
 	RoleAuditor      = "auditor"
+	// RoleMetrics is a Prometheus scraper's: it may read /metrics and nothing else.
+	RoleMetrics = "metrics"
 )
 
 // Principal is the authenticated caller of an API request.
