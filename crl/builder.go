@@ -222,7 +222,16 @@ func (b *Builder) scopes(iss *ca.Issuer, delta bool) ([]*scope, error) {
 		out = append(out, &scope{file: file, idp: idp, shard: shard, cas: sc == scopeCAs})
 		return nil
 	}
-	if err := add(ca.CRLFile(iss.Name, -1, delta), -1, scopeUsers, u.CRL, u.LDAPCRL); err != nil {
+	if b.shards == 1 {
+		// The complete CRL and its delta carry no IDP: NSS (libpkix) refuses
+		// a CRL whose IDP is critical, and RFC 5280 requires it critical.
+		// Without an IDP a CRL covers every certificate of the CA
+		// (§5.2.5), which it does: the ARL is empty, the CA issues no CA
+		// certificates. With shards the IDP is what keeps one shard's CRL
+		// from being taken for another's, so it stays, and NSS cannot use
+		// sharded CRLs.
+		out = append(out, &scope{file: ca.CRLFile(iss.Name, -1, delta), shard: -1})
+	} else if err := add(ca.CRLFile(iss.Name, -1, delta), -1, scopeUsers, u.CRL, u.LDAPCRL); err != nil {
 		return nil, err
 	}
 	if !delta {
@@ -631,6 +640,14 @@ func (b *Builder) Repair(ctx context.Context) error {
 
 func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error) {
 	now := b.now()
+	scopes, err := b.scopes(iss, false)
+	if err != nil {
+		return "", err
+	}
+	wantIDP := map[string][]byte{}
+	for _, s := range scopes {
+		wantIDP[s.file] = s.idp
+	}
 	for _, file := range b.fullFiles(iss.Name) {
 		p, err := b.load(ctx, iss, file)
 		if err != nil {
@@ -642,6 +659,10 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 		switch {
 		case p.meta.Shards != b.shards:
 			return fmt.Sprintf("%s was built for %d shards, now %d", file, p.meta.Shards, b.shards), nil
+		case !bytes.Equal(p.idp, wantIDP[file]):
+			// The CA's URLs changed, or the CRL was built by a version
+			// that gave an unsharded CA's complete CRL an IDP.
+			return fmt.Sprintf("%s has another issuing distribution point than its scope now needs", file), nil
 		case !now.Before(p.meta.ThisUpdate.Add(b.opts.Interval)):
 			return fmt.Sprintf("%s is due (thisUpdate %s)", file, p.meta.ThisUpdate.Format(time.RFC3339)), nil
 		case !now.Before(p.meta.NextUpdate):

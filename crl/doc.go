@@ -11,12 +11,16 @@
 // cost gigabytes. The TBSCertList is written with cryptobyte around entries
 // that are streamed from the store's revocation index into fixed-size
 // buffers, hashed, and signed through the CA's crypto.Signer (a file key or
-// an HSM). Each CRL carries a CRL number, the authority key identifier and a
-// critical issuing distribution point naming the URLs that certificates
-// carry in their CRL distribution points, so a relying party uses a shard's
-// CRL only for that shard's certificates (RFC 5280 §5.2.5, §6.3.3). A delta
-// CRL adds the critical delta CRL indicator naming its base and repeats the
-// base's IDP (same scope, RFC 5280 §5.2.4). All CRLs of a CA take their
+// an HSM). Each CRL carries a CRL number and the authority key identifier.
+// With shards, each also carries a critical issuing distribution point
+// naming the URLs that certificates carry in their CRL distribution points,
+// so a relying party uses a shard's CRL only for that shard's certificates
+// (RFC 5280 §5.2.5, §6.3.3); the ARL always has one (onlyContainsCACerts).
+// With one shard the complete CRL and its delta have none: NSS (libpkix)
+// refuses a CRL with a critical IDP, and a CRL without one covers all of
+// the CA's certificates, which is what the complete CRL lists. A delta CRL
+// adds the critical delta CRL indicator naming its base and repeats the
+// base's IDP or its absence (same scope, RFC 5280 §5.2.4). All CRLs of a CA take their
 // numbers from one store sequence, "crl-<ca>", so numbers strictly increase,
 // also across restarts, and a delta's number is above its base's.
 //
