@@ -35,11 +35,29 @@
 //
 // When: Run rebuilds the full CRLs every crl.interval (nextUpdate
 // crl.validity later) and a delta when half of crl.delta_validity has
-// passed; Notify, called for every committed revocation, rebuilds the delta
-// within crl.delta_delay, coalescing a burst into one build. Repair (at
-// start-up, and on every schedule check) rebuilds what is missing, corrupt,
-// expired, due, built for another shard count, or misses a revocation
-// committed after it (a crash between a revocation's commit and its delta).
+// passed. Notify, called for every committed revocation, rebuilds within
+// crl.delta_delay first the delta CRLs (milliseconds) and then the full
+// CRLs (seconds at a million entries: every revocation is read again), so
+// that clients that ignore delta CRLs — openssl without -use_deltas, the
+// JDK, NSS — and the directory's certificateRevocationList see the
+// revocation too. The pending set is a flag per CA, not a queue: a burst
+// shares one rebuild, and what arrives during a rebuild shares the next
+// one. Each full CRL's metadata holds a digest of the revocations in its
+// delta window, read in the snapshot it was built from; a revocation
+// committed after that snapshot changes the window, so the revocation
+// record — written in the revocation's own transaction — is the durable
+// dirty marker, and no separate one can be lost. Repair (at start-up, and
+// on every schedule check) rebuilds what is missing, corrupt, expired, due,
+// built for another shard count or IDP, dirty, or a delta that misses a
+// revocation committed after it (a crash between a revocation's commit and
+// its rebuild).
+//
+// Numbers: a batch's delta takes a number, then the full CRLs one and their
+// new deltas the next, all from the CA's one sequence, so numbers rise in
+// the order the CRLs are issued, every delta's BaseCRLNumber names a full
+// CRL that was stored (in the same transaction, or before it), and a delta
+// issued with a new full CRL lists the revocations of its window, which the
+// full CRL also lists (allowed, RFC 5280 §5.2.4).
 // A stored CRL is checked (recorded hash, structure, signature) before it is
 // first served; one that fails is regenerated, never served.
 //
