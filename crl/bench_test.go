@@ -186,7 +186,7 @@ func BenchmarkRevocationBurst(b *testing.B) {
 	if testing.Short() {
 		b.Skip("seeds a million revoked certificates; not in -short")
 	}
-	e := seededEnv(b, nil)
+	e := seededEnv(b, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	e.b.opts.DeltaDelay = 2 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
