@@ -217,7 +217,7 @@ type CRL struct {
 	Interval Duration `yaml:"interval"`
 	// Validity of a full CRL (nextUpdate - thisUpdate). Default 168h.
 	Validity Duration `yaml:"validity"`
-	// DeltaDelay coalesces revocations before the delta CRL is rebuilt. Default 2s.
+	// DeltaDelay coalesces revocations before the delta and full CRLs are rebuilt. Default 2s.
 	DeltaDelay Duration `yaml:"delta_delay"`
 	// Shards partitions the CRL; 0 or 1 means one CRL per issuer. Default 1.
 	Shards int `yaml:"shards"`

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -24,6 +27,9 @@ import (
 //
 //	go test ./crl -run '^$' -bench FullCRL -benchtime 1x
 var benchRevoked = flag.Int("crl.revoked", 1_000_000, "revoked certificates seeded for BenchmarkFullCRL")
+
+// benchBurst is the number of revocations BenchmarkRevocationBurst makes.
+var benchBurst = flag.Int("crl.burst", 1_000, "revocations in BenchmarkRevocationBurst's burst")
 
 // seedRevoked writes n revoked certificate records straight into the store,
 // in transactions of 2 000 (Badger bounds a transaction), with small fake DER: the CRL is built from the
@@ -100,27 +106,7 @@ func BenchmarkFullCRL(b *testing.B) {
 	if testing.Short() {
 		b.Skip("seeds a million revoked certificates; not in -short")
 	}
-	e := newEnv(b, envOpts{log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
-	b.Cleanup(e.close)
-	seedStart := time.Now()
-	seedRevoked(b, e.store, "demo", *benchRevoked, e.clock.Now())
-	b.Logf("seeded %d revoked certificates in %s", *benchRevoked, time.Since(seedStart).Round(time.Millisecond))
-	// Restart, as a server holding this store would have: the seeding's
-	// memtables are flushed and its write buffers gone, so the figures are
-	// the CRL build's and not the bulk load's.
-	e.restart()
-	// Badger compacts the bulk load's level-0 tables in the background after
-	// it opens; wait until the process is idle (less than 5% of a core over
-	// a second, at most two minutes) so that compaction is not counted as
-	// the build's.
-	for settle := time.Now(); time.Since(settle) < 2*time.Minute; {
-		c0 := cpuTime(b)
-		time.Sleep(time.Second)
-		if cpuTime(b)-c0 < 50*time.Millisecond {
-			b.Logf("store settled after %s", time.Since(settle).Round(time.Second))
-			break
-		}
-	}
+	e := seededEnv(b, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -162,4 +148,108 @@ func BenchmarkFullCRL(b *testing.B) {
 	b.ReportMetric(float64(len(p.der))/(1<<20), "CRL-MiB")
 	b.ReportMetric(float64(p.meta.Entries), "entries")
 	fmt.Fprintf(os.Stderr, "CRL %s: %d entries, %d bytes\n", p.file, p.meta.Entries, len(p.der))
+}
+
+// seededEnv is an env whose store holds -crl.revoked revoked certificates,
+// restarted and settled as a server holding this store would be.
+func seededEnv(b *testing.B, log *slog.Logger) *env {
+	e := newEnv(b, envOpts{log: log})
+	b.Cleanup(e.close)
+	seedStart := time.Now()
+	seedRevoked(b, e.store, "demo", *benchRevoked, e.clock.Now())
+	b.Logf("seeded %d revoked certificates in %s", *benchRevoked, time.Since(seedStart).Round(time.Millisecond))
+	// Restart, as a server holding this store would have: the seeding's
+	// memtables are flushed and its write buffers gone, so the figures are
+	// the CRL build's and not the bulk load's.
+	e.restart()
+	// Badger compacts the bulk load's level-0 tables in the background after
+	// it opens; wait until the process is idle (less than 5% of a core over
+	// a second, at most two minutes) so that compaction is not counted as
+	// the build's.
+	for settle := time.Now(); time.Since(settle) < 2*time.Minute; {
+		c0 := cpuTime(b)
+		time.Sleep(time.Second)
+		if cpuTime(b)-c0 < 50*time.Millisecond {
+			b.Logf("store settled after %s", time.Since(settle).Round(time.Second))
+			break
+		}
+	}
+	return e
+}
+
+// BenchmarkRevocationBurst revokes -crl.burst certificates one by one
+// through ca.Revoke, as the RA does, while Run rebuilds the CRLs after
+// Notify (crl.delta_delay 2 s, the default), in a store that already holds
+// -crl.revoked revoked certificates. It reports how many full CRL builds the
+// burst cost and how long until the full CRL lists all of it.
+func BenchmarkRevocationBurst(b *testing.B) {
+	if testing.Short() {
+		b.Skip("seeds a million revoked certificates; not in -short")
+	}
+	e := seededEnv(b, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	e.b.opts.DeltaDelay = 2 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := e.b.Full(ctx, "demo"); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); e.b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	e.ca.Subscribe(func(_ context.Context, ev ca.Event) {
+		if ev.Kind == ca.EventRevoked {
+			e.b.Notify(ev.Cert.Issuer)
+		}
+	})
+	// The burst's certificates: valid records, revoked through the CA.
+	serials := make([][]byte, *benchBurst)
+	err := e.store.Update(ctx, func(tx *store.Tx) error {
+		now := e.clock.Now()
+		for i := range serials {
+			serials[i] = make([]byte, 20)
+			rand.Read(serials[i])
+			serials[i][0] = serials[i][0]&0x7f | 0x01
+			c := &store.Cert{Serial: serials[i], Issuer: "demo", DER: []byte{0x30, 0}, Status: store.StatusValid,
+				Subject: "CN=burst", Profile: "personal-signing", NotBefore: now, NotAfter: now.Add(365 * 24 * time.Hour),
+				IssuedAt: now, UpdatedAt: now}
+			if err := tx.InsertCert(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m dto.Metric
+	builds := func() int {
+		e.b.metrics.builds.WithLabelValues("full", "ok").Write(&m)
+		return int(m.GetCounter().GetValue())
+	}
+	before := builds()
+	want := *benchRevoked + *benchBurst
+	b.ResetTimer()
+	start := time.Now()
+	for _, s := range serials {
+		if _, err := e.ca.Revoke(ctx, s, ca.ReasonSuperseded); err != nil {
+			b.Fatal(err)
+		}
+	}
+	revoking := time.Since(start)
+	for {
+		if p, ok := e.b.cached("demo.crl"); ok && p.meta.Entries == want {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatal("the full CRL does not list the burst after 5 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	listed := time.Since(start)
+	b.StopTimer()
+	b.Logf("%d revocations in %s; the full CRL of %d entries listed them all %s after the first, %s after the last, %d full builds",
+		*benchBurst, revoking.Round(time.Millisecond), want, listed.Round(time.Millisecond), (listed - revoking).Round(time.Millisecond), builds()-before)
+	b.ReportMetric(float64(builds()-before), "full-builds")
+	b.ReportMetric(listed.Seconds(), "s-to-full-CRL")
+	b.ReportMetric((listed - revoking).Seconds(), "s-after-last")
 }

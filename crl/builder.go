@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,7 +126,41 @@ type meta struct {
 	Entries    int       `json:"entries"`
 	Shards     int       `json:"shards"`
 	SHA256     []byte    `json:"sha256"`
+	// Window is, for a full CRL, the revocations at or after DeltaSince in
+	// the snapshot it was built from. A revocation committed after the
+	// snapshot changes it, so a full CRL whose Window differs from the
+	// store's is dirty: the revocation record, written in the revocation's
+	// own transaction, is the durable dirty marker.
+	Window window `json:"window"`
 }
+
+// window summarises the revocations in a time window: their count and a
+// SHA-256 over (time, serial, reason) in index order, which also changes
+// when a certificate on hold is revoked for another reason.
+type window struct {
+	Count  int    `json:"count"`
+	SHA256 []byte `json:"sha256"`
+}
+
+func readWindow(tx *store.Tx, caName string, since time.Time) (window, error) {
+	h := sha256.New()
+	n := 0
+	var buf []byte
+	err := tx.EachRevokedSince(caName, since, func(r *store.Revocation) error {
+		buf = binary.BigEndian.AppendUint64(buf[:0], uint64(r.RevokedAt.UnixNano()))
+		buf = append(buf, byte(r.Reason), byte(len(r.Serial)))
+		buf = append(buf, r.Serial...)
+		h.Write(buf)
+		n++
+		return nil
+	})
+	if err != nil {
+		return window{}, fmt.Errorf("reading revocations since %s: %w", since.Format(time.RFC3339), err)
+	}
+	return window{Count: n, SHA256: h.Sum(nil)}, nil
+}
+
+func (w window) equal(o window) bool { return w.Count == o.Count && bytes.Equal(w.SHA256, o.SHA256) }
 
 // New returns a Builder. Call Repair before serving, and Run for the schedule.
 func New(opts Options) (*Builder, error) {
@@ -222,7 +257,16 @@ func (b *Builder) scopes(iss *ca.Issuer, delta bool) ([]*scope, error) {
 		out = append(out, &scope{file: file, idp: idp, shard: shard, cas: sc == scopeCAs})
 		return nil
 	}
-	if err := add(ca.CRLFile(iss.Name, -1, delta), -1, scopeUsers, u.CRL, u.LDAPCRL); err != nil {
+	if b.shards == 1 {
+		// The complete CRL and its delta carry no IDP: NSS (libpkix) refuses
+		// a CRL whose IDP is critical, and RFC 5280 requires it critical.
+		// Without an IDP a CRL covers every certificate of the CA
+		// (§5.2.5), which it does: the ARL is empty, the CA issues no CA
+		// certificates. With shards the IDP is what keeps one shard's CRL
+		// from being taken for another's, so it stays, and NSS cannot use
+		// sharded CRLs.
+		out = append(out, &scope{file: ca.CRLFile(iss.Name, -1, delta), shard: -1})
+	} else if err := add(ca.CRLFile(iss.Name, -1, delta), -1, scopeUsers, u.CRL, u.LDAPCRL); err != nil {
 		return nil, err
 	}
 	if !delta {
@@ -287,20 +331,26 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 		return err
 	}
 	now := b.now().UTC().Truncate(time.Second)
+	since := now.Add(-deltaOverlap)
 	t0 := time.Now()
+	var win window
 	err = b.store.View(ctx, func(tx *store.Tx) error {
-		return tx.EachRevoked(caName, func(r *store.Revocation) error {
+		err := tx.EachRevoked(caName, func(r *store.Revocation) error {
 			return addRevocation(scopes, b.shards, r)
 		})
+		if err != nil {
+			return err
+		}
+		win, err = readWindow(tx, caName, since) // same snapshot
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("reading revocations: %w", err)
 	}
 	t1 := time.Now()
-	since := now.Add(-deltaOverlap)
 	var out []*published
 	for _, s := range scopes {
-		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since, Entries: s.count, Shards: b.shards}
+		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since, Entries: s.count, Shards: b.shards, Window: win}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
 			return err
@@ -631,6 +681,14 @@ func (b *Builder) Repair(ctx context.Context) error {
 
 func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error) {
 	now := b.now()
+	scopes, err := b.scopes(iss, false)
+	if err != nil {
+		return "", err
+	}
+	wantIDP := map[string][]byte{}
+	for _, s := range scopes {
+		wantIDP[s.file] = s.idp
+	}
 	for _, file := range b.fullFiles(iss.Name) {
 		p, err := b.load(ctx, iss, file)
 		if err != nil {
@@ -642,11 +700,33 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 		switch {
 		case p.meta.Shards != b.shards:
 			return fmt.Sprintf("%s was built for %d shards, now %d", file, p.meta.Shards, b.shards), nil
+		case !bytes.Equal(p.idp, wantIDP[file]):
+			// The CA's URLs changed, or the CRL was built by a version
+			// that gave an unsharded CA's complete CRL an IDP.
+			return fmt.Sprintf("%s has another issuing distribution point than its scope now needs", file), nil
 		case !now.Before(p.meta.ThisUpdate.Add(b.opts.Interval)):
 			return fmt.Sprintf("%s is due (thisUpdate %s)", file, p.meta.ThisUpdate.Format(time.RFC3339)), nil
 		case !now.Before(p.meta.NextUpdate):
 			return fmt.Sprintf("%s expired", file), nil
 		}
+	}
+	// Dirty: a revocation committed after the complete CRL's snapshot
+	// (Notify's rebuild had not run when the process stopped).
+	full, err := b.load(ctx, iss, ca.CRLFile(iss.Name, -1, false))
+	if err != nil {
+		return "complete CRL: " + err.Error(), nil
+	}
+	var cur window
+	if err := b.store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		cur, err = readWindow(tx, iss.Name, full.meta.DeltaSince)
+		return err
+	}); err != nil {
+		return "", fmt.Errorf("checking the full CRLs of %s: %w", iss.Name, err)
+	}
+	if !cur.equal(full.meta.Window) {
+		return fmt.Sprintf("%s lists %d revocations since %s, the store has %d (or they changed)", full.file,
+			full.meta.Window.Count, full.meta.DeltaSince.Format(time.RFC3339), cur.Count), nil
 	}
 	return "", nil
 }

@@ -11,12 +11,16 @@
 // cost gigabytes. The TBSCertList is written with cryptobyte around entries
 // that are streamed from the store's revocation index into fixed-size
 // buffers, hashed, and signed through the CA's crypto.Signer (a file key or
-// an HSM). Each CRL carries a CRL number, the authority key identifier and a
-// critical issuing distribution point naming the URLs that certificates
-// carry in their CRL distribution points, so a relying party uses a shard's
-// CRL only for that shard's certificates (RFC 5280 §5.2.5, §6.3.3). A delta
-// CRL adds the critical delta CRL indicator naming its base and repeats the
-// base's IDP (same scope, RFC 5280 §5.2.4). All CRLs of a CA take their
+// an HSM). Each CRL carries a CRL number and the authority key identifier.
+// With shards, each also carries a critical issuing distribution point
+// naming the URLs that certificates carry in their CRL distribution points,
+// so a relying party uses a shard's CRL only for that shard's certificates
+// (RFC 5280 §5.2.5, §6.3.3); the ARL always has one (onlyContainsCACerts).
+// With one shard the complete CRL and its delta have none: NSS (libpkix)
+// refuses a CRL with a critical IDP, and a CRL without one covers all of
+// the CA's certificates, which is what the complete CRL lists. A delta CRL
+// adds the critical delta CRL indicator naming its base and repeats the
+// base's IDP or its absence (same scope, RFC 5280 §5.2.4). All CRLs of a CA take their
 // numbers from one store sequence, "crl-<ca>", so numbers strictly increase,
 // also across restarts, and a delta's number is above its base's.
 //
@@ -31,11 +35,29 @@
 //
 // When: Run rebuilds the full CRLs every crl.interval (nextUpdate
 // crl.validity later) and a delta when half of crl.delta_validity has
-// passed; Notify, called for every committed revocation, rebuilds the delta
-// within crl.delta_delay, coalescing a burst into one build. Repair (at
-// start-up, and on every schedule check) rebuilds what is missing, corrupt,
-// expired, due, built for another shard count, or misses a revocation
-// committed after it (a crash between a revocation's commit and its delta).
+// passed. Notify, called for every committed revocation, rebuilds within
+// crl.delta_delay first the delta CRLs (milliseconds) and then the full
+// CRLs (seconds at a million entries: every revocation is read again), so
+// that clients that ignore delta CRLs — openssl without -use_deltas, the
+// JDK, NSS — and the directory's certificateRevocationList see the
+// revocation too. The pending set is a flag per CA, not a queue: a burst
+// shares one rebuild, and what arrives during a rebuild shares the next
+// one. Each full CRL's metadata holds a digest of the revocations in its
+// delta window, read in the snapshot it was built from; a revocation
+// committed after that snapshot changes the window, so the revocation
+// record — written in the revocation's own transaction — is the durable
+// dirty marker, and no separate one can be lost. Repair (at start-up, and
+// on every schedule check) rebuilds what is missing, corrupt, expired, due,
+// built for another shard count or IDP, dirty, or a delta that misses a
+// revocation committed after it (a crash between a revocation's commit and
+// its rebuild).
+//
+// Numbers: a batch's delta takes a number, then the full CRLs one and their
+// new deltas the next, all from the CA's one sequence, so numbers rise in
+// the order the CRLs are issued, every delta's BaseCRLNumber names a full
+// CRL that was stored (in the same transaction, or before it), and a delta
+// issued with a new full CRL lists the revocations of its window, which the
+// full CRL also lists (allowed, RFC 5280 §5.2.4).
 // A stored CRL is checked (recorded hash, structure, signature) before it is
 // first served; one that fails is regenerated, never served.
 //

@@ -2,6 +2,7 @@ package crl
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -10,10 +11,12 @@ import (
 // that is Notify's job.
 const checkEvery = 30 * time.Second
 
-// Notify asks for the delta CRLs of a CA to be rebuilt within DeltaDelay.
-// It is called after every committed revocation and returns at once; the
-// revocations of a burst share one rebuild. A revocation that arrives while
-// a rebuild runs gets another one, so none is left out.
+// Notify asks for the delta CRLs and the full CRLs of a CA to be rebuilt
+// within DeltaDelay. It is called after every committed revocation and
+// returns at once. The pending set is a flag per CA, not a queue: the
+// revocations of a burst share one rebuild, and all those that arrive while
+// a rebuild runs (a full CRL of a million entries takes seconds) share the
+// one after it, so none is left out and none costs a rebuild of its own.
 func (b *Builder) Notify(caName string) {
 	b.pendMu.Lock()
 	defer b.pendMu.Unlock()
@@ -40,8 +43,8 @@ func (b *Builder) takePending() []string {
 	return out
 }
 
-// Run rebuilds delta CRLs when Notify asks, and full and delta CRLs when they
-// are due, until ctx is done. Call Repair first.
+// Run rebuilds delta and full CRLs when Notify asks, and full and delta
+// CRLs when they are due, until ctx is done. Call Repair first.
 func (b *Builder) Run(ctx context.Context) error {
 	t := time.NewTicker(checkEvery)
 	defer t.Stop()
@@ -56,8 +59,8 @@ func (b *Builder) Run(ctx context.Context) error {
 			return nil
 		case <-b.kick:
 			for _, name := range b.takePending() {
-				if err := b.Delta(ctx, name); err != nil {
-					b.log.Error("delta CRL rebuild failed; retrying", "issuer", name, "err", err)
+				if err := b.revoked(ctx, name); err != nil {
+					b.log.Error("CRL rebuild after revocations failed; retrying", "issuer", name, "err", err)
 					if ctx.Err() == nil {
 						b.Notify(name)
 					}
@@ -76,4 +79,22 @@ func (b *Builder) Run(ctx context.Context) error {
 // validity has passed.
 func (b *Builder) Maintain(ctx context.Context) error {
 	return b.Repair(ctx)
+}
+
+// revoked publishes a batch of revocations: first the delta CRLs, which
+// cost a read of the revocations since the last full CRL (milliseconds at
+// any size), then the full CRLs, which cost a read of all of them (seconds
+// at a million), so that clients that ignore delta CRLs (openssl without
+// -use_deltas, the JDK, NSS) see the revocation too and not only at the
+// next crl.interval. The full build also re-issues the deltas against the
+// new base in the same transaction.
+func (b *Builder) revoked(ctx context.Context, caName string) error {
+	derr := b.Delta(ctx, caName)
+	if derr != nil {
+		b.log.Error("delta CRL rebuild failed; building the full CRLs", "issuer", caName, "err", derr)
+	}
+	if err := b.Full(ctx, caName); err != nil {
+		return errors.Join(derr, err)
+	}
+	return nil
 }

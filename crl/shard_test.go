@@ -46,6 +46,14 @@ func TestShards(t *testing.T) {
 	e.clock.Advance(2 * deltaOverlap)
 	dir := t.TempDir()
 	caPEM := writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", e.iss.Cert.Raw)
+	// With shards every CRL keeps its critical IDP: it is what tells the
+	// shards apart, and the complete CRL from them.
+	for _, f := range []string{"demo.crl", "demo-delta.crl", "demo-0.crl", "demo-0-delta.crl", "demo-arl.crl"} {
+		p := writePEM(t, filepath.Join(dir, "idp.pem"), "X509 CRL", e.blob(f))
+		if text := openssl(t, "crl", "-in", p, "-noout", "-text"); !strings.Contains(text, "X509v3 Issuing Distribution Point: critical") {
+			t.Errorf("%s has no critical IDP:\n%s", f, text)
+		}
+	}
 	total := 0
 	for k := range shards {
 		rl := e.parse(e.blob(fmt.Sprintf("demo-%d.crl", k)))

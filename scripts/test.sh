@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs the real
 # components the tests use (SoftHSM2, OpenLDAP slapd and its clients, OpenSSL,
-# curl, wrk, a JDK for the JNDI client test), then vets and runs every test with the race detector.
+# curl, wrk, a JDK for the JNDI client test, NSS's vfychain), then vets and runs every test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 opensc slapd ldap-utils openssl curl wrk ca-certificates openjdk-17-jdk-headless)
+packages=(softhsm2 opensc slapd ldap-utils openssl curl wrk ca-certificates openjdk-17-jdk-headless libnss3-tools)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

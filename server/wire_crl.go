@@ -11,8 +11,8 @@ import (
 
 // wireCRL builds the CRL builder, serves /crl/{file} and /ca/{file}
 // (the CRL distribution point and caIssuers URLs of issued certificates),
-// rebuilds the delta CRL after every revocation, and runs the full-CRL
-// schedule. Start-up repairs CRLs that are missing, corrupt, due, or missed
+// rebuilds the delta and full CRLs after revocations (batched), and runs
+// the full-CRL schedule. Start-up repairs CRLs that are missing, corrupt, due, or missed
 // a revocation before the listeners open.
 func wireCRL(c *components) error {
 	cfg := c.cfg.CRL
