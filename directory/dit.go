@@ -59,6 +59,7 @@ type Directory struct {
 	now     func() time.Time
 	metrics *metrics
 	backend *backend
+	cookies *cookieJar
 
 	static atomic.Pointer[staticDIT]
 
@@ -114,6 +115,9 @@ func New(opts Options) (*Directory, error) {
 		return nil, err
 	}
 	d.metrics = m
+	if d.cookies, err = newCookieJar(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

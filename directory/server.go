@@ -153,7 +153,8 @@ type conn struct {
 	relayWG  sync.WaitGroup // relayResponses goroutines
 
 	mu          sync.Mutex
-	bound       bool // bound as a service account
+	bound       bool   // bound as a service account
+	boundDN     string // that account's normalized name
 	pendingBind string
 	ops         map[int64]context.CancelFunc
 	relay       net.Conn
@@ -190,6 +191,12 @@ func (c *conn) mayRead(anonymousRead bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bound
+}
+
+func (c *conn) identity() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.boundDN
 }
 
 var errUnbind = errors.New("unbind")
@@ -609,6 +616,7 @@ func (c *conn) bind(m *message, pdu []byte, start time.Time) error {
 	}
 	c.mu.Lock()
 	c.bound = false // a bind starts anonymous until it succeeds (RFC 4511 4.2.1)
+	c.boundDN = ""
 	c.mu.Unlock()
 	switch {
 	case v != 3:
@@ -681,6 +689,9 @@ func (c *conn) relayResponses(rc net.Conn) {
 		}
 		if m.op.tag == opBindResponse && code == resultSuccess {
 			c.bound = c.pendingBind != ""
+			if c.bound {
+				c.boundDN = mustNorm(c.pendingBind)
+			}
 		}
 		c.mu.Unlock()
 		if m.id == 0 { // gldap's notice of disconnection
