@@ -331,6 +331,10 @@ func (d *Directory) indexed(tx *store.Tx, f *filter) ([]string, bool, error) {
 	if f.kind == fExtensible {
 		return nil, false, nil
 	}
+	if d.hidden[f.at] {
+		// no entry has it: nothing matches, and no scan is needed to say so
+		return []string{}, true, nil
+	}
 	var ids []string
 	collect := func(s *store.Subscriber) error { ids = append(ids, s.ID); return nil }
 	var err error
