@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -111,7 +112,17 @@ type LDAP struct {
 	SizeLimit int `yaml:"size_limit"`
 	// TimeLimit bounds one search. Default 60s.
 	TimeLimit Duration `yaml:"time_limit"`
+	// HiddenAttributes are subscriber attributes left out of the directory
+	// (not returned, not matched by filters or compare). One of serialNumber
+	// (the RA's id_number, a national ID document number), mail, o, ou.
+	// Default ["serialNumber"]: the directory is public.
+	HiddenAttributes []string `yaml:"hidden_attributes"`
 }
+
+// HideableLDAPAttributes are the subscriber attributes ldap.hidden_attributes
+// may name: not the RDN's (cn, uid), not what person requires (sn) and not
+// the certificate the directory is for.
+var HideableLDAPAttributes = []string{"serialNumber", "mail", "o", "ou"}
 
 // LDAPAccount is a directory service account. PasswordHash is a bcrypt hash
 // ("$2a$...", e.g. from `htpasswd -nbBC 10 "" PASSWORD | cut -d: -f2`).
@@ -245,6 +256,7 @@ func Default() *Config {
 			Addr: ":1389", LDAPSAddr: ":1636", AnonymousRead: true,
 			MaxConnections: 4096, IdleTimeout: Duration(15 * time.Minute), WriteTimeout: Duration(30 * time.Second),
 			MaxPending: 32, MaxPDUBytes: 256 << 10, SizeLimit: 1000, TimeLimit: Duration(60 * time.Second),
+			HiddenAttributes: []string{"serialNumber"},
 		},
 		API: API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
 		CA: CA{
@@ -584,6 +596,11 @@ func (c *Config) validateLDAP(bad func(key, format string, a ...any)) {
 	for key, d := range map[string]Duration{"ldap.idle_timeout": l.IdleTimeout, "ldap.write_timeout": l.WriteTimeout, "ldap.time_limit": l.TimeLimit} {
 		if d <= 0 {
 			bad(key, "must be a positive duration")
+		}
+	}
+	for i, a := range l.HiddenAttributes {
+		if !slices.ContainsFunc(HideableLDAPAttributes, func(h string) bool { return strings.EqualFold(h, a) }) {
+			bad(fmt.Sprintf("ldap.hidden_attributes[%d]", i), "%q cannot be hidden: one of %s", a, strings.Join(HideableLDAPAttributes, ", "))
 		}
 	}
 	seen := map[string]bool{}

@@ -166,7 +166,8 @@ func (e *env) dial(t *testing.T) *ldap.Conn {
 func sub(n int) string { return fmt.Sprintf("cn=%s,ou=unit-%02d,%s", seed.Name(n), n%16, suffix) }
 
 func TestFilters(t *testing.T) {
-	e := newEnv(t, 40, nil)
+	// serialNumber published, to test its matching
+	e := newEnv(t, 40, func(l *config.LDAP) { l.HiddenAttributes = nil })
 	// serial and issuer of seed-0000005's certificate, for certificateExactMatch
 	var serial *big.Int
 	_ = e.st.View(context.Background(), func(tx *store.Tx) error {

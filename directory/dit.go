@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,6 +60,10 @@ type Directory struct {
 	now     func() time.Time
 	metrics *metrics
 	backend *backend
+	cookies *cookieJar
+	// hidden are the subscriber attributes ldap.hidden_attributes keeps
+	// out of the directory.
+	hidden map[*attrType]bool
 
 	static atomic.Pointer[staticDIT]
 
@@ -114,6 +119,17 @@ func New(opts Options) (*Directory, error) {
 		return nil, err
 	}
 	d.metrics = m
+	if d.cookies, err = newCookieJar(); err != nil {
+		return nil, err
+	}
+	d.hidden = map[*attrType]bool{}
+	for _, name := range opts.Config.HiddenAttributes {
+		at := attrByName[strings.ToLower(name)]
+		if at == nil {
+			return nil, fmt.Errorf("ldap.hidden_attributes: unknown attribute %q", name)
+		}
+		d.hidden[at] = true
+	}
 	return d, nil
 }
 
@@ -580,6 +596,9 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 		{name: "serialNumber", values: one(s.SerialNumber)},
 		{name: "userCertificate", values: certs, certs: infos},
 	}
+	// a hidden attribute is not in the entry at all, so no filter or
+	// compare can test its value
+	user = slices.DeleteFunc(user, func(a attrSpec) bool { return d.hidden[attrByName[strings.ToLower(a.name)]] })
 	e := newEntry(rdn+","+cont, "inetOrgPerson", false, user, nil)
 	e.expires = expires
 	e.subscriber = s.ID

@@ -18,7 +18,8 @@
 //	│  └─ ou=<unit>,o=<organization>,<suffix> organizationalUnit
 //	│     └─ cn=<cn>,ou=<unit>,...            subscriber: inetOrgPerson + pkiUser with cn, sn, uid, mail, o, ou,
 //	│                                         serialNumber and userCertificate;binary (valid certificates; config
-//	│                                         ldap.include_revoked / ldap.include_expired add the others)
+//	│                                         ldap.include_revoked / ldap.include_expired add the others;
+//	│                                         ldap.hidden_attributes leaves out serialNumber by default)
 //
 // A subscriber's RDN is cn=<cn>. If an older subscriber in the same unit
 // has the same cn, the newer one's RDN is cn=<cn>+uid=<uid>, so every DN is

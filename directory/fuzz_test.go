@@ -69,3 +69,28 @@ func FuzzParseDN(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPagingCookie: any cookie a client sends is refused or opens to the
+// state it was sealed with; sealing what opened gives the same cookie.
+func FuzzPagingCookie(f *testing.F) {
+	j, err := newCookieJar()
+	if err != nil {
+		f.Fatal(err)
+	}
+	req := &searchRequest{base: suffix, scope: scopeSub, filterBER: []byte{0x87, 0x02, 'c', 'n'}, attrs: []string{"cn"}, paged: true}
+	f.Add(j.seal(req, "", pageState{cur: cursor{static: 3}, sent: 10}))
+	f.Add(j.seal(req, "", pageState{cur: cursor{subs: true, after: "seed-0000001"}, sent: 1 << 40}))
+	f.Add([]byte("useed-0000001"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = decodePageState(b)
+		req := *req
+		req.cookie = b
+		p, r := j.open(&req, "")
+		if r.code != resultSuccess || len(b) == 0 {
+			return
+		}
+		if again := j.seal(&req, "", p); string(again) != string(b) {
+			t.Fatalf("cookie %x opened to %+v, which seals to %x", b, p, again)
+		}
+	})
+}

@@ -159,6 +159,8 @@ type searchRequest struct {
 	timeLimit int64
 	typesOnly bool
 	filter    *filter
+	// filterBER is the filter as sent, to which paging cookies are bound.
+	filterBER []byte
 	attrs     []string
 	// paged is set with the paged results control (RFC 2696).
 	paged    bool
@@ -189,6 +191,7 @@ func parseSearch(b []byte) (*searchRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad filter: %v", errMalformed, err)
 	}
+	s.filterBER = b[:len(b)-len(rest)]
 	if s.filter, err = compileFilter(fe, 0); err != nil {
 		return nil, fmt.Errorf("%w: bad filter: %v", errMalformed, err)
 	}

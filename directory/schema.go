@@ -224,7 +224,9 @@ func normalize(s string) string {
 	simple := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x80 || c >= 'A' && c <= 'Z' || c == ' ' && (i == 0 || i == len(s)-1 || s[i+1] == ' ') {
+		// tab, newline, vertical tab, form feed and carriage return are
+		// spaces to the matching rules (RFC 4518 2.2), as to strings.Fields.
+		if c >= 0x80 || c >= 'A' && c <= 'Z' || c >= '\t' && c <= '\r' || c == ' ' && (i == 0 || i == len(s)-1 || s[i+1] == ' ') {
 			simple = false
 			break
 		}

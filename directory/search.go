@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/certcenter/certcenter/store"
@@ -40,35 +39,11 @@ type searchOutcome struct {
 
 // cursor is a position in a search's deterministic order: static entries
 // first, in DIT order, then subscribers in ID order. A paged search's
-// cookie is a cursor, so the server keeps no state between pages.
+// cookie carries a cursor, so the server keeps no state between pages.
 type cursor struct {
 	static int    // next static entry index
 	after  string // last subscriber ID returned
 	subs   bool   // the static phase is done
-}
-
-func (c cursor) encode() []byte {
-	if c.subs {
-		return []byte("u" + c.after)
-	}
-	return []byte("s" + strconv.Itoa(c.static))
-}
-
-func decodeCursor(b []byte) (cursor, error) {
-	if len(b) == 0 {
-		return cursor{}, nil
-	}
-	switch b[0] {
-	case 's':
-		n, err := strconv.Atoi(string(b[1:]))
-		if err != nil || n < 0 {
-			return cursor{}, errors.New("bad paged results cookie")
-		}
-		return cursor{static: n}, nil
-	case 'u':
-		return cursor{subs: true, after: string(b[1:])}, nil
-	}
-	return cursor{}, errors.New("bad paged results cookie")
 }
 
 var errStopScan = errors.New("stop")
@@ -96,11 +71,13 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 		return searchOutcome{result: result{code: resultInsufficientAccess, diag: "anonymous read is disabled: bind as a service account"}}
 	}
 
+	// Without paging the lower of the server's and the client's size limit
+	// bounds the search. With paging the server's bounds each page and the
+	// client's the whole search across its pages (RFC 4511 4.5.1.4; slapd
+	// does the same): totalLeft is what the client may still receive.
 	limit := int64(d.opts.Config.SizeLimit)
-	if req.sizeLimit > 0 && req.sizeLimit < limit {
-		limit = req.sizeLimit
-	}
-	var cur cursor
+	var page pageState
+	totalLeft := int64(-1)
 	if req.paged {
 		if req.pageSize == 0 { // the client abandons the paged search
 			return searchOutcome{paged: true}
@@ -108,11 +85,18 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 		if req.pageSize < limit {
 			limit = req.pageSize
 		}
-		var err error
-		if cur, err = decodeCursor(req.cookie); err != nil {
-			return searchOutcome{result: result{code: resultUnwillingToPerform, diag: err.Error()}, paged: true}
+		var r result
+		if page, r = d.cookies.open(req, sess.identity()); r.code != resultSuccess {
+			return searchOutcome{result: r, paged: true}
 		}
+		if req.sizeLimit > 0 {
+			totalLeft = req.sizeLimit - page.sent
+			limit = min(limit, totalLeft)
+		}
+	} else if req.sizeLimit > 0 && req.sizeLimit < limit {
+		limit = req.sizeLimit
 	}
+	cur := page.cur
 	timeLimit := d.opts.Config.TimeLimit.D()
 	if req.timeLimit > 0 && time.Duration(req.timeLimit)*time.Second < timeLimit {
 		timeLimit = time.Duration(req.timeLimit) * time.Second
@@ -229,8 +213,8 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 			return err
 		}
 		if more {
-			if req.paged {
-				out2.cookie = last.encode()
+			if req.paged && limit != totalLeft {
+				out2.cookie = d.cookies.seal(req, sess.identity(), pageState{cur: last, sent: page.sent + sent})
 			} else {
 				out2.code, out2.diag = resultSizeLimitExceeded, fmt.Sprintf("more than %d entries match", limit)
 			}
@@ -347,6 +331,10 @@ func (d *Directory) indexed(tx *store.Tx, f *filter) ([]string, bool, error) {
 	if f.kind == fExtensible {
 		return nil, false, nil
 	}
+	if d.hidden[f.at] {
+		// no entry has it: nothing matches, and no scan is needed to say so
+		return []string{}, true, nil
+	}
 	var ids []string
 	collect := func(s *store.Subscriber) error { ids = append(ids, s.ID); return nil }
 	var err error
@@ -387,4 +375,7 @@ func (d *Directory) byCertificate(tx *store.Tx, a *certAssertion) ([]string, boo
 // session is the per-connection state searches consult.
 type session interface {
 	mayRead(anonymousRead bool) bool
+	// identity is the bound name ("" when anonymous), to which paging
+	// cookies are bound.
+	identity() string
 }

@@ -139,6 +139,10 @@ type conn struct {
 	// it and closing it reach a TLS connection on top without taking wmu,
 	// which a blocked write or a handshake holds.
 	raw net.Conn
+	// held is the layer under the TLS connection once TLS is up (nil in
+	// clear): it lets a search's messages go out as one TLS record each
+	// but in one system call.
+	held *heldConn
 
 	closing atomic.Bool
 	isTLS   atomic.Bool
@@ -149,7 +153,8 @@ type conn struct {
 	relayWG  sync.WaitGroup // relayResponses goroutines
 
 	mu          sync.Mutex
-	bound       bool // bound as a service account
+	bound       bool   // bound as a service account
+	boundDN     string // that account's normalized name
 	pendingBind string
 	ops         map[int64]context.CancelFunc
 	relay       net.Conn
@@ -186,6 +191,12 @@ func (c *conn) mayRead(anonymousRead bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bound
+}
+
+func (c *conn) identity() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.boundDN
 }
 
 var errUnbind = errors.New("unbind")
@@ -285,6 +296,80 @@ func (c *conn) write(b []byte) error {
 		return err
 	}
 	return nil
+}
+
+// writeMsgs sends several LDAP messages; ends are their end offsets in b.
+// In clear they go out in one write. Over TLS each message is a TLS record
+// of its own, as slapd sends them: libldap-based clients such as curl read
+// one message from a record, then wait on the socket for the next, and hang
+// when it is already decrypted in their buffer. The records are gathered
+// under the TLS layer and written together.
+func (c *conn) writeMsgs(b []byte, ends []int) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.d.opts.Config.WriteTimeout.D()))
+	var err error
+	if c.held == nil || len(ends) < 2 {
+		_, err = c.nc.Write(b)
+	} else {
+		c.held.hold()
+		start := 0
+		for _, end := range ends {
+			if _, err = c.nc.Write(b[start:end]); err != nil {
+				break
+			}
+			start = end
+		}
+		if ferr := c.held.flush(); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		c.nc.Close()
+	}
+	return err
+}
+
+// heldConn is the TCP connection under a TLS one. While held, what the TLS
+// layer writes is gathered; flush sends it in one write. The TLS layer may
+// also write on its own (an alert from the reading side), hence the mutex.
+type heldConn struct {
+	net.Conn
+	mu     sync.Mutex
+	isHeld bool
+	buf    []byte
+}
+
+func (h *heldConn) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.isHeld {
+		h.buf = append(h.buf, b...)
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+func (h *heldConn) hold() {
+	h.mu.Lock()
+	h.isHeld = true
+	h.mu.Unlock()
+}
+
+func (h *heldConn) flush() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.isHeld = false
+	if len(h.buf) == 0 {
+		return nil
+	}
+	_, err := h.Conn.Write(h.buf)
+	if cap(h.buf) > flushAt*2 {
+		h.buf = nil // a large search's buffer is not kept for the connection's life
+	} else {
+		h.buf = h.buf[:0]
+	}
+	return err
 }
 
 func (c *conn) notice(code int, diag string) {
@@ -394,12 +479,15 @@ func (c *conn) spawn(id int64, fn func(ctx context.Context)) {
 }
 
 // respWriter batches a search's messages and writes them in as few system
-// calls as possible: one for a typical search.
+// calls as possible: one for a typical search. Over TLS it also notes where
+// each message ends, so each can be a TLS record of its own (writeMsgs).
 type respWriter struct {
-	c   *conn
-	id  int64
-	buf []byte
-	n   int
+	c    *conn
+	id   int64
+	buf  []byte
+	n    int
+	tls  bool
+	ends []int
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -409,18 +497,23 @@ const flushAt = 64 << 10
 func (w *respWriter) entry(e *Entry, sel *selection) error {
 	w.buf = e.appendSearchEntry(w.buf, w.id, sel)
 	w.n++
+	if w.tls {
+		w.ends = append(w.ends, len(w.buf))
+	}
 	if len(w.buf) >= flushAt {
-		if err := w.c.write(w.buf); err != nil {
+		if err := w.c.writeMsgs(w.buf, w.ends); err != nil {
 			return err
 		}
-		w.buf = w.buf[:0]
+		w.buf, w.ends = w.buf[:0], w.ends[:0]
 	}
 	return nil
 }
 
 func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, start time.Time) {
 	bp := bufPool.Get().(*[]byte)
-	w := &respWriter{c: c, id: id, buf: (*bp)[:0]}
+	// StartTLS waits for the searches in flight, so this cannot change
+	// during the search.
+	w := &respWriter{c: c, id: id, buf: (*bp)[:0], tls: c.isTLS.Load()}
 	out := c.d.search(ctx, c, req, w)
 	if ctx.Err() != nil && !c.closing.Load() {
 		// abandoned: RFC 4511 4.11, no response
@@ -432,7 +525,10 @@ func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, s
 		ctrls = appendPagingControl(nil, out.cookie)
 	}
 	w.buf = appendResult(w.buf, id, opSearchDone, out.code, out.matched, out.diag, nil, ctrls)
-	_ = c.write(w.buf)
+	if w.tls {
+		w.ends = append(w.ends, len(w.buf))
+	}
+	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
 	if cap(w.buf) <= 1<<20 {
 		*bp = w.buf[:0]
@@ -520,6 +616,7 @@ func (c *conn) bind(m *message, pdu []byte, start time.Time) error {
 	}
 	c.mu.Lock()
 	c.bound = false // a bind starts anonymous until it succeeds (RFC 4511 4.2.1)
+	c.boundDN = ""
 	c.mu.Unlock()
 	switch {
 	case v != 3:
@@ -592,6 +689,9 @@ func (c *conn) relayResponses(rc net.Conn) {
 		}
 		if m.op.tag == opBindResponse && code == resultSuccess {
 			c.bound = c.pendingBind != ""
+			if c.bound {
+				c.boundDN = mustNorm(c.pendingBind)
+			}
 		}
 		c.mu.Unlock()
 		if m.id == 0 { // gldap's notice of disconnection
@@ -679,7 +779,8 @@ func (c *conn) handleStartTLS(m *message, start time.Time) error {
 func (c *conn) startTLS() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	tc := tls.Server(c.nc, c.d.opts.TLS)
+	held := &heldConn{Conn: c.nc}
+	tc := tls.Server(held, c.d.opts.TLS)
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	if c.closing.Load() { // shutdown's deadline may just have been replaced
 		return false
@@ -693,6 +794,7 @@ func (c *conn) startTLS() bool {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	c.nc = tc
+	c.held = held
 	c.isTLS.Store(true)
 	return true
 }

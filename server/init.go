@@ -205,12 +205,13 @@ func finishSetup(ctx context.Context, cfg *config.Config, c *core, log *slog.Log
 
 // ensureServerCert loads the TLS certificate of the API and LDAPS listeners,
 // issuing a new one when it is missing, expires within 30 days, or does not
-// cover the configured hosts.
+// cover the configured hosts (serverCertHosts).
 func ensureServerCert(ctx context.Context, cfg *config.Config, c *core) (tls.Certificate, error) {
 	dir := filepath.Join(cfg.DataDir, tlsDir)
 	certPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	hosts := serverCertHosts(cfg)
 	if kp, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf := kp.Leaf; leaf != nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && coversHosts(leaf, cfg.API.Hosts) &&
+		if leaf := kp.Leaf; leaf != nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && coversHosts(leaf, hosts) &&
 			!certRevoked(ctx, c, leaf.SerialNumber.Bytes()) {
 			return kp, nil
 		}
@@ -221,7 +222,7 @@ func ensureServerCert(ctx context.Context, cfg *config.Config, c *core) (tls.Cer
 	}
 	var dns []string
 	var ips []net.IP
-	for _, h := range cfg.API.Hosts {
+	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			ips = append(ips, ip)
 		} else {

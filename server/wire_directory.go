@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 
+	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/directory"
 )
 
@@ -15,6 +16,7 @@ func wireDirectory(c *components) error {
 	if cfg.Addr == "" && cfg.LDAPSAddr == "" {
 		return nil
 	}
+	cfg.MaxConnections = ldapConnectionCap(c, cfg)
 	d, err := directory.New(directory.Options{
 		Store: c.core.store, CA: c.core.ca, Config: cfg,
 		Logger: c.log, Registerer: c.reg, VendorVersion: Version,
@@ -60,4 +62,28 @@ func wireDirectory(c *components) error {
 		},
 	})
 	return nil
+}
+
+// ldapConnectionCap sizes ldap.max_connections to the process's file
+// descriptor limit, raised to its hard limit first, and says so: past the
+// limit accept fails and Badger cannot open its files.
+func ldapConnectionCap(c *components, cfg config.LDAP) int {
+	nofile, err := directory.RaiseFileLimit()
+	if err != nil {
+		c.log.Warn("ldap: could not raise the file descriptor limit", "err", err)
+	}
+	listeners := 0
+	for _, a := range []string{cfg.Addr, cfg.LDAPSAddr} {
+		if a != "" {
+			listeners++
+		}
+	}
+	limit, lowered := directory.ConnectionCap(cfg.MaxConnections, listeners, nofile)
+	if lowered {
+		c.log.Warn("ldap.max_connections lowered to fit the file descriptor limit: raise the limit (LimitNOFILE=, ulimit -n) to allow more",
+			"configured", cfg.MaxConnections, "max_connections", limit, "nofile", nofile, "listeners", listeners)
+	} else {
+		c.log.Info("ldap connection cap", "max_connections", limit, "per", "listener", "nofile", nofile, "listeners", listeners)
+	}
+	return limit
 }
