@@ -188,7 +188,9 @@ func TestFallback(t *testing.T) {
 			if tc.code == "" {
 				return
 			}
-			var body struct{ Error struct{ Code, Message string } }
+			var body struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error.Code != tc.code {
 				t.Fatalf("body %s (%v), want code %s", rec.Body, err, tc.code)
 			}
