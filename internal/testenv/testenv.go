@@ -56,6 +56,9 @@ type Options struct {
 	// Start is where the clock stands; default time.Now truncated to the
 	// second (CRL and OCSP times have second precision).
 	Start time.Time
+	// Clock, when set, is used instead of a new one at Start: a test that
+	// needs the clock before New (for a RevokeCheck) makes it first.
+	Clock *testclock.Clock
 	// CRLShards, RevokeCheck, Suffix are passed to ca.Options.
 	CRLShards   int
 	RevokeCheck func(tx *store.Tx, c *store.Cert) error
@@ -102,7 +105,10 @@ func New(t testing.TB, o Options) *Env {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Env{T: t, Ctx: context.Background(), Dir: o.Dir, Clock: testclock.New(o.Start), opts: o}
+	if o.Clock == nil {
+		o.Clock = testclock.New(o.Start)
+	}
+	e := &Env{T: t, Ctx: context.Background(), Dir: o.Dir, Clock: o.Clock, opts: o}
 	e.open()
 	t.Cleanup(e.close)
 	return e
@@ -129,6 +135,9 @@ func (e *Env) open() {
 		e.LoadCA()
 	}
 }
+
+// Logger is the logger the Env gives the store and the CA.
+func (e *Env) Logger() *slog.Logger { return e.opts.Logger }
 
 // LoadCA loads the CA of the store, creating it if the store has none.
 func (e *Env) LoadCA() *ca.Issuer {
@@ -194,6 +203,8 @@ type IssueOptions struct {
 	SubscriberID string
 	DNSNames     []string
 	Algorithm    signer.Algorithm // of the subscriber key; default ECDSA P-256
+	// NotAfter shortens the profile's validity when set.
+	NotAfter time.Time
 }
 
 // Issue issues a certificate for a fresh key through the CA.
@@ -213,7 +224,7 @@ func (e *Env) Issue(o IssueOptions) *Cert {
 		e.T.Fatalf("testenv: generating key: %v", err)
 	}
 	c, err := e.CA.Issue(e.Ctx, ca.IssueRequest{Profile: o.Profile, PublicKey: key.Public(), SubscriberID: o.SubscriberID,
-		DNSNames: o.DNSNames, Subject: &pkix.Name{CommonName: o.CN, Organization: []string{"certcenter"}}})
+		DNSNames: o.DNSNames, NotAfter: o.NotAfter, Subject: &pkix.Name{CommonName: o.CN, Organization: []string{"certcenter"}}})
 	if err != nil {
 		e.T.Fatalf("testenv: issuing %s: %v", o.CN, err)
 	}
@@ -285,7 +296,15 @@ type Credential struct {
 // an existing member of that id.
 func (e *Env) Staff(id, role string) *Credential {
 	e.T.Helper()
-	c := e.Issue(IssueOptions{CN: id, Profile: ca.ProfileCertAdmin})
+	return e.StaffWith(id, role, IssueOptions{})
+}
+
+// StaffWith is Staff with the credential's issue options (its NotAfter);
+// CN and Profile are set by it.
+func (e *Env) StaffWith(id, role string, o IssueOptions) *Credential {
+	e.T.Helper()
+	o.CN, o.Profile = id, ca.ProfileCertAdmin
+	c := e.Issue(o)
 	var s *store.Staff
 	err := e.Store.Update(e.Ctx, func(tx *store.Tx) error {
 		s = &store.Staff{ID: id, Name: "Name of " + id, Role: role, CreatedAt: e.Clock.Now()}
