@@ -198,6 +198,7 @@ type Cert struct {
 // IssueOptions say what to issue; the zero value is a personal signing
 // certificate for "user N".
 type IssueOptions struct {
+	CA           string // default the authority's default CA
 	CN           string
 	Profile      string // default ca.ProfilePersonalSigning
 	SubscriberID string
@@ -223,7 +224,7 @@ func (e *Env) Issue(o IssueOptions) *Cert {
 	if err != nil {
 		e.T.Fatalf("testenv: generating key: %v", err)
 	}
-	c, err := e.CA.Issue(e.Ctx, ca.IssueRequest{Profile: o.Profile, PublicKey: key.Public(), SubscriberID: o.SubscriberID,
+	c, err := e.CA.Issue(e.Ctx, ca.IssueRequest{CA: o.CA, Profile: o.Profile, PublicKey: key.Public(), SubscriberID: o.SubscriberID,
 		DNSNames: o.DNSNames, NotAfter: o.NotAfter, Subject: &pkix.Name{CommonName: o.CN, Organization: []string{"certcenter"}}})
 	if err != nil {
 		e.T.Fatalf("testenv: issuing %s: %v", o.CN, err)
