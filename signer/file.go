@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,6 +26,11 @@ type File struct {
 	mu    sync.Mutex
 	cache map[string]crypto.Signer
 }
+
+// ErrKeyPermissions is returned for a key file that others than its owner
+// may read or write: a CA key anyone on the host can copy is no longer the
+// CA's alone (OpenSSH refuses such keys for the same reason).
+var ErrKeyPermissions = errors.New("key file is accessible to others than its owner")
 
 // NewFile returns a provider over dir, creating it (0700) if needed.
 func NewFile(dir string) (*File, error) {
@@ -115,9 +121,23 @@ func (f *File) Close() error {
 }
 
 // LoadKeyFile reads a PEM private key (PKCS#8, or the older SEC1/PKCS#1
-// forms) and says which file is bad if it cannot.
+// forms) and says which file is bad if it cannot. A file that group or
+// others may access is refused (ErrKeyPermissions).
 func LoadKeyFile(path string) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading key file %s: %w", path, err)
+	}
+	defer fh.Close()
+	// The mode of the file we read, not of the path before opening it.
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading key file %s: %w", path, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("key file %s has mode %04o: %w; chmod 600 %s", path, perm, ErrKeyPermissions, path)
+	}
+	b, err := io.ReadAll(fh)
 	if err != nil {
 		return nil, fmt.Errorf("reading key file %s: %w", path, err)
 	}

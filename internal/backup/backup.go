@@ -90,77 +90,177 @@ func Write(ctx context.Context, w io.Writer, st *store.Store, dataDir string) er
 	return gz.Close()
 }
 
-// Restore unpacks a backup into dataDir, which must not hold a store yet;
-// open is called to open the new store once the files are in place.
-func Restore(ctx context.Context, r io.Reader, dataDir string, open func() (*store.Store, error)) (err error) {
+// Restore unpacks a backup into dataDir, which must not hold a store or any
+// of the backup's files yet; open is called to open the new store once the
+// files are in place.
+//
+// The whole backup is read and checked first (tar structure, names, the
+// store stream present once, gzip's checksum at the end), the files in
+// memory and the store stream spooled to a temporary file, so a truncated
+// or corrupt backup is refused before anything is written to dataDir.
+// Files keep their recorded modes whatever the umask.
+func Restore(ctx context.Context, r io.Reader, dataDir string, open func() (*store.Store, error)) error {
+	a, err := readArchive(r)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	for _, f := range a.files {
+		dst := filepath.Join(dataDir, f.name)
+		if _, err := os.Lstat(dst); err == nil {
+			return fmt.Errorf("restoring: %s exists already; restore into a new data directory", dst)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restoring: %w", err)
+		}
+	}
+	st, err := open()
+	if err != nil {
+		return err
+	}
+	if empty, err := st.Empty(ctx); err != nil || !empty {
+		st.Close()
+		if err == nil {
+			err = fmt.Errorf("the store in %s is not empty; restore into a new data directory", dataDir)
+		}
+		return err
+	}
+	var written []string
+	undo := func(err error) error {
+		for i := len(written) - 1; i >= 0; i-- {
+			os.Remove(written[i])
+		}
+		return err
+	}
+	for _, f := range a.files {
+		dst := filepath.Join(dataDir, f.name)
+		if err := writeFile(dst, f.body, f.mode); err != nil {
+			st.Close()
+			return undo(fmt.Errorf("restoring %s: %w", dst, err))
+		}
+		written = append(written, dst)
+	}
+	if _, err := a.spool.Seek(0, io.SeekStart); err != nil {
+		st.Close()
+		return undo(fmt.Errorf("reading spooled store stream: %w", err))
+	}
+	rerr := st.Restore(ctx, a.spool)
+	if cerr := st.Close(); rerr == nil {
+		rerr = cerr
+	}
+	if rerr != nil {
+		// The stream was checked whole, so this is the disk or Badger: the
+		// store may hold part of it, which the caller's data directory
+		// (a fresh one) must not be started on.
+		return undo(fmt.Errorf("restoring the store (it may be partly written; remove %s): %w", dataDir, rerr))
+	}
+	return syncTree(dataDir)
+}
+
+// maxFileEntry bounds a backed-up file held in memory: keys, certificates
+// and signer.yaml are a few kilobytes; anything far larger is not ours.
+const maxFileEntry = 1 << 20
+
+type entry struct {
+	name string
+	mode os.FileMode
+	body []byte
+}
+
+// archive is a backup read whole and checked.
+type archive struct {
+	files []entry
+	spool *os.File
+}
+
+func (a *archive) close() {
+	if a.spool != nil {
+		a.spool.Close()
+		os.Remove(a.spool.Name())
+	}
+}
+
+func readArchive(r io.Reader) (_ *archive, err error) {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
-		return fmt.Errorf("reading backup: not a certcenter backup (gzip): %w", err)
+		return nil, fmt.Errorf("reading backup: not a certcenter backup (gzip): %w", err)
 	}
+	a := &archive{}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	seen := map[string]bool{}
 	tr := tar.NewReader(gz)
-	sawStore := false
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("reading backup: %w", err)
+			return nil, fmt.Errorf("reading backup: %w", err)
 		}
+		if seen[hdr.Name] {
+			return nil, fmt.Errorf("reading backup: entry %q twice", hdr.Name)
+		}
+		seen[hdr.Name] = true
 		if hdr.Name == StoreEntry {
-			st, err := open()
-			if err != nil {
-				return err
+			if a.spool, err = os.CreateTemp("", "certcenter-restore-*"); err != nil {
+				return nil, fmt.Errorf("creating spool file: %w", err)
 			}
-			if empty, err := st.Empty(ctx); err != nil || !empty {
-				st.Close()
-				if err == nil {
-					err = fmt.Errorf("the store in %s is not empty; restore into a new data directory", dataDir)
-				}
-				return err
+			if _, err := io.Copy(a.spool, tr); err != nil {
+				return nil, fmt.Errorf("reading backup: store stream: %w", err)
 			}
-			rerr := st.Restore(ctx, tr)
-			if cerr := st.Close(); rerr == nil {
-				rerr = cerr
-			}
-			if rerr != nil {
-				return rerr
-			}
-			sawStore = true
 			continue
 		}
 		name := filepath.FromSlash(hdr.Name)
 		if !filepath.IsLocal(name) || hdr.Typeflag != tar.TypeReg {
-			return fmt.Errorf("reading backup: unexpected entry %q", hdr.Name)
+			return nil, fmt.Errorf("reading backup: unexpected entry %q", hdr.Name)
 		}
-		dst := filepath.Join(dataDir, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-			return err
+		if hdr.Size > maxFileEntry {
+			return nil, fmt.Errorf("reading backup: entry %q is %d bytes, more than a data directory file", hdr.Name, hdr.Size)
 		}
-		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, os.FileMode(hdr.Mode).Perm())
+		body, err := io.ReadAll(tr)
 		if err != nil {
-			return fmt.Errorf("restoring %s: %w", dst, err)
+			return nil, fmt.Errorf("reading backup: %s: %w", hdr.Name, err)
 		}
-		_, err = io.Copy(f, tr)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("restoring %s: %w", dst, err)
-		}
+		a.files = append(a.files, entry{name: name, mode: os.FileMode(hdr.Mode).Perm(), body: body})
 	}
-	if !sawStore {
-		return errors.New("reading backup: it holds no store stream")
+	if a.spool == nil {
+		return nil, errors.New("reading backup: it holds no store stream")
 	}
 	// gzip checks its CRC only at the end of the stream, past tar's end
 	// marker: read to it, so a corrupted backup is refused.
 	if _, err := io.Copy(io.Discard, gz); err != nil {
-		return fmt.Errorf("reading backup: %w", err)
+		return nil, fmt.Errorf("reading backup: %w", err)
 	}
-	return syncTree(dataDir)
+	return a, nil
+}
+
+// writeFile creates path (never replacing one) with mode exactly, whatever
+// the umask, and syncs it.
+func writeFile(path string, body []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(body)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // syncTree fsyncs every directory under root, so the restored files' names

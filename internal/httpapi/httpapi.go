@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -105,6 +106,16 @@ func DecodeJSON(r *http.Request, v any) error {
 			return err
 		}
 		return BadRequest("invalid JSON body: %v", err)
+	}
+	// Decode stops after the first value: a second one, or garbage, would
+	// otherwise be ignored, and a client that sent two requests in one body
+	// would believe both were read.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return BadRequest("invalid JSON body: data after the JSON value")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -30,6 +31,9 @@ type Options struct {
 	BatchSize int
 	// Progress, if set, is called after each stored batch with the total so far.
 	Progress func(done int)
+	// Now is the clock of the subscribers' creation and the revocations;
+	// default time.Now. (Certificates take the authority's clock.)
+	Now func() time.Time
 }
 
 // Result reports what was added.
@@ -47,7 +51,8 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 	if opts.Count < 0 {
 		return Result{}, fmt.Errorf("count %d must not be negative", opts.Count)
 	}
-	if opts.RevokedFraction < 0 || opts.RevokedFraction > 1 {
+	// Written as a negation so NaN, for which every comparison is false, is refused.
+	if !(opts.RevokedFraction >= 0 && opts.RevokedFraction <= 1) {
 		return Result{}, fmt.Errorf("revoked fraction %g must be between 0 and 1", opts.RevokedFraction)
 	}
 	if opts.Workers <= 0 {
@@ -55,6 +60,9 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	iss, err := auth.Default()
 	if err != nil {
@@ -89,7 +97,7 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 		go func() {
 			defer wg.Done()
 			for b := range jobs {
-				n, err := seedBatch(ctx, st, auth, iss.Name, org, b.from, b.to, opts.RevokedFraction)
+				n, err := seedBatch(ctx, st, auth, iss.Name, org, base, b.from, b.to, opts.RevokedFraction, opts.Now)
 				if err != nil {
 					fail(err)
 					return
@@ -157,10 +165,18 @@ func reserve(ctx context.Context, st *store.Store, n int) (int, error) {
 
 var reasons = []ca.Reason{ca.ReasonKeyCompromise, ca.ReasonSuperseded, ca.ReasonAffiliationChanged, ca.ReasonCessationOfOperation}
 
-func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName, org string, from, to int, fraction float64) (int, error) {
+// revokes says whether the k-th subscriber of a run (from 0) is revoked:
+// when the rounded count of revocations among the first k+1 grows. Each
+// run then revokes exactly round(count×fraction), spread evenly over its
+// batches, whatever the batch size or the order batches commit in.
+func revokes(k int, fraction float64) bool {
+	return math.Round(float64(k+1)*fraction) > math.Round(float64(k)*fraction)
+}
+
+func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName, org string, base, from, to int, fraction float64, clock func() time.Time) (int, error) {
 	reqs := make([]ca.IssueRequest, 0, to-from)
 	subs := make([]*store.Subscriber, 0, to-from)
-	now := time.Now().UTC()
+	now := clock().UTC()
 	for i := from; i < to; i++ {
 		name := Name(i)
 		key, err := signer.GenerateKey(signer.ECDSAP256)
@@ -187,14 +203,19 @@ func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName,
 				return err
 			}
 		}
-		at := time.Now()
-		for _, c := range certs {
-			if fraction > 0 && rand.Float64() < fraction {
-				if _, err := tx.RevokeCert(c.Serial, at, int(reasons[rand.IntN(len(reasons))])); err != nil {
-					return err
-				}
-				revoked++
+		at := clock()
+		for i, c := range certs {
+			if !revokes(from+i-base, fraction) {
+				continue
 			}
+			r, err := tx.RevokeCert(c.Serial, at, int(reasons[rand.IntN(len(reasons))]))
+			if err != nil {
+				return err
+			}
+			// The issued event that follows the commit carries c: make it
+			// the record as committed, revoked, not the one before.
+			*c = *r
+			revoked++
 		}
 		return nil
 	})
