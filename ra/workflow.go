@@ -123,16 +123,12 @@ func subjectFor(p store.RAPerson, org *store.Org) pkix.Name {
 	return n
 }
 
-// toAPI maps an error of the RA's own making to the API error it means.
+// toAPI maps a bad application to a 400; the CA's and the store's errors
+// are mapped where every API error is rendered (httpapi.APIError).
 func toAPI(err error) error {
 	var ae *httpapi.Error
-	switch {
-	case err == nil, errors.As(err, &ae):
-		return err
-	case errors.Is(err, errApplication), errors.Is(err, ca.ErrBadRequest):
+	if err != nil && !errors.As(err, &ae) && errors.Is(err, errApplication) {
 		return httpapi.BadRequest("%v", err)
-	case errors.Is(err, store.ErrExists):
-		return httpapi.Conflict("%v", err)
 	}
 	return err
 }
@@ -156,7 +152,7 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 	var signed *Signed
 	content := body
 	switch {
-	case mt == "application/json" && c.admin != nil:
+	case mt == "application/json" && c.Admin != nil:
 		r.m.refused.WithLabelValues("unsigned").Inc()
 		return httpapi.BadRequest("a certificate administrator's application must be a CMS SignedData made with their certificate (Content-Type application/pkcs7-mime)")
 	case mt != "application/json":
@@ -171,9 +167,9 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 		r.m.refused.WithLabelValues("content").Inc()
 		return toAPI(err)
 	}
-	if c.admin != nil && c.admin.OrgID != app.Org {
+	if c.Admin != nil && c.Admin.OrgID != app.Org {
 		r.m.refused.WithLabelValues("org").Inc()
-		return httpapi.Forbidden("you are a certificate administrator of %s, not of %s", c.admin.OrgID, app.Org)
+		return httpapi.Forbidden("you are a certificate administrator of %s, not of %s", c.Admin.OrgID, app.Org)
 	}
 	if signed != nil {
 		if err := r.checkChain(signed, now); err != nil {
@@ -192,7 +188,7 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 		} else if err != nil {
 			return err
 		}
-		rec := &store.RAApplication{OrgID: org.ID, Kind: app.Kind, SubmittedBy: c.id(), Content: content, ReceivedAt: now.UTC()}
+		rec := &store.RAApplication{OrgID: org.ID, Kind: app.Kind, SubmittedBy: c.ID(), Content: content, ReceivedAt: now.UTC()}
 		if signed != nil {
 			if err := r.checkSigner(tx, signed.Signer, org.ID); err != nil {
 				return err
@@ -217,7 +213,7 @@ func (r *RA) submit(w http.ResponseWriter, req *http.Request) error {
 			} else if err != nil {
 				return err
 			}
-			if err := log(audit.Record{Actor: c.id(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
+			if err := log(audit.Record{Actor: c.ID(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
 				"application": rec.ID, "kind": rq.Kind, "org": org.ID, "subject": rq.Subject, "target": hex.EncodeToString(rq.TargetSerial), "due_at": dueString(rq.DueAt),
 			}}); err != nil {
 				return err
@@ -281,7 +277,7 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 	rq := &store.RARequest{
 		ID: fmt.Sprintf("req-%06d", n), Kind: app.Kind, OrgID: org.ID, ApplicationID: rec.ID,
 		Person:      store.RAPerson{Name: it.Name, Email: it.Email, UID: it.UID, SerialNumber: it.IDNumber, OrgUnit: it.OrgUnit},
-		SubmittedBy: c.id(), ReceivedAt: now.UTC(), Open: true,
+		SubmittedBy: c.ID(), ReceivedAt: now.UTC(), Open: true,
 	}
 	if csr != nil {
 		rq.CSR = csr.Raw
@@ -335,12 +331,12 @@ func (r *RA) newRequest(tx *store.Tx, app *Application, i int, csr *x509.Certifi
 	// organisation's certificate administrator (whose application is
 	// signed) or a CA operator, the admin revoke endpoint's rule. An RA
 	// officer's revocation waits for a CA operator like any other.
-	mayRevoke := c.admin != nil || c.hasRole(httpapi.RoleCAOperator)
+	mayRevoke := c.Admin != nil || c.HasRole(httpapi.RoleCAOperator)
 	if app.Kind == KindRevoke && r.autoRevokes(rq.Cause) && mayRevoke {
 		first, comment = StateRevoking, "received; cause "+rq.Cause+" is revoked at once by policy"
 		rq.Step = len(rq.Steps)
 	}
-	if err := r.move(rq, first, c.id(), "submit", comment); err != nil {
+	if err := r.move(rq, first, c.ID(), "submit", comment); err != nil {
 		return nil, err
 	}
 	return rq, nil
@@ -435,25 +431,25 @@ type decision struct {
 func (r *RA) mayAct(c *caller, rq *store.RARequest, org *store.Org) error {
 	switch {
 	case rq.State == StateSuperior:
-		if c.admin == nil || org.ParentID == "" || c.admin.OrgID != org.ParentID {
+		if c.Admin == nil || org.ParentID == "" || c.Admin.OrgID != org.ParentID {
 			return httpapi.Forbidden("only a certificate administrator of the superior organisation %s approves at %s", org.ParentID, rq.State)
 		}
 	case rq.Kind == KindRevoke:
-		if !c.hasRole(httpapi.RoleCAOperator) {
+		if !c.HasRole(httpapi.RoleCAOperator) {
 			return httpapi.Forbidden("only a CA operator executes a revocation")
 		}
 	default:
-		if !c.hasRole(httpapi.RoleRAOfficer) {
+		if !c.HasRole(httpapi.RoleRAOfficer) {
 			return httpapi.Forbidden("only an RA officer reviews for the CA")
 		}
 	}
-	if c.id() == rq.SubmittedBy {
+	if c.ID() == rq.SubmittedBy {
 		return httpapi.Forbidden("the submitter of request %s may not decide it", rq.ID)
 	}
 	for _, s := range rq.Steps {
 		for _, a := range s.Approvals {
-			if a.Actor == c.id() {
-				return httpapi.Conflict("%s has already approved request %s; each approver acts once", c.id(), rq.ID)
+			if a.Actor == c.ID() {
+				return httpapi.Conflict("%s has already approved request %s; each approver acts once", c.ID(), rq.ID)
 			}
 		}
 	}
@@ -491,16 +487,16 @@ func (r *RA) decide(w http.ResponseWriter, req *http.Request, approve bool) erro
 		}
 		now := r.now().UTC()
 		if !approve {
-			if err := r.move(rq, StateRejected, c.id(), "reject", d.Reason); err != nil {
+			if err := r.move(rq, StateRejected, c.ID(), "reject", d.Reason); err != nil {
 				return err
 			}
 			if err := tx.PutRARequest(rq); err != nil {
 				return err
 			}
-			return log(audit.Record{Actor: c.id(), Action: "ra.reject", Object: "request/" + rq.ID, Details: map[string]string{"step": rq.Steps[rq.Step].Name, "reason": d.Reason}})
+			return log(audit.Record{Actor: c.ID(), Action: "ra.reject", Object: "request/" + rq.ID, Details: map[string]string{"step": rq.Steps[rq.Step].Name, "reason": d.Reason}})
 		}
 		step := &rq.Steps[rq.Step]
-		step.Approvals = append(step.Approvals, store.RAAction{Actor: c.id(), Action: "approve", State: step.Name, Comment: d.Comment, At: now})
+		step.Approvals = append(step.Approvals, store.RAAction{Actor: c.ID(), Action: "approve", State: step.Name, Comment: d.Comment, At: now})
 		next := rq.State
 		if len(step.Approvals) >= step.Need {
 			rq.Step++
@@ -513,13 +509,13 @@ func (r *RA) decide(w http.ResponseWriter, req *http.Request, approve bool) erro
 				next = StateIssuing
 			}
 		}
-		if err := r.move(rq, next, c.id(), "approve", d.Comment); err != nil {
+		if err := r.move(rq, next, c.ID(), "approve", d.Comment); err != nil {
 			return err
 		}
 		if err := tx.PutRARequest(rq); err != nil {
 			return err
 		}
-		return log(audit.Record{Actor: c.id(), Action: "ra.approve", Object: "request/" + rq.ID, Details: map[string]string{
+		return log(audit.Record{Actor: c.ID(), Action: "ra.approve", Object: "request/" + rq.ID, Details: map[string]string{
 			"step": step.Name, "approvals": fmt.Sprintf("%d/%d", len(step.Approvals), step.Need), "state": rq.State, "comment": d.Comment}})
 	})
 	if err != nil {
