@@ -1,7 +1,9 @@
 // Package admin serves the admin HTTP API for CA operators and the service
-// desk: certificate lookup and revocation, store status, and (as their issues
-// land) tickets, knowledge base, diagnostics and the audit log. It does not
-// issue: issuance belongs to the RA workflows.
+// desk: certificate lookup and revocation, store status, staff enrolment,
+// audit log verification, and (as their issues land) tickets, knowledge
+// base and diagnostics. It issues nothing but staff credentials: subscriber
+// certificates belong to the RA workflows. Its routes are httpapi.Routes,
+// mounted by httpapi.Register like the RA's.
 package admin
 
 import (
