@@ -1,14 +1,16 @@
 // Package admin serves the admin HTTP API for CA operators and the service
-// desk: certificate lookup and revocation, store status, and (as their issues
-// land) tickets, knowledge base, diagnostics and the audit log. It does not
-// issue: issuance belongs to the RA workflows.
+// desk: certificate lookup and revocation, store status, staff enrolment,
+// audit log verification, and (as their issues land) tickets, knowledge
+// base and diagnostics. It issues nothing but staff credentials: subscriber
+// certificates belong to the RA workflows. Its routes are httpapi.Routes,
+// mounted by httpapi.Register like the RA's.
 package admin
 
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -31,16 +33,38 @@ type AuditLog interface {
 	Logged(e *store.AuditEntry)
 }
 
+// AuditVerifier checks the audit log's hash chain.
+type AuditVerifier interface {
+	Verify(ctx context.Context) (audit.Report, error)
+}
+
 // Options configure the API.
 type Options struct {
 	Store     *store.Store
 	Authority Authority
-	Auth      *httpapi.Authenticator
-	Logger    *slog.Logger
+	// Credentials issues staff credentials (POST /api/v1/ra/staff); nil
+	// answers that route 501.
+	Credentials CredentialAuthority
+	Auth        *httpapi.Authenticator
+	Logger      *slog.Logger
 	// Audit receives one record per state change, in the change's transaction.
 	Audit AuditLog
+	// Verifier checks the audit log (GET /api/v1/ra/audit/verify); default
+	// Audit if it can.
+	Verifier AuditVerifier
 	// MaxBodyBytes limits request bodies (config api.max_body_bytes).
 	MaxBodyBytes int64
+	// Metrics counts the API's errors; nil counts nothing.
+	Metrics *httpapi.Metrics
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// CredentialAuthority is what enrolling staff needs of the CA: issue the
+// credential, and revoke it if its holder cannot be stored.
+type CredentialAuthority interface {
+	httpapi.CredentialAuthority
+	Revoke(ctx context.Context, serial []byte, reason ca.Reason) (*store.Cert, error)
 }
 
 // API is the admin HTTP API.
@@ -57,69 +81,45 @@ func New(opts Options) *API {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if v, ok := opts.Audit.(AuditVerifier); ok && opts.Verifier == nil {
+		opts.Verifier = v
+	}
 	return &API{opts: opts, log: opts.Logger.With("component", "admin")}
 }
 
 // Route is one endpoint of the API.
-type Route struct {
-	Method, Pattern string
-	handle          httpapi.HandlerFunc
-	roles           []string
-}
+type Route = httpapi.Route
 
-// Routes lists the API's endpoints (the OpenAPI document is checked against it).
-func (a *API) Routes() []Route {
-	readers := []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
-	return []Route{
-		{"GET", "/api/v1/certs", a.listCerts, readers},
-		{"GET", "/api/v1/certs/{serial}", a.showCert, readers},
-		{"POST", "/api/v1/certs/{serial}/revoke", a.revokeCert, []string{httpapi.RoleCAOperator}},
-		{"GET", "/api/v1/status", a.status, readers},
+// Routes lists the API's endpoints (the OpenAPI document is checked against
+// them). Staff enrolment and audit verification keep the /api/v1/ra/ paths
+// clients already use.
+func (a *API) Routes() []httpapi.Route {
+	readers := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}}
+	return []httpapi.Route{
+		{Method: "GET", Pattern: "/api/v1/certs", Handler: a.listCerts, Access: readers},
+		{Method: "GET", Pattern: "/api/v1/certs/{serial}", Handler: a.showCert, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/certs/{serial}/revoke", Handler: a.revokeCert, Access: httpapi.Access{Roles: []string{httpapi.RoleCAOperator}}},
+		{Method: "GET", Pattern: "/api/v1/status", Handler: a.status, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/ra/staff", Handler: a.createStaff, Access: httpapi.Access{}},
+		{Method: "GET", Pattern: "/api/v1/ra/audit/verify", Handler: a.verifyAudit, Access: httpapi.Access{Roles: []string{httpapi.RoleAuditor}}},
 	}
 }
 
 // Register mounts the routes on mux.
 func (a *API) Register(mux *http.ServeMux) {
-	for _, rt := range a.Routes() {
-		fn := rt.handle
-		limited := func(w http.ResponseWriter, r *http.Request) error {
-			r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
-			return fn(w, r)
-		}
-		mux.Handle(rt.Method+" "+rt.Pattern, a.opts.Auth.Require(httpapi.Handle(a.log, limited), rt.roles...))
-	}
+	httpapi.Register(mux, a.Routes(), httpapi.Mount{Auth: a.opts.Auth, Log: a.log, MaxBodyBytes: a.opts.MaxBodyBytes, Metrics: a.opts.Metrics})
 }
 
 // CertView is the JSON form of a certificate.
-type CertView struct {
-	Serial       string    `json:"serial"`
-	Issuer       string    `json:"issuer"`
-	Subject      string    `json:"subject"`
-	CommonName   string    `json:"cn"`
-	Profile      string    `json:"profile"`
-	SubscriberID string    `json:"subscriber,omitempty"`
-	Status       string    `json:"status"`
-	NotBefore    time.Time `json:"not_before"`
-	NotAfter     time.Time `json:"not_after"`
-	RevokedAt    time.Time `json:"revoked_at,omitzero"`
-	Reason       string    `json:"reason,omitempty"`
-	PEM          string    `json:"pem,omitempty"`
-}
+type CertView = httpapi.CertView
 
+// viewOf is a certificate as the admin API shows it: valid or revoked, the
+// store's status (an expired certificate is valid until it is revoked).
 func viewOf(c *store.Cert, withPEM bool) CertView {
-	v := CertView{
-		Serial: c.SerialHex(), Issuer: c.Issuer, Subject: c.Subject, CommonName: c.CommonName,
-		Profile: c.Profile, SubscriberID: c.SubscriberID, Status: c.Status.String(),
-		NotBefore: c.NotBefore, NotAfter: c.NotAfter,
-	}
-	if c.Status == store.StatusRevoked {
-		v.RevokedAt = c.RevokedAt
-		v.Reason = ca.Reason(c.Reason).String()
-	}
-	if withPEM {
-		v.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
-	}
-	return v
+	return httpapi.ViewCert(c, httpapi.CertViewOptions{PEM: withPEM})
 }
 
 func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
@@ -199,9 +199,6 @@ func (a *API) showCert(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c, err := a.opts.Authority.Cert(r.Context(), serial)
-	if errors.Is(err, ca.ErrNotFound) {
-		return httpapi.NotFound("no certificate with serial %x", serial)
-	}
 	if err != nil {
 		return err
 	}
@@ -239,17 +236,8 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
 		})
 		return err
 	})
-	switch {
-	case errors.Is(err, ca.ErrNotFound):
-		return httpapi.NotFound("no certificate with serial %x", serial)
-	case errors.Is(err, store.ErrAlreadyRevoked):
-		return httpapi.Conflict("certificate %x is already revoked", serial)
-	case errors.Is(err, ca.ErrRefused):
-		return httpapi.Conflict("%v", err)
-	case errors.Is(err, ca.ErrBadRequest):
-		return httpapi.BadRequest("%v", err)
-	case err != nil:
-		return err
+	if err != nil {
+		return fmt.Errorf("revoking certificate %x: %w", serial, err)
 	}
 	a.opts.Audit.Logged(entry)
 	return httpapi.WriteJSON(w, http.StatusOK, viewOf(c, false))

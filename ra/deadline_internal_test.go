@@ -48,7 +48,7 @@ func TestDeadlinesAndOverdue(t *testing.T) {
 		t.Fatal(err)
 	}
 	org := &store.Org{ID: "hospital", Name: "Hospital"}
-	officer := &caller{staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}
+	officer := &caller{Staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}
 	submit := func(kind, received string) *store.RARequest {
 		t.Helper()
 		clock.Set(cst(received))
@@ -103,7 +103,7 @@ func TestDeadlinesAndOverdue(t *testing.T) {
 	list := func() []requestView {
 		t.Helper()
 		req := httptest.NewRequest("GET", "/api/v1/requests?overdue=true", nil)
-		req = req.WithContext(context.WithValue(req.Context(), callerKey{}, officer))
+		req = req.WithContext(httpapi.WithPrincipal(req.Context(), officer))
 		rec := httptest.NewRecorder()
 		if err := r.listRequests(rec, req); err != nil {
 			t.Fatal(err)

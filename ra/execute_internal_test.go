@@ -75,8 +75,8 @@ func newExecEnv(t *testing.T, now, caNow func() time.Time, tweak func(*Options))
 		t.Fatal(err)
 	}
 	e := &execEnv{t: t, st: st, auth: &scripted{Authority: a}, org: &store.Org{ID: "o", Name: "Org"},
-		admin:   &caller{admin: &store.CertAdmin{ID: "adm", OrgID: "o"}},
-		officer: &caller{staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}}
+		admin:   &caller{Admin: &store.CertAdmin{ID: "adm", OrgID: "o"}},
+		officer: &caller{Staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}}
 	o := Options{Store: st, Authority: e.auth, Config: config.Default().RA, Now: now}
 	if tweak != nil {
 		tweak(&o)
@@ -123,7 +123,7 @@ func (e *execEnv) item(name string, validDays int) string {
 func (e *execEnv) approve(ctx context.Context, id string) (*httptest.ResponseRecorder, error) {
 	req := httptest.NewRequest("POST", "/api/v1/requests/"+id+"/approve", nil)
 	req.SetPathValue("id", id)
-	req = req.WithContext(context.WithValue(ctx, callerKey{}, e.officer))
+	req = req.WithContext(httpapi.WithPrincipal(ctx, e.officer))
 	rec := httptest.NewRecorder()
 	return rec, e.r.approve(rec, req)
 }

@@ -211,7 +211,7 @@ func TestStaffAutoRevocationNeedsCAOperator(t *testing.T) {
 		}
 		return hex.EncodeToString(e.read(rq.ID).Serial)
 	}
-	operator := &caller{staff: &store.Staff{ID: "op", Role: httpapi.RoleCAOperator}}
+	operator := &caller{Staff: &store.Staff{ID: "op", Role: httpapi.RoleCAOperator}}
 	for _, tc := range []struct {
 		name string
 		who  *caller
@@ -233,7 +233,7 @@ func TestStaffAutoRevocationNeedsCAOperator(t *testing.T) {
 				}
 			}
 			if rq.State != tc.want {
-				t.Fatalf("revocation by %s is %s; want %s", tc.who.id(), rq.State, tc.want)
+				t.Fatalf("revocation by %s is %s; want %s", tc.who.ID(), rq.State, tc.want)
 			}
 		})
 	}
@@ -260,12 +260,12 @@ func TestQueryExpiresBefore(t *testing.T) {
 		{"expires_after=" + c.NotAfter.Format(time.RFC3339) + "&expires_before=" + c.NotAfter.Add(time.Second).Format(time.RFC3339), 1},
 	} {
 		req := httptest.NewRequest("GET", "/api/v1/ra/certificates?"+tc.query, nil)
-		req = req.WithContext(context.WithValue(req.Context(), callerKey{}, e.officer))
+		req = req.WithContext(httpapi.WithPrincipal(req.Context(), e.officer))
 		rec := httptest.NewRecorder()
 		if err := e.r.queryCerts(rec, req); err != nil {
 			t.Fatal(err)
 		}
-		var out struct{ Items []certView }
+		var out struct{ Items []httpapi.CertView }
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +308,7 @@ func TestRenewalRetiresOldCertificate(t *testing.T) {
 			// The administrator downloads the new certificate: delivered.
 			req := httptest.NewRequest("GET", "/api/v1/requests/"+rn.ID+"/certificate", nil)
 			req.SetPathValue("id", rn.ID)
-			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, e.admin))
+			req = req.WithContext(httpapi.WithPrincipal(req.Context(), e.admin))
 			if err := e.r.downloadRequestCert(httptest.NewRecorder(), req); err != nil {
 				t.Fatal(err)
 			}
@@ -346,7 +346,7 @@ func TestDeadlineStartsAtCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.org = child
-	e.admin = &caller{admin: &store.CertAdmin{ID: "cadm", OrgID: "c"}}
+	e.admin = &caller{Admin: &store.CertAdmin{ID: "cadm", OrgID: "c"}}
 	rq := e.submit(e.item("Multi", 0), nil)
 	if rq.State != StateSuperior {
 		t.Fatalf("request is %s; want superior_review", rq.State)
@@ -356,10 +356,10 @@ func TestDeadlineStartsAtCA(t *testing.T) {
 	if e.r.overdue(e.read(rq.ID)) {
 		t.Fatalf("a request in the superior's review is overdue against the CA's deadline (due %s)", e.read(rq.ID).DueAt)
 	}
-	superior := &caller{admin: &store.CertAdmin{ID: "padm", OrgID: "p"}}
+	superior := &caller{Admin: &store.CertAdmin{ID: "padm", OrgID: "p"}}
 	req := httptest.NewRequest("POST", "/api/v1/requests/"+rq.ID+"/approve", nil)
 	req.SetPathValue("id", rq.ID)
-	req = req.WithContext(context.WithValue(req.Context(), callerKey{}, superior))
+	req = req.WithContext(httpapi.WithPrincipal(req.Context(), superior))
 	if err := e.r.approve(httptest.NewRecorder(), req); err != nil {
 		t.Fatal(err)
 	}

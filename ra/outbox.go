@@ -211,7 +211,7 @@ func (r *RA) listNotifications(w http.ResponseWriter, req *http.Request) error {
 				(q.Get("serial") != "" && !strings.EqualFold(n.Serial, q.Get("serial"))) {
 				return nil
 			}
-			if c.admin != nil && n.Org != c.admin.OrgID {
+			if c.Admin != nil && n.Org != c.Admin.OrgID {
 				return nil
 			}
 			if len(out) == limit {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -27,7 +28,7 @@ type notificationList struct {
 func (e *execEnv) notifications(c *caller, query string) notificationList {
 	e.t.Helper()
 	req := httptest.NewRequest("GET", "/api/v1/notifications?"+query, nil)
-	req = req.WithContext(context.WithValue(req.Context(), callerKey{}, c))
+	req = req.WithContext(httpapi.WithPrincipal(req.Context(), c))
 	rec := httptest.NewRecorder()
 	if err := e.r.listNotifications(rec, req); err != nil {
 		e.t.Fatal(err)
@@ -83,7 +84,7 @@ func TestNotificationOutbox(t *testing.T) {
 	if got := e.notifications(e.officer, "event=renewed"); len(got.Items) != 1 {
 		t.Errorf("filter event=renewed gave %d", len(got.Items))
 	}
-	other := &caller{admin: &store.CertAdmin{ID: "x", OrgID: "other"}}
+	other := &caller{Admin: &store.CertAdmin{ID: "x", OrgID: "other"}}
 	if got := e.notifications(other, ""); len(got.Items) != 0 {
 		t.Errorf("another organisation's administrator sees %d notifications", len(got.Items))
 	}

@@ -85,7 +85,7 @@ func (r *RA) view(rq *store.RARequest) requestView {
 // canSee decides whether a caller may see a request: staff all, an
 // administrator their organisation's and its subordinates'.
 func canSee(c *caller, rq *store.RARequest, org *store.Org) bool {
-	return c.admin == nil || rq.OrgID == c.admin.OrgID || (org != nil && org.ParentID == c.admin.OrgID)
+	return c.Admin == nil || rq.OrgID == c.Admin.OrgID || (org != nil && org.ParentID == c.Admin.OrgID)
 }
 
 func (r *RA) listRequests(w http.ResponseWriter, req *http.Request) error {
@@ -191,7 +191,7 @@ func (r *RA) showApplication(w http.ResponseWriter, req *http.Request) error {
 	err := r.st.View(req.Context(), func(tx *store.Tx) error {
 		var err error
 		app, err = tx.RAApplication(req.PathValue("id"))
-		if err != nil || (c.admin != nil && c.admin.OrgID != app.OrgID) {
+		if err != nil || (c.Admin != nil && c.Admin.OrgID != app.OrgID) {
 			return httpapi.NotFound("no application %s", req.PathValue("id"))
 		}
 		return nil
@@ -232,7 +232,7 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		if err != nil {
 			return err
 		}
-		if c.admin != nil && c.admin.OrgID != rq.OrgID {
+		if c.Admin != nil && c.Admin.OrgID != rq.OrgID {
 			return httpapi.Forbidden("the certificate of request %s is delivered to %s's administrators", rq.ID, rq.OrgID)
 		}
 		if len(rq.Serial) == 0 {
@@ -241,17 +241,17 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		if cert, err = tx.Cert(rq.Serial); err != nil {
 			return err
 		}
-		if c.admin == nil || rq.State != StateIssued {
+		if c.Admin == nil || rq.State != StateIssued {
 			return nil
 		}
-		if err := r.move(rq, StateDelivered, c.id(), "deliver", "downloaded by the administrator"); err != nil {
+		if err := r.move(rq, StateDelivered, c.ID(), "deliver", "downloaded by the administrator"); err != nil {
 			return err
 		}
 		if err := tx.PutRARequest(rq); err != nil {
 			return err
 		}
 		delivered = rq.ID
-		return log(audit.Record{Actor: c.id(), Action: "ra.deliver", Object: "request/" + rq.ID, Details: map[string]string{"serial": cert.SerialHex()}})
+		return log(audit.Record{Actor: c.ID(), Action: "ra.deliver", Object: "request/" + rq.ID, Details: map[string]string{"serial": cert.SerialHex()}})
 	})
 	if err != nil {
 		return err
@@ -368,33 +368,6 @@ func (r *RA) writeCert(w http.ResponseWriter, c *store.Cert, format string) erro
 	return err
 }
 
-type certView struct {
-	Serial     string    `json:"serial"`
-	Issuer     string    `json:"issuer"`
-	Subject    string    `json:"subject"`
-	CommonName string    `json:"cn"`
-	Profile    string    `json:"profile"`
-	Org        string    `json:"org,omitempty"`
-	Subscriber string    `json:"subscriber,omitempty"`
-	Status     string    `json:"status"`
-	NotBefore  time.Time `json:"not_before"`
-	NotAfter   time.Time `json:"not_after"`
-	RevokedAt  time.Time `json:"revoked_at,omitzero"`
-	Reason     string    `json:"reason,omitempty"`
-	// SupersededBy is the certificate that renewed this one.
-	SupersededBy string `json:"superseded_by,omitempty"`
-}
-
-func (r *RA) certStatus(c *store.Cert) string {
-	switch {
-	case c.Status == store.StatusRevoked:
-		return "revoked"
-	case r.now().After(c.NotAfter):
-		return "expired"
-	}
-	return "valid"
-}
-
 func parseTime(key, s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
@@ -415,11 +388,11 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 	q := req.URL.Query()
 	c := callerFrom(req.Context())
 	org := q.Get("org")
-	if c.admin != nil {
-		if org != "" && org != c.admin.OrgID {
-			return httpapi.Forbidden("you may query only the certificates of %s", c.admin.OrgID)
+	if c.Admin != nil {
+		if org != "" && org != c.Admin.OrgID {
+			return httpapi.Forbidden("you may query only the certificates of %s", c.Admin.OrgID)
 		}
-		org = c.admin.OrgID
+		org = c.Admin.OrgID
 	}
 	status := q.Get("status")
 	if status != "" && status != "valid" && status != "revoked" && status != "expired" {
@@ -442,7 +415,7 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 			return err
 		}
 	}
-	out := []certView{}
+	out := []httpapi.CertView{}
 	next := ""
 	skipping := after != ""
 	err = r.st.View(req.Context(), func(tx *store.Tx) error {
@@ -460,7 +433,7 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 			if s := q.Get("cn"); s != "" && !strings.EqualFold(ct.CommonName, s) {
 				return nil
 			}
-			if status != "" && r.certStatus(ct) != status {
+			if status != "" && httpapi.CertStatus(ct, r.now()) != status {
 				return nil
 			}
 			if (!from.IsZero() && ct.NotAfter.Before(from)) || (!to.IsZero() && !ct.NotAfter.Before(to)) {
@@ -474,14 +447,11 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 				next = out[len(out)-1].Serial
 				return errFull
 			}
-			v := certView{Serial: ct.SerialHex(), Issuer: ct.Issuer, Subject: ct.Subject, CommonName: ct.CommonName, Profile: ct.Profile,
-				Org: owner, Subscriber: ct.SubscriberID, Status: r.certStatus(ct), NotBefore: ct.NotBefore, NotAfter: ct.NotAfter}
-			if ct.Status == store.StatusRevoked {
-				v.RevokedAt, v.Reason = ct.RevokedAt, ca.Reason(ct.Reason).String()
-			}
+			o := httpapi.CertViewOptions{Now: r.now(), Org: owner}
 			if by, err := tx.SupersededBy(ct.Serial); err == nil {
-				v.SupersededBy = hex.EncodeToString(by)
+				o.SupersededBy = by
 			}
+			v := httpapi.ViewCert(ct, o)
 			out = append(out, v)
 			return nil
 		}
@@ -535,8 +505,8 @@ func (r *RA) downloadCert(w http.ResponseWriter, req *http.Request) error {
 		} else if err != nil {
 			return err
 		}
-		if c.admin != nil {
-			if owner, _ := tx.CertOrg(serial); owner != c.admin.OrgID {
+		if c.Admin != nil {
+			if owner, _ := tx.CertOrg(serial); owner != c.Admin.OrgID {
 				return httpapi.NotFound("no certificate with serial %x", serial)
 			}
 		}
@@ -546,18 +516,6 @@ func (r *RA) downloadCert(w http.ResponseWriter, req *http.Request) error {
 		return err
 	}
 	return r.writeCert(w, cert, format)
-}
-
-func (r *RA) verifyAudit(w http.ResponseWriter, req *http.Request) error {
-	rep, err := r.audit.Verify(req.Context())
-	if err != nil && !errors.Is(err, audit.ErrBroken) {
-		return err
-	}
-	status := http.StatusOK
-	if err != nil {
-		status = http.StatusConflict
-	}
-	return httpapi.WriteJSON(w, status, rep)
 }
 
 func (r *RA) runReminders(w http.ResponseWriter, req *http.Request) error {

@@ -11,11 +11,9 @@ package ra
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +55,8 @@ type Options struct {
 	// revoking; it bounds how long a CA outage or a failed write delays a
 	// request past its working-day deadline. Default 1m.
 	RepairInterval time.Duration
+	// Auth authenticates API callers; default one on Store and Now.
+	Auth *httpapi.Authenticator
 	// ExecuteTimeout bounds one execution of an approved request (issue or
 	// revoke and record it), which runs detached from the HTTP request that
 	// triggered it. Default 1m.
@@ -75,6 +75,8 @@ type RA struct {
 	now    func() time.Time
 	notify *notifier
 	m      *metrics
+	// apiMetrics counts the API's errors by route.
+	apiMetrics *httpapi.Metrics
 
 	// mu serialises the RA's own read-modify-write transactions, so that
 	// concurrent approvals of one request do not race (RA traffic is small).
@@ -149,6 +151,9 @@ func New(o Options) (*RA, error) {
 		}
 		o.Calendar = cal
 	}
+	if o.Auth == nil {
+		o.Auth = &httpapi.Authenticator{Store: o.Store, Now: o.Now, Log: o.Logger}
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: o.Config.Webhook.Timeout.D()}
 	}
@@ -161,6 +166,10 @@ func New(o Options) (*RA, error) {
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(r.m); err != nil {
 			return nil, fmt.Errorf("registering RA metrics: %w", err)
+		}
+		var err error
+		if r.apiMetrics, err = httpapi.NewMetrics(o.Registerer, "ra"); err != nil {
+			return nil, fmt.Errorf("registering RA API metrics: %w", err)
 		}
 	}
 	return r, nil
@@ -200,145 +209,46 @@ func (r *RA) remind(ctx context.Context) {
 	}
 }
 
-// access says who may call a route: staff with one of the roles (admin
-// always may), and certificate administrators if admins is set. A nil access
-// is a public route (one-time downloads, whose token is the credential).
-type access struct {
-	roles  []string
-	admins bool
-}
-
 // Route is one endpoint of the RA API, listed for the OpenAPI check.
-type Route struct {
-	Method, Pattern string
-	h               httpapi.HandlerFunc
-	who             *access
-}
+type Route = httpapi.Route
 
 // Routes lists the RA's endpoints.
-func (r *RA) Routes() []Route {
-	readers := []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}
-	adminOnly := &access{}
-	reviewers := &access{roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, admins: true}
-	return []Route{
-		{"POST", "/api/v1/ra/orgs", r.createOrg, adminOnly},
-		{"GET", "/api/v1/ra/orgs", r.listOrgs, &access{roles: readers, admins: true}},
-		{"POST", "/api/v1/ra/orgs/{org}/admins", r.createCertAdmin, adminOnly},
-		{"POST", "/api/v1/ra/staff", r.createStaff, adminOnly},
-		{"POST", "/api/v1/applications", r.submit, &access{roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, admins: true}},
-		{"GET", "/api/v1/applications/{id}", r.showApplication, &access{roles: readers, admins: true}},
-		{"GET", "/api/v1/requests", r.listRequests, &access{roles: readers, admins: true}},
-		{"GET", "/api/v1/requests/{id}", r.showRequest, &access{roles: readers, admins: true}},
-		{"POST", "/api/v1/requests/{id}/approve", r.approve, reviewers},
-		{"POST", "/api/v1/requests/{id}/reject", r.reject, reviewers},
-		{"GET", "/api/v1/requests/{id}/certificate", r.downloadRequestCert, &access{roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent}, admins: true}},
-		{"GET", "/api/v1/downloads/{token}", r.downloadOnce, nil},
-		{"GET", "/api/v1/ra/certificates", r.queryCerts, &access{roles: readers, admins: true}},
-		{"GET", "/api/v1/ra/certificates/{serial}", r.downloadCert, &access{roles: readers, admins: true}},
-		{"POST", "/api/v1/ra/reminders/run", r.runReminders, adminOnly},
-		{"GET", "/api/v1/notifications", r.listNotifications, &access{roles: readers, admins: true}},
-		{"GET", "/api/v1/ra/audit/verify", r.verifyAudit, &access{roles: []string{httpapi.RoleAuditor}}},
+func (r *RA) Routes() []httpapi.Route {
+	readers := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}, Admins: true}
+	adminOnly := httpapi.Access{}
+	staffAndAdmins := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, Admins: true}
+	downloaders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent}, Admins: true}
+	return []httpapi.Route{
+		{Method: "POST", Pattern: "/api/v1/ra/orgs", Handler: r.createOrg, Access: adminOnly},
+		{Method: "GET", Pattern: "/api/v1/ra/orgs", Handler: r.listOrgs, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/ra/orgs/{org}/admins", Handler: r.createCertAdmin, Access: adminOnly},
+		{Method: "POST", Pattern: "/api/v1/applications", Handler: r.submit, Access: staffAndAdmins},
+		{Method: "GET", Pattern: "/api/v1/applications/{id}", Handler: r.showApplication, Access: readers},
+		{Method: "GET", Pattern: "/api/v1/requests", Handler: r.listRequests, Access: readers},
+		{Method: "GET", Pattern: "/api/v1/requests/{id}", Handler: r.showRequest, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/approve", Handler: r.approve, Access: staffAndAdmins},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/reject", Handler: r.reject, Access: staffAndAdmins},
+		{Method: "GET", Pattern: "/api/v1/requests/{id}/certificate", Handler: r.downloadRequestCert, Access: downloaders},
+		{Method: "GET", Pattern: "/api/v1/downloads/{token}", Handler: r.downloadOnce, Access: httpapi.Access{Public: true}},
+		{Method: "GET", Pattern: "/api/v1/ra/certificates", Handler: r.queryCerts, Access: readers},
+		{Method: "GET", Pattern: "/api/v1/ra/certificates/{serial}", Handler: r.downloadCert, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/ra/reminders/run", Handler: r.runReminders, Access: adminOnly},
+		{Method: "GET", Pattern: "/api/v1/notifications", Handler: r.listNotifications, Access: readers},
 	}
 }
 
 // Register mounts the routes on mux.
 func (r *RA) Register(mux *http.ServeMux) {
-	for _, rt := range r.Routes() {
-		mux.Handle(rt.Method+" "+rt.Pattern, r.wrap(rt))
-	}
-}
-
-func (r *RA) wrap(rt Route) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		req.Body = http.MaxBytesReader(w, req.Body, r.opts.MaxBodyBytes)
-		if rt.who != nil {
-			c, err := r.authenticate(req)
-			if err == nil {
-				err = rt.who.allows(c)
-			}
-			if err != nil {
-				httpapi.WriteError(w, req, r.log, err)
-				return
-			}
-			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, c))
-		}
-		if err := rt.h(w, req); err != nil {
-			httpapi.WriteError(w, req, r.log, err)
-		}
-	})
+	httpapi.Register(mux, r.Routes(), httpapi.Mount{Auth: r.opts.Auth, Log: r.log, MaxBodyBytes: r.opts.MaxBodyBytes, Metrics: r.apiMetrics})
 }
 
 // caller is the authenticated client: a staff member or a certificate
 // administrator of an organisation.
-type caller struct {
-	staff *store.Staff
-	admin *store.CertAdmin
-	cert  *x509.Certificate
-}
-
-func (c *caller) id() string {
-	if c.staff != nil {
-		return "staff:" + c.staff.ID
-	}
-	return "admin:" + c.admin.ID
-}
-
-func (c *caller) hasRole(roles ...string) bool {
-	return c.staff != nil && (c.staff.Role == httpapi.RoleAdmin || slices.Contains(roles, c.staff.Role))
-}
-
-type callerKey struct{}
+type caller = httpapi.Principal
 
 func callerFrom(ctx context.Context) *caller {
-	c, _ := ctx.Value(callerKey{}).(*caller)
+	c, _ := httpapi.PrincipalFrom(ctx)
 	return c
-}
-
-func (a *access) allows(c *caller) error {
-	if c.admin != nil {
-		if a.admins {
-			return nil
-		}
-		return httpapi.Forbidden("a certificate administrator may not do this")
-	}
-	if c.hasRole(a.roles...) {
-		return nil
-	}
-	return httpapi.Forbidden("role %s may not do this", c.staff.Role)
-}
-
-// authenticate maps the verified TLS client certificate to a staff member or
-// a certificate administrator. The TLS layer checked the chain to our CA;
-// here the certificate must also be ours, unrevoked and unexpired.
-func (r *RA) authenticate(req *http.Request) (*caller, error) {
-	if req.TLS == nil || len(req.TLS.VerifiedChains) == 0 {
-		return nil, httpapi.Errorf(http.StatusUnauthorized, "unauthenticated", "a client certificate issued by this CA is required")
-	}
-	leaf := req.TLS.VerifiedChains[0][0]
-	c := &caller{cert: leaf}
-	err := r.st.View(req.Context(), func(tx *store.Tx) error {
-		rec, err := tx.Cert(leaf.SerialNumber.Bytes())
-		if err != nil {
-			return httpapi.Errorf(http.StatusUnauthorized, "unauthenticated", "client certificate %x is not known to this CA", leaf.SerialNumber.Bytes())
-		}
-		if rec.Status == store.StatusRevoked {
-			return httpapi.Errorf(http.StatusUnauthorized, "unauthenticated", "client certificate %s is revoked", rec.SerialHex())
-		}
-		if r.now().After(rec.NotAfter) {
-			return httpapi.Errorf(http.StatusUnauthorized, "unauthenticated", "client certificate %s has expired", rec.SerialHex())
-		}
-		if c.staff, err = tx.StaffByCert(rec.Serial); err == nil {
-			return nil
-		}
-		if c.admin, err = tx.CertAdminByCert(rec.Serial); err == nil {
-			return nil
-		}
-		return httpapi.Errorf(http.StatusUnauthorized, "unauthenticated", "client certificate %s belongs to no staff member or certificate administrator", rec.SerialHex())
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // update runs fn in a store transaction under the RA lock and mirrors the

@@ -64,8 +64,8 @@ func TestRepairFinishesInFlightIssuance(t *testing.T) {
 	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.InsertOrg(org) }); err != nil {
 		t.Fatal(err)
 	}
-	admin := &caller{admin: &store.CertAdmin{ID: "adm", OrgID: "o"}}
-	officer := &caller{staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}
+	admin := &caller{Admin: &store.CertAdmin{ID: "adm", OrgID: "o"}}
+	officer := &caller{Staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}
 	for _, tc := range []struct {
 		name                  string
 		failBefore, failAfter int
@@ -91,7 +91,7 @@ func TestRepairFinishesInFlightIssuance(t *testing.T) {
 			fl.failBefore, fl.failAfter = tc.failBefore, tc.failAfter
 			req := httptest.NewRequest("POST", "/api/v1/requests/"+rq.ID+"/approve", nil)
 			req.SetPathValue("id", rq.ID)
-			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, officer))
+			req = req.WithContext(httpapi.WithPrincipal(req.Context(), officer))
 			err = r.approve(httptest.NewRecorder(), req)
 			// A lost answer is found by the serial recorded before signing,
 			// at once; an outage leaves the request to Repair.

@@ -10,12 +10,15 @@ import (
 
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ra"
 )
 
-// TestOpenAPIMatchesRoutes keeps api/openapi.yaml in step with the routes
-// the RA and the admin API register, both ways: every route is documented
-// under its package's tag, and every documented operation is a route.
+// TestOpenAPIMatchesRoutes keeps api/openapi.yaml in step with the route
+// tables of the RA and the admin API, both ways: every route is documented
+// once, under its package's tag, public exactly when the document says it
+// needs no credential (security: []), and every documented operation is a
+// route.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	b, err := os.ReadFile("../api/openapi.yaml")
 	if err != nil {
@@ -23,30 +26,46 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	var doc struct {
 		Paths map[string]map[string]struct {
-			Tags []string `yaml:"tags"`
+			Tags     []string `yaml:"tags"`
+			Security *[]any   `yaml:"security"`
 		} `yaml:"paths"`
 	}
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("api/openapi.yaml: %v", err)
 	}
 	documented := map[string][]string{}
+	public := map[string]bool{}
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
-			for _, tag := range op.Tags {
-				documented[tag] = append(documented[tag], strings.ToUpper(method)+" "+path)
+			key := strings.ToUpper(method) + " " + path
+			if len(op.Tags) != 1 {
+				t.Errorf("api/openapi.yaml %s has tags %v; want exactly one (ra or admin)", key, op.Tags)
 			}
+			for _, tag := range op.Tags {
+				documented[tag] = append(documented[tag], key)
+			}
+			public[key] = op.Security != nil && len(*op.Security) == 0
 		}
 	}
 	r, err := ra.New(ra.Options{Config: config.Default().RA})
 	if err != nil {
 		t.Fatal(err)
 	}
+	tables := map[string][]httpapi.Route{"ra": r.Routes(), "admin": admin.New(admin.Options{}).Routes()}
 	routed := map[string][]string{}
-	for _, rt := range r.Routes() {
-		routed["ra"] = append(routed["ra"], rt.Method+" "+rt.Pattern)
-	}
-	for _, rt := range admin.New(admin.Options{}).Routes() {
-		routed["admin"] = append(routed["admin"], rt.Method+" "+rt.Pattern)
+	seen := map[string]string{}
+	for tag, routes := range tables {
+		for _, rt := range routes {
+			key := rt.Method + " " + rt.Pattern
+			if other, dup := seen[key]; dup {
+				t.Errorf("%s is routed by both %s and %s", key, other, tag)
+			}
+			seen[key] = tag
+			routed[tag] = append(routed[tag], key)
+			if public[key] != rt.Access.Public {
+				t.Errorf("%s: routed public=%v, documented public (security: []) = %v", key, rt.Access.Public, public[key])
+			}
+		}
 	}
 	for _, tag := range []string{"ra", "admin"} {
 		slices.Sort(documented[tag])

@@ -21,7 +21,7 @@ func wireRA(c *components) error {
 		return err
 	}
 	r, err := ra.New(ra.Options{
-		Store: c.core.store, Authority: c.core.ca, Audit: c.auditLog, Config: c.cfg.RA,
+		Store: c.core.store, Authority: c.core.ca, Audit: c.auditLog, Config: c.cfg.RA, Auth: c.auth,
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 		// built here so that it logs years without holiday data
 		Calendar: cal,

@@ -123,19 +123,6 @@ func serialArg(s string) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-type certView struct {
-	Serial    string    `json:"serial"`
-	Issuer    string    `json:"issuer"`
-	Subject   string    `json:"subject"`
-	CN        string    `json:"cn"`
-	Profile   string    `json:"profile"`
-	Status    string    `json:"status"`
-	NotAfter  time.Time `json:"not_after"`
-	RevokedAt time.Time `json:"revoked_at"`
-	Reason    string    `json:"reason"`
-	PEM       string    `json:"pem"`
-}
-
 func certCmd() *cobra.Command {
 	var c apiClient
 	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke certificates through the API"}
@@ -153,7 +140,7 @@ func certCmd() *cobra.Command {
 				}
 			}
 			var resp struct {
-				Items []certView `json:"items"`
+				Items []httpapi.CertView `json:"items"`
 				Next  string     `json:"next"`
 			}
 			if err := c.do("GET", "/api/v1/certs?"+q.Encode(), nil, &resp); err != nil {
@@ -184,7 +171,7 @@ func certCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v certView
+			var v httpapi.CertView
 			if err := c.do("GET", "/api/v1/certs/"+serial, nil, &v); err != nil {
 				return err
 			}
@@ -210,7 +197,7 @@ func certCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v certView
+			var v httpapi.CertView
 			body := map[string]string{"reason": reason, "comment": comment}
 			if err := c.do("POST", "/api/v1/certs/"+serial+"/revoke", body, &v); err != nil {
 				return err

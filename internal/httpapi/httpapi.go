@@ -1,6 +1,10 @@
-// Package httpapi holds what the JSON APIs (ra, admin) share: the one error
-// type and the one function that renders it, JSON helpers, pagination, and
-// authentication of the API's client certificates to a staff member.
+// Package httpapi is the one plumbing of the JSON APIs (ra, admin): the
+// route type and Register, which every route goes through; the one
+// authenticator (staff roles and organisations' certificate administrators,
+// revocation checked per request); the one error type, the one mapping of
+// CA and store errors to it (APIError) and the one function that renders
+// it; the certificate view the API and the CLI share; JSON helpers,
+// pagination and serial parsing.
 package httpapi
 
 import (
@@ -14,6 +18,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/store"
 )
 
 // Error is an API error with its HTTP status and a stable code.
@@ -64,28 +71,64 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 	})
 }
 
-// WriteError renders err as {"error": {"code", "message"}}. An *Error keeps
-// its status; anything else is a 500 whose details go to the log only.
-func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	var ae *Error
-	if !errors.As(err, &ae) {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			ae = Errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", mbe.Limit)
-		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			ae = Errorf(http.StatusServiceUnavailable, "timeout", "request cancelled or timed out")
-		default:
-			log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			ae = Errorf(http.StatusInternalServerError, "internal", "internal error")
-		}
-	} else if ae.Status >= 500 {
+// WriteError renders err as {"error": {"code", "message"}} and returns
+// what it rendered. The status is APIError's; a 500's details go to the log
+// only.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) *Error {
+	ae := APIError(err)
+	if ae.Status >= 500 && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(ae.Status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
+	return ae
+}
+
+// APIError is the one mapping from an error to the API error it means: an
+// *Error anywhere in the chain keeps its status; the CA's and the store's
+// sentinels become the status they mean, with the error's own text as the
+// message; a body over the limit is a 413, a cancelled request a 503, and
+// anything else a 500 that says no more than "internal error".
+func APIError(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return Errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", mbe.Limit)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return Errorf(http.StatusServiceUnavailable, "timeout", "request cancelled or timed out")
+	}
+	if ae := FromCA(err); ae != nil {
+		return ae
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error", Err: err}
+}
+
+// FromCA maps the sentinel errors of ca and store to API errors, or returns
+// nil for any other error. A refused revocation is also a bad request
+// (ca.ErrRefused matches both), so it is tested first: refusing is a
+// conflict with the CA's state, not a malformed request.
+func FromCA(err error) *Error {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ca.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: msg}
+	case errors.Is(err, store.ErrAlreadyRevoked), errors.Is(err, ca.ErrRefused), errors.Is(err, store.ErrExists):
+		return &Error{Status: http.StatusConflict, Code: "conflict", Message: msg}
+	case errors.Is(err, ca.ErrBadRequest):
+		return &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: msg}
+	}
+	return nil
 }
 
 // WriteJSON writes v with status.
