@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -237,7 +236,7 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("revoking certificate %x: %w", serial, err)
+		return err // the CA's errors name the serial
 	}
 	a.opts.Audit.Logged(entry)
 	return httpapi.WriteJSON(w, http.StatusOK, viewOf(c, false))

@@ -102,7 +102,7 @@ func (a *Authority) RevokeWith(ctx context.Context, serial []byte, reason Reason
 		return also(tx, c)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("serial %x: %w", serial, ErrNotFound)
+		return nil, fmt.Errorf("no certificate with serial %x: %w", serial, ErrNotFound)
 	}
 	if err != nil {
 		return c, fmt.Errorf("revoking %x: %w", serial, err)
@@ -141,7 +141,7 @@ func (a *Authority) Cert(ctx context.Context, serial []byte) (*store.Cert, error
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("serial %x: %w", serial, ErrNotFound)
+		return nil, fmt.Errorf("no certificate with serial %x: %w", serial, ErrNotFound)
 	}
 	return c, err
 }

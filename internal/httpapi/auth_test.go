@@ -128,7 +128,7 @@ func TestAuthenticatorRequire(t *testing.T) {
 		{"fail/operator on an admin-only route", e.Client(srv, op), "/admins", 403, "forbidden", "role ca_operator"},
 		{"fail/revoked credential", e.Client(srv, revoked), "/operators", 401, "unauthenticated", "is revoked"},
 		{"fail/certificate of nobody", withCert(e.TLSCert(plain)), "/readers", 401, "unauthenticated", "belongs to no staff member"},
-		{"fail/certificate unknown to the store", withCert(unstoredCert(t, e)), "/readers", 401, "unauthenticated", "7e57 belongs to no staff member"},
+		{"fail/certificate unknown to the store", withCert(unstoredCert(t, e)), "/readers", 401, "unauthenticated", "7e57 is not known to this CA"},
 		{"fail/organisation's certificate administrator", withCert(e.TLSCert(orgAdm)), "/readers", 403, "forbidden", "certificate administrator, not to CA staff"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
