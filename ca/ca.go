@@ -14,12 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/certcenter/certcenter/internal/crlscope"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
@@ -44,8 +44,9 @@ type Options struct {
 	// Suffix is the directory naming context; empty derives it from the CA subject.
 	Suffix string
 	// CRLShards partitions each CA's CRL: a certificate's http CRL
-	// distribution point names the shard of its serial (ShardOf). 0 or 1:
-	// one CRL per CA.
+	// distribution point names the shard of its serial
+	// (crlscope.Layout.ShardOf). 0 or 1: one CRL per CA. The crl package
+	// takes the count from here (CRLLayout), so it is configured once.
 	CRLShards int
 	// RevokeCheck, when set, runs in every revocation's transaction after
 	// the certificate is marked revoked; an error aborts the revocation, so
@@ -275,15 +276,14 @@ type URLs struct {
 // URLs returns where relying parties find this CA's status information.
 func (a *Authority) URLs(iss *Issuer) URLs {
 	base := strings.TrimRight(a.opts.PublicURL, "/")
-	ldapBase := strings.TrimRight(a.opts.LDAPURL, "/")
-	// RFC 4516: the DN is percent-encoded; ',' and '=' may stay as they are.
-	dn := strings.ReplaceAll(url.PathEscape(a.EntryDN(iss)), "%2C", ",")
+	entry := a.entryURL(iss)
+	full := crlscope.Complete(iss.Name)
 	return URLs{
 		OCSP:      base + "/ocsp",
 		CAIssuers: base + "/ca/" + iss.Name + ".crt",
-		CRL:       base + "/crl/" + iss.Name + ".crl",
-		DeltaCRL:  base + "/crl/" + iss.Name + "-delta.crl",
-		LDAPCRL:   ldapBase + "/" + dn + "?certificateRevocationList;binary",
-		LDAPDelta: ldapBase + "/" + dn + "?deltaRevocationList;binary",
+		CRL:       crlscope.HTTPURL(base, full),
+		DeltaCRL:  crlscope.HTTPURL(base, full.DeltaCRL()),
+		LDAPCRL:   crlscope.LDAPURL(entry, full),
+		LDAPDelta: crlscope.LDAPURL(entry, full.DeltaCRL()),
 	}
 }

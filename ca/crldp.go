@@ -3,67 +3,47 @@ package ca
 import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"strconv"
+	"net/url"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/certcenter/certcenter/internal/crlscope"
 )
 
 // oidFreshestCRL is the freshest CRL extension, RFC 5280 §4.2.1.15: where the
 // delta CRLs of the certificate's scope are.
 var oidFreshestCRL = asn1.ObjectIdentifier{2, 5, 29, 46}
 
-// ShardOf is the CRL partition of a serial when a CA's CRL is split into n
-// shards: the serial's last (up to) eight octets, read as a big-endian
-// number, modulo n. Serials are random (NewSerial), so shards fill evenly;
-// the shard depends only on the serial and n, so it is fixed at issuance and
-// the crl package finds it again from the revocation index alone.
-func ShardOf(serial []byte, n int) int {
-	if n <= 1 {
-		return 0
-	}
-	tail := serial
-	if len(tail) > 8 {
-		tail = tail[len(tail)-8:]
-	}
-	var v uint64
-	for _, b := range tail {
-		v = v<<8 | uint64(b)
-	}
-	return int(v % uint64(n))
+// CRLLayout is how this CA's CRLs are split (ca.Options.CRLShards, set
+// from crl.shards): the one shard count that the CDPs written here and the
+// CRLs the crl package builds share.
+func (a *Authority) CRLLayout() crlscope.Layout {
+	return crlscope.Layout{Shards: a.opts.CRLShards}
 }
 
-// CRLFile is the file name under /crl/ (and the crl store blob key) of a
-// CA's CRL: "<ca>.crl" for the complete CRL, "<ca>-<shard>.crl" for one
-// partition (shard >= 0), with "-delta" before ".crl" for the delta CRL.
-func CRLFile(ca string, shard int, delta bool) string {
-	name := ca
-	if shard >= 0 {
-		name += "-" + strconv.Itoa(shard)
-	}
-	if delta {
-		name += "-delta"
-	}
-	return name + ".crl"
+// entryURL is the ldap URL of the CA's directory entry.
+func (a *Authority) entryURL(iss *Issuer) string {
+	// RFC 4516: the DN is percent-encoded; ',' and '=' may stay as they are.
+	dn := strings.ReplaceAll(url.PathEscape(a.EntryDN(iss)), "%2C", ",")
+	return strings.TrimRight(a.opts.LDAPURL, "/") + "/" + dn
 }
 
-// CRLShards is the number of CRL partitions; 1 when the CRL is not split.
-func (a *Authority) CRLShards() int {
-	return max(a.opts.CRLShards, 1)
+// CRLScope is what the issuing distribution point of one of the CA's CRLs
+// must say, naming the URLs this CA writes into certificates.
+func (a *Authority) CRLScope(iss *Issuer, c crlscope.CRL) crlscope.Scope {
+	return a.CRLLayout().Scope(c, a.opts.PublicURL, a.entryURL(iss))
 }
 
-// URLsFor is URLs for one certificate: with CRL shards, its http CRL and
-// delta CRL URLs name the shard of its serial. The ldap URLs always name the
-// CA entry, whose attributes hold the complete CRLs.
+// URLsFor is URLs for one certificate: its http CRL and delta CRL URLs
+// name the CRL that lists its serial (its shard's, with shards). The ldap
+// URLs always name the CA entry, whose attributes hold the complete CRLs.
 func (a *Authority) URLsFor(iss *Issuer, serial []byte) URLs {
 	u := a.URLs(iss)
-	if n := a.CRLShards(); n > 1 {
-		base := strings.TrimRight(a.opts.PublicURL, "/") + "/crl/"
-		shard := ShardOf(serial, n)
-		u.CRL = base + CRLFile(iss.Name, shard, false)
-		u.DeltaCRL = base + CRLFile(iss.Name, shard, true)
-	}
+	c := a.CRLLayout().For(iss.Name, serial)
+	u.CRL = crlscope.HTTPURL(a.opts.PublicURL, c)
+	u.DeltaCRL = crlscope.HTTPURL(a.opts.PublicURL, c.DeltaCRL())
 	return u
 }
 

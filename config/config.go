@@ -231,6 +231,8 @@ type CRL struct {
 	// DeltaDelay coalesces revocations before the delta and full CRLs are rebuilt. Default 2s.
 	DeltaDelay Duration `yaml:"delta_delay"`
 	// Shards partitions the CRL; 0 or 1 means one CRL per issuer. Default 1.
+	// It reaches the CA only (ca.Options.CRLShards); the CRL builder reads
+	// it from the CA, so certificates and CRLs cannot disagree.
 	Shards int `yaml:"shards"`
 	// DeltaValidity of a delta CRL (nextUpdate - thisUpdate); a delta is also
 	// rebuilt when half of it has passed without a revocation. Default 1h.

@@ -13,22 +13,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/crlscope"
 	"github.com/certcenter/certcenter/store"
 )
 
-// Blob namespaces. "crl" holds the DER of every current CRL under the file
-// name HTTP serves it as (the directory reads the same blobs); "crlmeta"
-// holds what the builder needs to know about each.
+// Blob namespaces (crlscope): one holds the DER of every current CRL under
+// the file name HTTP serves it as (the directory reads the same blobs), the
+// other what the builder needs to know about each.
 const (
-	nsCRL  = "crl"
-	nsMeta = "crlmeta"
+	nsCRL  = crlscope.Namespace
+	nsMeta = crlscope.MetaNamespace
 )
 
 // deltaOverlap widens every delta CRL's window back past its base's
@@ -42,11 +42,15 @@ const deltaOverlap = 5 * time.Minute
 // ErrUnknownCRL is returned for a file name that names no CRL of a loaded CA.
 var ErrUnknownCRL = errors.New("no such CRL")
 
-// Authority is the part of ca.Authority the builder needs.
+// Authority is the part of ca.Authority the builder needs. The CRLs it
+// builds are those of the CA's layout, with the scopes the CA's
+// distribution points need, so the shard count is configured once (on the
+// CA) and the builder cannot disagree with the certificates.
 type Authority interface {
 	Issuer(name string) (*ca.Issuer, error)
 	Issuers() []*ca.Issuer
-	URLs(iss *ca.Issuer) ca.URLs
+	CRLLayout() crlscope.Layout
+	CRLScope(iss *ca.Issuer, c crlscope.CRL) crlscope.Scope
 }
 
 // Store is the part of store.Store the builder needs.
@@ -76,9 +80,6 @@ type Options struct {
 	// DeltaDelay is how long Notify waits for more revocations before it
 	// rebuilds the delta CRL (crl.delta_delay).
 	DeltaDelay time.Duration
-	// Shards partitions each CA's CRL (crl.shards); it must equal the
-	// ca.Options.CRLShards the certificates were issued with.
-	Shards int
 }
 
 // Builder generates, stores and serves the CRLs of every CA.
@@ -89,7 +90,8 @@ type Builder struct {
 	log     *slog.Logger
 	audit   *slog.Logger
 	now     func() time.Time
-	shards  int
+	layout  crlscope.Layout
+	shards  int // layout.N()
 	metrics *metrics
 
 	locksMu sync.Mutex
@@ -192,7 +194,8 @@ func New(opts Options) (*Builder, error) {
 		opts: opts, store: opts.Store, ca: opts.CA, now: opts.Now,
 		log:     opts.Logger.With("component", "crl"),
 		audit:   opts.Audit.With("component", "crl"),
-		shards:  max(opts.Shards, 1),
+		layout:  opts.CA.CRLLayout(),
+		shards:  opts.CA.CRLLayout().N(),
 		metrics: m,
 		locks:   map[string]*sync.Mutex{},
 		cache:   map[string]*published{},
@@ -203,9 +206,9 @@ func New(opts Options) (*Builder, error) {
 	// a repair tool, a corrupting bug) must not be served from the cache.
 	b.unwatch = opts.Store.Watch(func(changes []store.Change) {
 		for _, c := range changes {
-			if c.Kind == store.KindBlob && strings.HasPrefix(c.Key, nsCRL+"/") {
+			if file, ok := crlscope.FileOfKey(c.Key); ok && c.Kind == store.KindBlob {
 				b.cacheMu.Lock()
-				delete(b.cache, c.Key[len(nsCRL)+1:])
+				delete(b.cache, file)
 				b.cacheMu.Unlock()
 			}
 		}
@@ -228,74 +231,52 @@ func (b *Builder) lock(caName string) func() {
 	return mu.Unlock
 }
 
-// ARLFile is the blob and file name of a CA's authority revocation list.
-func ARLFile(caName string) string { return caName + "-arl.crl" }
-
-// scope is one CRL being built: its file, what its IDP says, and its entries.
+// scope is one CRL being built: which it is, its IDP, and its entries.
 type scope struct {
+	crl     crlscope.CRL
 	file    string
-	idp     []byte
-	shard   int  // -1: all of the CA's certificates
-	cas     bool // the ARL: revoked CA certificates only
+	idp     []byte // nil: none
 	entries chunks
 	count   int
 }
 
-// scopes lists the full CRLs of a CA: the complete CRL, the ARL and, with
-// shards, one per shard. Their IDPs name the URLs that certificates carry in
-// their CRL distribution points, so each CRL is used only for its own
-// certificates.
+// scopes lists the full (or the delta) CRLs of a CA in its layout, each
+// with the IDP its crlscope.Scope asks for: the URLs that certificates
+// carry in their CRL distribution points, so each CRL is used only for its
+// own certificates, or none for an unsharded CA's complete CRL (NSS).
 func (b *Builder) scopes(iss *ca.Issuer, delta bool) ([]*scope, error) {
-	u := b.ca.URLs(iss)
-	base := strings.TrimSuffix(u.CRL, ca.CRLFile(iss.Name, -1, false))
-	var out []*scope
-	add := func(file string, shard int, sc idpScope, urls ...string) error {
-		idp, err := encodeIDP(urls, sc)
-		if err != nil {
-			return fmt.Errorf("encoding IDP of %s: %w", file, err)
-		}
-		out = append(out, &scope{file: file, idp: idp, shard: shard, cas: sc == scopeCAs})
-		return nil
+	list := b.layout.Full(iss.Name)
+	if delta {
+		list = b.layout.Deltas(iss.Name)
 	}
-	if b.shards == 1 {
-		// The complete CRL and its delta carry no IDP: NSS (libpkix) refuses
-		// a CRL whose IDP is critical, and RFC 5280 requires it critical.
-		// Without an IDP a CRL covers every certificate of the CA
-		// (§5.2.5), which it does: the ARL is empty, the CA issues no CA
-		// certificates. With shards the IDP is what keeps one shard's CRL
-		// from being taken for another's, so it stays, and NSS cannot use
-		// sharded CRLs.
-		out = append(out, &scope{file: ca.CRLFile(iss.Name, -1, delta), shard: -1})
-	} else if err := add(ca.CRLFile(iss.Name, -1, delta), -1, scopeUsers, u.CRL, u.LDAPCRL); err != nil {
-		return nil, err
-	}
-	if !delta {
-		// The ARL has no URL in any certificate; naming the scope alone
-		// keeps it from being taken for the CA's user CRL.
-		if err := add(ARLFile(iss.Name), -1, scopeCAs); err != nil {
-			return nil, err
-		}
-	}
-	if b.shards > 1 {
-		for k := range b.shards {
-			if err := add(ca.CRLFile(iss.Name, k, delta), k, scopeUsers, base+ca.CRLFile(iss.Name, k, false)); err != nil {
-				return nil, err
+	out := make([]*scope, 0, len(list))
+	for _, c := range list {
+		s := &scope{crl: c, file: c.File()}
+		if sc := b.ca.CRLScope(iss, c); sc.IDP {
+			sk := scopeUsers
+			if sc.OnlyCACerts {
+				sk = scopeCAs
 			}
+			idp, err := encodeIDP(sc.Names, sk)
+			if err != nil {
+				return nil, fmt.Errorf("encoding IDP of %s: %w", s.file, err)
+			}
+			s.idp = idp
 		}
+		out = append(out, s)
 	}
 	return out, nil
 }
 
-// add appends a revocation to the scopes it belongs to. The ARL (a
-// scopeCAs scope) stays empty: this CA issues no CA certificates.
-func addRevocation(scopes []*scope, shards int, r *store.Revocation) error {
-	shard := ca.ShardOf(r.Serial, shards)
+// addRevocation appends a revocation of a user certificate to the scopes
+// that list it (crlscope.Layout.Covers). The ARL stays empty: this CA
+// issues no CA certificates.
+func addRevocation(scopes []*scope, layout crlscope.Layout, r *store.Revocation) error {
 	for _, s := range scopes {
-		if s.cas || (s.shard >= 0 && s.shard != shard) {
+		if !layout.Covers(s.crl, r.Serial) {
 			continue
 		}
-		var err error
-		if err = s.entries.append(r.Serial, r.RevokedAt, r.Reason); err != nil {
+		if err := s.entries.append(r.Serial, r.RevokedAt, r.Reason); err != nil {
 			return err
 		}
 		s.count++
@@ -326,7 +307,7 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 	if err != nil {
 		return err
 	}
-	number, err := b.store.Next("crl-" + caName)
+	number, err := b.store.Next(crlscope.Sequence(caName))
 	if err != nil {
 		return err
 	}
@@ -336,7 +317,7 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 	var win window
 	err = b.store.View(ctx, func(tx *store.Tx) error {
 		err := tx.EachRevoked(caName, func(r *store.Revocation) error {
-			return addRevocation(scopes, b.shards, r)
+			return addRevocation(scopes, b.layout, r)
 		})
 		if err != nil {
 			return err
@@ -423,7 +404,7 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 		byFile[p.file] = p
 	}
 	baseOf := func(s *scope) (*published, error) {
-		file := ca.CRLFile(iss.Name, s.shard, false)
+		file := s.crl.Base().File()
 		p, ok := byFile[file]
 		if !ok {
 			return nil, fmt.Errorf("no base CRL %s", file)
@@ -431,14 +412,14 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 		return p, nil
 	}
 	since := bases[0].meta.DeltaSince
-	number, err := b.store.Next("crl-" + iss.Name)
+	number, err := b.store.Next(crlscope.Sequence(iss.Name))
 	if err != nil {
 		return nil, err
 	}
 	now := b.now().UTC().Truncate(time.Second)
 	err = b.store.View(ctx, func(tx *store.Tx) error {
 		return tx.EachRevokedSince(iss.Name, since, func(r *store.Revocation) error {
-			return addRevocation(scopes, b.shards, r)
+			return addRevocation(scopes, b.layout, r)
 		})
 	})
 	if err != nil {
@@ -582,21 +563,17 @@ func (b *Builder) load(ctx context.Context, iss *ca.Issuer, file string) (*publi
 
 // fullFiles are the full CRL files of a CA; the first is the complete CRL.
 func (b *Builder) fullFiles(caName string) []string {
-	files := []string{ca.CRLFile(caName, -1, false), ARLFile(caName)}
-	if b.shards > 1 {
-		for k := range b.shards {
-			files = append(files, ca.CRLFile(caName, k, false))
-		}
+	var files []string
+	for _, c := range b.layout.Full(caName) {
+		files = append(files, c.File())
 	}
 	return files
 }
 
 func (b *Builder) deltaFiles(caName string) []string {
-	files := []string{ca.CRLFile(caName, -1, true)}
-	if b.shards > 1 {
-		for k := range b.shards {
-			files = append(files, ca.CRLFile(caName, k, true))
-		}
+	var files []string
+	for _, c := range b.layout.Deltas(caName) {
+		files = append(files, c.File())
 	}
 	return files
 }
@@ -604,15 +581,8 @@ func (b *Builder) deltaFiles(caName string) []string {
 // resolve finds the CA and the kind of a CRL file name.
 func (b *Builder) resolve(file string) (iss *ca.Issuer, delta bool, err error) {
 	for _, iss := range b.ca.Issuers() {
-		for _, f := range b.fullFiles(iss.Name) {
-			if f == file {
-				return iss, false, nil
-			}
-		}
-		for _, f := range b.deltaFiles(iss.Name) {
-			if f == file {
-				return iss, true, nil
-			}
+		if c, ok := b.layout.Find(iss.Name, file); ok {
+			return iss, c.Delta, nil
 		}
 	}
 	return nil, false, fmt.Errorf("%w: %q", ErrUnknownCRL, file)
@@ -712,7 +682,7 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 	}
 	// Dirty: a revocation committed after the complete CRL's snapshot
 	// (Notify's rebuild had not run when the process stopped).
-	full, err := b.load(ctx, iss, ca.CRLFile(iss.Name, -1, false))
+	full, err := b.load(ctx, iss, crlscope.Complete(iss.Name).File())
 	if err != nil {
 		return "complete CRL: " + err.Error(), nil
 	}
@@ -733,7 +703,7 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 
 func (b *Builder) deltaNeeded(ctx context.Context, iss *ca.Issuer) (string, error) {
 	now := b.now()
-	base, err := b.load(ctx, iss, ca.CRLFile(iss.Name, -1, false))
+	base, err := b.load(ctx, iss, crlscope.Complete(iss.Name).File())
 	if err != nil {
 		return "base: " + err.Error(), nil
 	}
@@ -754,7 +724,7 @@ func (b *Builder) deltaNeeded(ctx context.Context, iss *ca.Issuer) (string, erro
 	}
 	// Count the revocations in the complete delta's window: more than it
 	// lists means one was committed after it was built.
-	d, err := b.load(ctx, iss, ca.CRLFile(iss.Name, -1, true))
+	d, err := b.load(ctx, iss, crlscope.Complete(iss.Name).DeltaCRL().File())
 	if err != nil {
 		return "delta: " + err.Error(), nil
 	}
@@ -775,7 +745,7 @@ func (b *Builder) deltaNeeded(ctx context.Context, iss *ca.Issuer) (string, erro
 func (b *Builder) Ready(ctx context.Context) error {
 	now := b.now()
 	for _, iss := range b.ca.Issuers() {
-		for _, file := range []string{ca.CRLFile(iss.Name, -1, false), ca.CRLFile(iss.Name, -1, true)} {
+		for _, file := range []string{crlscope.Complete(iss.Name).File(), crlscope.Complete(iss.Name).DeltaCRL().File()} {
 			_, m, _, err := b.get(ctx, file)
 			if err != nil {
 				return err

@@ -3,7 +3,11 @@
 // ("<ca>-delta.crl"), an authority revocation list ("<ca>-arl.crl", the
 // revoked CA certificates: empty while a CA issues no CA certificates) and,
 // with crl.shards N > 1, a full and a delta CRL per shard
-// ("<ca>-<k>.crl", "<ca>-<k>-delta.crl").
+// ("<ca>-<k>.crl", "<ca>-<k>-delta.crl"). The names, the store keys, the
+// shard rule and the scope each CRL states come from internal/crlscope,
+// which ca (distribution points) and directory (attributes) share; the
+// shard count comes from the CA (Authority.CRLLayout), so the builder and
+// the certificates cannot disagree.
 //
 // Every CRL is encoded here, not by crypto/x509, because
 // x509.CreateRevocationList has no issuing distribution point or delta CRL
@@ -61,7 +65,7 @@
 // A stored CRL is checked (recorded hash, structure, signature) before it is
 // first served; one that fails is regenerated, never served.
 //
-// Limits: a certificate's shard is ShardOf(serial, N), fixed at issuance by
+// Limits: a certificate's shard is crlscope.Layout.ShardOf, fixed at issuance by
 // the CDP written into it; changing crl.shards later leaves the CDPs of
 // older certificates naming shards that no longer match (the full CRL
 // "<ca>.crl" and the ldap URL stay right). Expired certificates stay on the

@@ -80,7 +80,7 @@ func (e *env) open() {
 		t.Fatal(err)
 	}
 	e.b, err = New(Options{Store: st, CA: e.ca, Now: e.clock.Now, Logger: e.log, Interval: 24 * time.Hour,
-		Validity: 7 * 24 * time.Hour, DeltaValidity: time.Hour, DeltaDelay: 50 * time.Millisecond, Shards: e.shards})
+		Validity: 7 * 24 * time.Hour, DeltaValidity: time.Hour, DeltaDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/crlscope"
 )
 
 // nssTools returns the NSS command-line tools' paths. scripts/test.sh
@@ -133,7 +134,7 @@ func TestRepairReplacesAnOutdatedIDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := e.clock.Now().UTC().Truncate(time.Second)
-	p, err := e.b.sign(e.iss, &scope{file: "demo.crl", idp: idp, shard: -1},
+	p, err := e.b.sign(e.iss, &scope{crl: crlscope.Complete("demo"), file: "demo.crl", idp: idp},
 		meta{Number: old.Number.Uint64(), ThisUpdate: now, NextUpdate: now.Add(time.Hour), DeltaSince: now, Shards: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,11 @@ import (
 func TestShards(t *testing.T) {
 	const shards = 3
 	e := newEnv(t, envOpts{shards: shards})
+	// The builder takes the shard count from the CA, not an option of its own.
+	layout := e.ca.CRLLayout()
+	if layout.N() != shards || e.b.shards != shards {
+		t.Fatalf("CA layout %d shards, builder %d, want %d", layout.N(), e.b.shards, shards)
+	}
 	ctx := context.Background()
 	// Issue until every shard has two certificates (serials are random).
 	var certs []*x509.Certificate
@@ -24,7 +29,7 @@ func TestShards(t *testing.T) {
 	for full := 0; full < shards && len(certs) < 200; {
 		c := e.issue(1)[0]
 		certs = append(certs, c)
-		k := ca.ShardOf(c.SerialNumber.Bytes(), shards)
+		k := layout.ShardOf(c.SerialNumber.Bytes())
 		byShard[k] = append(byShard[k], c)
 		if len(byShard[k]) == 2 {
 			full++
@@ -59,7 +64,7 @@ func TestShards(t *testing.T) {
 		rl := e.parse(e.blob(fmt.Sprintf("demo-%d.crl", k)))
 		total += len(rl.RevokedCertificateEntries)
 		for _, ent := range rl.RevokedCertificateEntries {
-			if got := ca.ShardOf(ent.SerialNumber.Bytes(), shards); got != k {
+			if got := layout.ShardOf(ent.SerialNumber.Bytes()); got != k {
 				t.Errorf("shard %d lists a serial of shard %d", k, got)
 			}
 		}

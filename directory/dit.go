@@ -19,14 +19,15 @@ import (
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/internal/crlscope"
 	"github.com/certcenter/certcenter/store"
 )
 
 const subschemaDN = "cn=Subschema"
 
-// CRL blob names written by the CRL engine: namespace "crl", keys
-// "<ca>.crl", "<ca>-arl.crl" and "<ca>-delta.crl".
-const crlNamespace = "crl"
+// crlNamespace holds the CRL blobs the CRL engine writes; which of them a
+// CA entry publishes, under which attribute, is crlscope.Published.
+const crlNamespace = crlscope.Namespace
 
 // Authority is what the directory needs from the issuing authority.
 type Authority interface {
@@ -190,7 +191,8 @@ func (d *Directory) rebuildStatic(ctx context.Context) error {
 	if err := d.st.View(ctx, func(tx *store.Tx) error {
 		blobs = map[string][]byte{}
 		for _, iss := range issuers {
-			for _, k := range []string{iss.Name + ".crl", iss.Name + "-arl.crl", iss.Name + "-delta.crl"} {
+			for _, c := range crlscope.Published(iss.Name) {
+				k := c.File()
 				v, err := tx.Blob(crlNamespace, k)
 				if errors.Is(err, store.ErrNotFound) {
 					continue
@@ -220,13 +222,9 @@ func (d *Directory) rebuildStatic(ctx context.Context) error {
 			{name: "cACertificate", values: []string{string(iss.Cert.Raw)},
 				certs: []*certInfo{{serial: iss.Cert.SerialNumber, issuer: mustNorm(iss.Cert.Issuer.String())}}},
 		}
-		for _, c := range []struct{ attr, key string }{
-			{"certificateRevocationList", iss.Name + ".crl"},
-			{"authorityRevocationList", iss.Name + "-arl.crl"},
-			{"deltaRevocationList", iss.Name + "-delta.crl"},
-		} {
-			if v, ok := blobs[c.key]; ok {
-				user = append(user, attrSpec{name: c.attr, values: []string{string(v)}})
+		for _, c := range crlscope.Published(iss.Name) {
+			if v, ok := blobs[c.File()]; ok {
+				user = append(user, attrSpec{name: c.LDAPAttribute(), values: []string{string(v)}})
 			}
 		}
 		cas = append(cas, newEntry(dn, "cRLDistributionPoint", false, user, nil))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/crl"
+	"github.com/certcenter/certcenter/internal/crlscope"
 )
 
 // wireCRL builds the CRL builder, serves /crl/{file} and /ca/{file}
@@ -19,7 +20,7 @@ func wireCRL(c *components) error {
 	b, err := crl.New(crl.Options{
 		Store: c.core.store, CA: c.core.ca, Logger: c.log, Audit: c.audit, Registerer: c.reg,
 		Interval: cfg.Interval.D(), Validity: cfg.Validity.D(), DeltaValidity: cfg.DeltaValidity.D(),
-		DeltaDelay: cfg.DeltaDelay.D(), Shards: cfg.Shards,
+		DeltaDelay: cfg.DeltaDelay.D(), // crl.shards reaches the builder through the CA's CRLLayout
 	})
 	if err != nil {
 		return fmt.Errorf("crl: %w", err)
@@ -29,7 +30,7 @@ func wireCRL(c *components) error {
 			b.Notify(ev.Cert.Issuer)
 		}
 	})
-	c.public.HandleFunc("GET /crl/{file}", b.ServeCRL)
+	c.public.HandleFunc("GET "+crlscope.HTTPPath+"{file}", b.ServeCRL)
 	c.public.HandleFunc("GET /ca/{file}", b.ServeCACert)
 	c.addCheck("crl", b.Ready)
 

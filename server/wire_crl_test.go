@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/crlscope"
 	"github.com/certcenter/certcenter/signer"
 )
 
@@ -76,7 +77,7 @@ func TestCRLOverHTTP(t *testing.T) {
 	}
 	full := fetchCRL(t, leaf.CRLDistributionPoints[0], iss.Cert) // the shard's URL, as a relying party would
 	fetchCRL(t, cfg.CA.PublicURL+"/crl/"+cfg.CA.Name+".crl", iss.Cert)
-	deltaURL := cfg.CA.PublicURL + "/crl/" + ca.CRLFile(cfg.CA.Name, ca.ShardOf(c.Serial, 2), true)
+	deltaURL := cfg.CA.PublicURL + "/crl/" + crlscope.Layout{Shards: 2}.For(cfg.CA.Name, c.Serial).DeltaCRL().File()
 
 	start := time.Now()
 	if _, err := core.ca.Revoke(ctx, c.Serial, ca.ReasonKeyCompromise); err != nil {
