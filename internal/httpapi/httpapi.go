@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/certcenter/certcenter/store"
 )
 
 // Error is an API error with its HTTP status and a stable code.
@@ -72,6 +74,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		switch {
 		case errors.As(err, &mbe):
 			ae = Errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", mbe.Limit)
+		case errors.Is(err, store.ErrReadOnly):
+			// Disk below store.min_free_mb or file system read-only:
+			// nothing was written, and the operator has to act.
+			log.Error("api request refused: store read-only", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = Errorf(http.StatusInsufficientStorage, "store_read_only", "the store refuses writes, nothing was changed: %v", err)
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			ae = Errorf(http.StatusServiceUnavailable, "timeout", "request cancelled or timed out")
 		default:
