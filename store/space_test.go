@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,5 +121,64 @@ func TestFileSystemTurnsReadOnly(t *testing.T) {
 	getBlob(t, s, "before")
 	if err := s.Writable(); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("Writable: %v", err)
+	}
+}
+
+// TestMain lets a test re-run this binary as a process that writes to a
+// store and dies without closing it (see crashWithLog).
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("CERTCENTER_TEST_CRASH_DIR"); dir != "" {
+		s, err := Open(Options{Dir: dir, SyncWrites: true, MinFreeBytes: testFloor})
+		if err == nil {
+			err = putBlob(s, "crashed")
+		}
+		if err != nil {
+			os.Stderr.WriteString(err.Error())
+			os.Exit(2)
+		}
+		os.Exit(0) // no Close: the memtable stays in its write-ahead log
+	}
+	os.Exit(m.Run())
+}
+
+// crashWithLog leaves in dir a store whose last writes are only in
+// Badger's write-ahead log, as a process killed mid-run does.
+func crashWithLog(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CERTCENTER_TEST_CRASH_DIR="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("crashing writer: %v: %s", err, out)
+	}
+	if mem, _ := filepath.Glob(filepath.Join(dir, "*.mem")); len(mem) == 0 {
+		t.Fatal("the crashed writer left no write-ahead log")
+	}
+}
+
+// TestDiskFullAfterCrash starts on a full disk a store that a crash left
+// with an unflushed write-ahead log, which Badger cannot open read-only:
+// with room for its recovery it opens (reads served, writes refused); with
+// less it refuses to start with the reason, instead of dying of SIGBUS.
+func TestDiskFullAfterCrash(t *testing.T) {
+	mnt := testfs.Tmpfs(t, 64)
+	dir := filepath.Join(mnt, "db")
+	crashWithLog(t, dir)
+
+	ballast := testfs.Fill(t, mnt, 1<<20)
+	_, err := Open(Options{Dir: dir, SyncWrites: true, MinFreeBytes: testFloor})
+	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), "write-ahead log of an interrupted run") {
+		t.Fatalf("Open after a crash with no room to recover: got %v", err)
+	}
+	os.Remove(ballast)
+
+	testfs.Fill(t, mnt, testFloor/2)
+	s, err := Open(Options{Dir: dir, SyncWrites: true, MinFreeBytes: testFloor})
+	if err != nil {
+		t.Fatalf("Open after a crash with room to recover: %v", err)
+	}
+	defer s.Close()
+	getBlob(t, s, "crashed")
+	if err := putBlob(s, "more"); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("write below the floor after recovery: %v", err)
 	}
 }

@@ -170,7 +170,8 @@ func (s *Store) openBadger(bopts badger.Options) (*badger.DB, error) {
 		_ = s.checkSpace(false)
 		return db, nil
 	}
-	if !errors.Is(roErr, badger.ErrTruncateNeeded) {
+	// Badger's y.Wrapf does not unwrap: match its sentinel's text too.
+	if !errors.Is(roErr, badger.ErrTruncateNeeded) && !strings.Contains(roErr.Error(), badger.ErrTruncateNeeded.Error()) {
 		return nil, fmt.Errorf("%s, and opening read-only failed: %w", reason, roErr)
 	}
 	// A crashed run left a memtable log that only a read-write open can
@@ -178,7 +179,9 @@ func (s *Store) openBadger(bopts badger.Options) (*badger.DB, error) {
 	// about the log's data in free space, which the floor usually still
 	// leaves; with less, a read-write open would die of SIGBUS, so refuse
 	// with the reason instead.
-	need := memLogBytes(s.dir) + 8<<20
+	// The flushed table is about as big as the log's data; twice that and
+	// a megabyte for the new logs' first pages and the manifest is ample.
+	need := 2*memLogBytes(s.dir) + 1<<20
 	d, serr := statDisk(s.dir)
 	if serr != nil || d.readOnly || d.free < need {
 		return nil, fmt.Errorf("%s; the write-ahead log of an interrupted run needs about %d MB free to be recovered: free space and start again: %w",
