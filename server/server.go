@@ -279,7 +279,9 @@ func (s *Server) httpService(name, addr string, build func(metered func(http.Han
 		// the OCSP GET hot path several percent, and a GET with a
 		// sub-kilobyte answer needs neither (ReadHeaderTimeout bounds the
 		// request). The routes behind the mux (CRL and certificate
-		// downloads) get both here; OCSP bounds its POST body itself.
+		// downloads) get both here; OCSP bounds its POST body itself, and
+		// every write on the listener gets a lazily armed deadline
+		// (listener.go), so a client that stops reading is cut off.
 		read, write := readTimeout, writeTimeout
 		metered = func(h http.Handler) http.Handler {
 			return m.wrap(withDeadlines(h, read, write))
