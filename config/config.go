@@ -61,6 +61,13 @@ type Log struct {
 type Store struct {
 	// SyncWrites fsyncs each commit so it survives power loss. Default true.
 	SyncWrites bool `yaml:"sync_writes"`
+	// MinFreeMB is the free space, in MiB, the data directory's file system
+	// must keep: below it the store refuses writes (API 507, /readyz 503)
+	// while OCSP, CRLs and LDAP go on reading, and a start opens the
+	// database read-only. Badger's memtables and value-log files are sized
+	// to a quarter of it (at most 64 MiB), so what Badger writes on its own
+	// fits in the floor. Default 256.
+	MinFreeMB int64 `yaml:"min_free_mb"`
 }
 
 // HTTP configures the public listener (OCSP, CRLs, CA certificates, health).
@@ -76,6 +83,9 @@ type HTTP struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the drain of requests in flight at shutdown. Default 20s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MaxConnections bounds open connections on the public listener; those
+	// over it are closed at once (and counted). Default 4096.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // LDAP configures the directory listeners.
@@ -244,7 +254,7 @@ func Default() *Config {
 	return &Config{
 		DataDir: "./data",
 		Log:     Log{Level: "info", Format: "text"},
-		Store:   Store{SyncWrites: true},
+		Store:   Store{SyncWrites: true, MinFreeMB: 256},
 		HTTP: HTTP{
 			Addr:              ":8080",
 			ReadHeaderTimeout: Duration(5 * time.Second),
@@ -253,6 +263,7 @@ func Default() *Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			MaxHeaderBytes:    16 << 10,
 			ShutdownTimeout:   Duration(20 * time.Second),
+			MaxConnections:    4096,
 		},
 		LDAP: LDAP{
 			Addr: ":1389", LDAPSAddr: ":1636", AnonymousRead: true,
@@ -431,6 +442,12 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			bad(key, "must be a positive duration")
 		}
+	}
+	if c.Store.MinFreeMB < 8 {
+		bad("store.min_free_mb", "must be at least 8 (MiB)")
+	}
+	if c.HTTP.MaxConnections < 1 {
+		bad("http.max_connections", "must be at least 1")
 	}
 	if c.HTTP.MaxHeaderBytes < 1024 {
 		bad("http.max_header_bytes", "must be at least 1024")

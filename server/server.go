@@ -145,6 +145,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	go func() { defer s.bg.Done(); _ = core.store.Run(bgCtx) }()
 
 	c.addCheck("signer", core.signers.Healthy)
+	// A store that refuses writes (disk below store.min_free_mb, file system
+	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
+	// issue, revoke or refresh: not ready, and /readyz says why.
+	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
 	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wireRA, wireAdmin} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
@@ -207,7 +211,20 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.c.log.Warn("shutdown timed out: leaving the store to close with the process")
 		return errors.Join(append(errs, ctx.Err())...)
 	}
-	errs = append(errs, s.c.core.Close())
+	// Badger's Close flushes the memtable and retries for ever when the file
+	// system refuses (turned read-only, failing): shutdown waits for it only
+	// as long as ctx allows. What it abandons is in the write-ahead log,
+	// which the next start replays.
+	closed := make(chan error, 1)
+	go func() { closed <- s.c.core.Close() }()
+	select {
+	case err := <-closed:
+		errs = append(errs, err)
+	case <-ctx.Done():
+		s.c.log.Error("shutdown timed out closing the store: abandoned the flush of its memtable (kept in its write-ahead log) and the signer's close",
+			"store", s.c.core.store.Writable())
+		errs = append(errs, fmt.Errorf("closing the store: %w", ctx.Err()))
+	}
 	return errors.Join(errs...)
 }
 
@@ -252,14 +269,19 @@ func (s *Server) httpService(name, addr string, build func(metered func(http.Han
 	cfg := s.c.cfg.HTTP
 	m := newHTTPMetrics(s.c.reg, name)
 	readTimeout, writeTimeout := cfg.ReadTimeout.D(), cfg.WriteTimeout.D()
+	connWriteTimeout := writeTimeout
 	metered := m.wrap
+	var conns *connMetrics
 	if tlsConf == nil {
+		conns = newConnMetrics(s.c.reg, name)
 		// The public listener arms read and write deadlines per handler, not
 		// per request: net/http re-arms both on every request, which costs
 		// the OCSP GET hot path several percent, and a GET with a
 		// sub-kilobyte answer needs neither (ReadHeaderTimeout bounds the
 		// request). The routes behind the mux (CRL and certificate
-		// downloads) get both here; OCSP bounds its POST body itself.
+		// downloads) get both here; OCSP bounds its POST body itself, and
+		// every write on the listener gets a lazily armed deadline
+		// (listener.go), so a client that stops reading is cut off.
 		read, write := readTimeout, writeTimeout
 		metered = func(h http.Handler) http.Handler {
 			return m.wrap(withDeadlines(h, read, write))
@@ -285,6 +307,9 @@ func (s *Server) httpService(name, addr string, build func(metered func(http.Han
 				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
 			s.setAddr(name, ln.Addr().String())
+			if conns != nil {
+				ln = newPublicListener(ln, cfg.MaxConnections, connWriteTimeout, conns)
+			}
 			go func() {
 				defer close(done)
 				var err error

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/crl"
 	"github.com/certcenter/certcenter/internal/crlscope"
+	"github.com/certcenter/certcenter/store"
 )
 
 // wireCRL builds the CRL builder, serves /crl/{file} and /ca/{file}
@@ -42,7 +44,11 @@ func wireCRL(c *components) error {
 	c.addService(service{
 		name: "crl",
 		start: func(ctx context.Context) error {
-			if err := b.Repair(ctx); err != nil {
+			if err := b.Repair(ctx); errors.Is(err, store.ErrReadOnly) {
+				// A store that refuses writes (disk full) still serves the
+				// CRLs it holds: start, say so, and let the schedule retry.
+				c.log.Error("CRLs not repaired at start: the store refuses writes; serving the stored ones", "err", err)
+			} else if err != nil {
 				return fmt.Errorf("repairing CRLs: %w", err)
 			}
 			runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))

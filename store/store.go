@@ -31,7 +31,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,7 +59,13 @@ type Options struct {
 	// SyncWrites fsyncs every commit, so a commit survives power loss and not only
 	// a process crash. Default in config: true.
 	SyncWrites bool
-	Logger     *slog.Logger
+	// MinFreeBytes is the floor of free space on Dir's file system: below it
+	// writes fail with ErrReadOnly (reads go on), and Open opens the database
+	// read-only. It also sizes Badger's memtables and value-log files to a
+	// quarter of it (at most 64 MiB), so that what Badger writes without
+	// asking always fits (see space.go). 0 disables the gate (tests).
+	MinFreeBytes int64
+	Logger       *slog.Logger
 }
 
 // Store is the embedded database. It is safe for concurrent use.
@@ -65,6 +73,17 @@ type Store struct {
 	db   *badger.DB
 	lock *os.File
 	log  *slog.Logger
+
+	// dir is the database directory whose file system is watched ("" in
+	// memory or without a floor); floor is Options.MinFreeBytes.
+	dir   string
+	floor int64
+	// gate is why writes are refused now ("" or nil: they are not).
+	gate atomic.Pointer[string]
+	// probeFailed is why the last test write failed ("": it did not).
+	probeFailed atomic.Pointer[string]
+	// openedReadOnly says why Badger was opened read-only ("" if it was not).
+	openedReadOnly string
 
 	mu       sync.RWMutex
 	watchers map[int]func([]Change)
@@ -86,6 +105,14 @@ func Open(opts Options) (*Store, error) {
 		WithSyncWrites(opts.SyncWrites).
 		WithNumVersionsToKeep(1).
 		WithMetricsEnabled(false)
+	if opts.MinFreeBytes > 0 && !opts.InMemory {
+		mt, vl := sizesFor(opts.MinFreeBytes)
+		// Badger refuses a value threshold above its largest batch (15 %
+		// of a memtable); small floors (tests) have small memtables.
+		bopts = bopts.WithMemTableSize(mt).WithValueLogFileSize(vl).
+			WithValueThreshold(min(bopts.ValueThreshold, mt*15/100/2))
+		s.dir, s.floor = opts.Dir, opts.MinFreeBytes
+	}
 	if opts.InMemory {
 		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
 	} else {
@@ -95,6 +122,10 @@ func Open(opts Options) (*Store, error) {
 		// Our own lock, taken before Badger's, turns "another process has it"
 		// into one clear error instead of Badger's internal message.
 		f, err := os.OpenFile(filepath.Join(opts.Dir, "certcenter.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if errors.Is(err, syscall.EROFS) {
+			// A read-only file system still takes a lock on an existing file.
+			f, err = os.Open(filepath.Join(opts.Dir, "certcenter.lock"))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("opening database lock in %s: %w", opts.Dir, err)
 		}
@@ -107,7 +138,7 @@ func Open(opts Options) (*Store, error) {
 		}
 		s.lock = f
 	}
-	db, err := badger.Open(bopts)
+	db, err := s.openBadger(bopts)
 	if err != nil {
 		if s.lock != nil {
 			s.lock.Close()
@@ -116,6 +147,62 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.db = db
 	return s, nil
+}
+
+// openBadger opens Badger read-write, or read-only when the file system is
+// below the floor or read-only: a read-write open writes at once (a new
+// memtable log, the flush of the logs a crash left), and on a full disk that
+// write is the SIGBUS that made the last run die.
+func (s *Store) openBadger(bopts badger.Options) (*badger.DB, error) {
+	if s.dir == "" {
+		return badger.Open(bopts)
+	}
+	err := s.checkSpace(false)
+	if err == nil {
+		return badger.Open(bopts)
+	}
+	reason := strings.TrimPrefix(err.Error(), ErrReadOnly.Error()+": ")
+	db, roErr := badger.Open(bopts.WithReadOnly(true))
+	if roErr == nil {
+		s.openedReadOnly = "opened read-only at start: " + reason
+		s.log.Error("database opened read-only: reads are served, writes refused until space is freed and certcenter restarted",
+			"component", "store", "dir", s.dir, "reason", reason)
+		_ = s.checkSpace(false)
+		return db, nil
+	}
+	// Badger's y.Wrapf does not unwrap: match its sentinel's text too.
+	if !errors.Is(roErr, badger.ErrTruncateNeeded) && !strings.Contains(roErr.Error(), badger.ErrTruncateNeeded.Error()) {
+		return nil, fmt.Errorf("%s, and opening read-only failed: %w", reason, roErr)
+	}
+	// A crashed run left a memtable log that only a read-write open can
+	// recover (it truncates the log and flushes it to a table). That needs
+	// about the log's data in free space, which the floor usually still
+	// leaves; with less, a read-write open would die of SIGBUS, so refuse
+	// with the reason instead.
+	// The flushed table is about as big as the log's data; twice that and
+	// a megabyte for the new logs' first pages and the manifest is ample.
+	need := 2*memLogBytes(s.dir) + 1<<20
+	d, serr := statDisk(s.dir)
+	if serr != nil || d.readOnly || d.free < need {
+		return nil, fmt.Errorf("%s; the write-ahead log of an interrupted run needs about %d MB free to be recovered: free space and start again: %w",
+			reason, need>>20, ErrReadOnly)
+	}
+	s.log.Warn("recovering the write-ahead log of an interrupted run below the free-space floor; writes stay refused",
+		"component", "store", "dir", s.dir, "reason", reason)
+	return badger.Open(bopts)
+}
+
+// memLogBytes is the space the memtable logs (*.mem) in dir really use.
+func memLogBytes(dir string) int64 {
+	var n int64
+	files, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	for _, f := range files {
+		var st syscall.Stat_t
+		if syscall.Stat(f, &st) == nil {
+			n += int64(st.Blocks) * 512
+		}
+	}
+	return n
 }
 
 // Close releases sequences, closes the database and drops the lock.
@@ -136,15 +223,23 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Run collects value-log garbage until ctx is done.
+// Run collects value-log garbage and watches the free space of the data
+// directory (see space.go) until ctx is done.
 func (s *Store) Run(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
+	space := time.NewTicker(spaceInterval)
+	defer space.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-space.C:
+			_ = s.checkSpace(true)
 		case <-t.C:
+			if s.gate.Load() != nil && *s.gate.Load() != "" {
+				continue // GC rewrites value-log files: it needs space
+			}
 			for s.db.RunValueLogGC(0.5) == nil {
 			}
 		}
@@ -206,6 +301,9 @@ const maxConflictRetries = 100
 // notified after the commit succeeded. A conflict re-runs fn, with backoff,
 // so fn must not have effects outside the transaction.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := s.beforeWrite(); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -232,6 +330,14 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return ErrConflict
 		}
 		if err != nil {
+			if s.dir != "" {
+				// A failed commit may be the file system going away
+				// under Badger: probe it, so the caller and /readyz
+				// learn why and later writes are refused up front.
+				if gerr := s.checkSpace(true); gerr != nil {
+					return fmt.Errorf("%w (the commit failed: %w)", gerr, err)
+				}
+			}
 			return err
 		}
 		s.notify(tx.changes)
@@ -325,6 +431,9 @@ var errStop = errors.New("stop")
 // Next returns the next value of the named sequence. Values strictly increase
 // across restarts; a crash may skip some.
 func (s *Store) Next(name string) (uint64, error) {
+	if err := s.beforeWrite(); err != nil {
+		return 0, fmt.Errorf("sequence %s: %w", name, err)
+	}
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
 	q, ok := s.seqs[name]

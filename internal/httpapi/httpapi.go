@@ -100,6 +100,11 @@ func APIError(err error) *Error {
 	switch {
 	case errors.As(err, &mbe):
 		return Errorf(http.StatusRequestEntityTooLarge, "too_large", "request body over %d bytes", mbe.Limit)
+	case errors.Is(err, store.ErrReadOnly):
+		// Disk below store.min_free_mb or a read-only file system: nothing
+		// was written, and the operator has to act.
+		return &Error{Status: http.StatusInsufficientStorage, Code: "store_read_only",
+			Message: fmt.Sprintf("the store refuses writes, nothing was changed: %v", err), Err: err}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return Errorf(http.StatusServiceUnavailable, "timeout", "request cancelled or timed out")
 	}
