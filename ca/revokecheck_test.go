@@ -35,8 +35,7 @@ func TestRevokeCheckRefuses(t *testing.T) {
 	events := 0
 	a.Subscribe(func(context.Context, Event) { events++ })
 	for name, revoke := range map[string]func() error{
-		"fail/Revoke":      func() error { _, err := a.Revoke(ctx, protected, ReasonSuperseded); return err },
-		"fail/RevokeBatch": func() error { return a.RevokeBatch(ctx, [][]byte{other, protected}, []Reason{1, 1}) },
+		"fail/Revoke": func() error { _, err := a.Revoke(ctx, protected, ReasonSuperseded); return err },
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := revoke()

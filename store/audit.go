@@ -101,13 +101,3 @@ func (tx *Tx) EachAudit(fn func(*AuditEntry) error) error {
 		return fn(&e)
 	})
 }
-
-// TamperAudit overwrites (or, with remove set, deletes) a
-// stored entry without touching the head. Nothing in certcenter calls it:
-// it exists so tests can prove that verification notices tampering.
-func (tx *Tx) TamperAudit(e *AuditEntry, remove bool) error {
-	if remove {
-		return tx.txn.Delete(auditKey(e.Seq))
-	}
-	return tx.putAudit(e)
-}

@@ -141,7 +141,7 @@ func certCmd() *cobra.Command {
 			}
 			var resp struct {
 				Items []httpapi.CertView `json:"items"`
-				Next  string     `json:"next"`
+				Next  string             `json:"next"`
 			}
 			if err := c.do("GET", "/api/v1/certs?"+q.Encode(), nil, &resp); err != nil {
 				return err

@@ -181,13 +181,6 @@ func Page(r *http.Request) (limit int, after string, err error) {
 	return limit, r.URL.Query().Get("after"), nil
 }
 
-// NotBuilt answers 501 for a capability whose issue has not landed.
-func NotBuilt(what string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, r, slog.New(slog.DiscardHandler), Errorf(http.StatusNotImplemented, "not_implemented", "%s is not built yet", what))
-	})
-}
-
 // maxSerialInput bounds what ParseSerial reads: 20 bytes in colon-separated
 // hex with a prefix and some padding fit easily; more is not a serial.
 const maxSerialInput = 128

@@ -158,7 +158,7 @@ func TestFallback(t *testing.T) {
 	mux.HandleFunc("DELETE /api/v1/things/{id}", ok)
 	mux.HandleFunc("GET /healthz", ok)
 	mux.Handle("/api/", Fallback(mux, "/api/"))
-	mux.Handle("/", NotBuilt("the public site"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "the public site", http.StatusTeapot) })
 
 	for _, tc := range []struct {
 		name, method, path string
@@ -174,7 +174,7 @@ func TestFallback(t *testing.T) {
 		{"404/unknown path", "GET", "/api/v1/nothing", 404, "", "not_found"},
 		{"404/unknown path, any method", "DELETE", "/api/v2/certs", 404, "", "not_found"},
 		{"404/API root", "GET", "/api/", 404, "", "not_found"},
-		{"501/outside the API is not the fallback's", "GET", "/elsewhere", 501, "", "not_implemented"},
+		{"other/outside the API is not the fallback's", "GET", "/elsewhere", http.StatusTeapot, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
@@ -194,7 +194,7 @@ func TestFallback(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error.Code != tc.code {
 				t.Fatalf("body %s (%v), want code %s", rec.Body, err, tc.code)
 			}
-			if !strings.Contains(body.Error.Message, tc.path) && tc.status != 501 {
+			if !strings.Contains(body.Error.Message, tc.path) && tc.status != http.StatusTeapot {
 				t.Errorf("message %q does not name the path %s", body.Error.Message, tc.path)
 			}
 		})

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func day(t testing.TB, s string) Date {
@@ -79,10 +80,10 @@ func TestChinaMatches2026Notice(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	if got, want := in2026(s.Holidays), in2026(China2026Holidays()); !slices.Equal(got, want) {
+	if got, want := in2026(s.Holidays), in2026(china2026Holidays()); !slices.Equal(got, want) {
 		t.Errorf("2026 holidays:\n got  %v\n want %v", got, want)
 	}
-	if got, want := in2026(s.MakeupWorkdays), in2026(China2026MakeupWorkdays()); !slices.Equal(got, want) {
+	if got, want := in2026(s.MakeupWorkdays), in2026(china2026MakeupWorkdays()); !slices.Equal(got, want) {
 		t.Errorf("2026 make-up days:\n got  %v\n want %v", got, want)
 	}
 }
@@ -225,4 +226,39 @@ func FuzzParseOverrides(f *testing.F) {
 			}
 		}
 	})
+}
+
+// china2026Holidays are the rest days of the 2026 statutory holidays
+// (国办发明电〔2025〕7号): New Year 1-3 Jan, Spring Festival 15-23 Feb,
+// Qingming 4-6 Apr, Labour Day 1-5 May, Dragon Boat 19-21 Jun, Mid-Autumn
+// 25-27 Sep, National Day 1-7 Oct.
+// They are the hand-written list the calendar used before lunar-go, kept
+// to check the library's data against the notice.
+func china2026Holidays() []Date {
+	var out []Date
+	add := func(m time.Month, from, to int) {
+		for d := from; d <= to; d++ {
+			out = append(out, Date{2026, m, d})
+		}
+	}
+	add(time.January, 1, 3)
+	add(time.February, 15, 23)
+	add(time.April, 4, 6)
+	add(time.May, 1, 5)
+	add(time.June, 19, 21)
+	add(time.September, 25, 27)
+	add(time.October, 1, 7)
+	return out
+}
+
+// china2026MakeupWorkdays are the weekend days worked in exchange in 2026.
+// They are the hand-written list the calendar used before lunar-go, kept
+// to check the library's data against the notice.
+func china2026MakeupWorkdays() []Date {
+	return []Date{
+		{2026, time.January, 4},
+		{2026, time.February, 14}, {2026, time.February, 28},
+		{2026, time.May, 9},
+		{2026, time.September, 20}, {2026, time.October, 10},
+	}
 }

@@ -53,43 +53,6 @@ func (d Date) In(loc *time.Location) time.Time {
 
 func (d Date) next() Date { return DateOf(time.Date(d.Year, d.Month, d.Day+1, 0, 0, 0, 0, time.UTC)) }
 
-// China2026Holidays are the rest days of the 2026 statutory holidays
-// (国办发明电〔2025〕7号): New Year 1-3 Jan, Spring Festival 15-23 Feb,
-// Qingming 4-6 Apr, Labour Day 1-5 May, Dragon Boat 19-21 Jun, Mid-Autumn
-// 25-27 Sep, National Day 1-7 Oct.
-//
-// Deprecated: China has every year's; kept so the notice stays checked
-// against the library's data (TestChinaMatches2026Notice).
-func China2026Holidays() []Date {
-	var out []Date
-	add := func(m time.Month, from, to int) {
-		for d := from; d <= to; d++ {
-			out = append(out, Date{2026, m, d})
-		}
-	}
-	add(time.January, 1, 3)
-	add(time.February, 15, 23)
-	add(time.April, 4, 6)
-	add(time.May, 1, 5)
-	add(time.June, 19, 21)
-	add(time.September, 25, 27)
-	add(time.October, 1, 7)
-	return out
-}
-
-// China2026MakeupWorkdays are the weekend days worked in exchange in 2026.
-//
-// Deprecated: China has every year's; kept so the notice stays checked
-// against the library's data (TestChinaMatches2026Notice).
-func China2026MakeupWorkdays() []Date {
-	return []Date{
-		{2026, time.January, 4},
-		{2026, time.February, 14}, {2026, time.February, 28},
-		{2026, time.May, 9},
-		{2026, time.September, 20}, {2026, time.October, 10},
-	}
-}
-
 // chinaLocation is China Standard Time. China has no daylight saving time,
 // so a fixed zone is exact and needs no tzdata on the host.
 var chinaLocation = time.FixedZone("CST", 8*60*60)
