@@ -92,11 +92,7 @@
 //	w_sub_cert_aia_contains_internal_names   BR 7.1.2.7.7: the tests' public URL is 127.0.0.1
 //	w_subject_common_name_included    BR 7.1.4.3: the holder's name is in the CN
 //
-// One RFC 5280 finding is outside this package and logged, not failed, by
-// the test until ca/profiles.go changes: personal-encryption with an RSA key
-// has keyEncipherment|dataEncipherment with emailProtection
-// (e_key_usage_and_extended_key_usage_inconsistent).
-//
 // It does not serve OCSP or the directory, and it does not push CRLs to
-// external directories (publish watches the "crl" blobs).
+// external directories: nothing does yet (issue #13 builds that, from the
+// "crl" blobs this package stores).
 package crl

@@ -18,7 +18,6 @@ package ocsp
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -185,7 +184,7 @@ func (r *Responder) reloadIssuers() error {
 	return nil
 }
 
-// Errors of a lookup, mapped to response statuses in one place (respond).
+// Errors of a lookup, mapped to response statuses in one place (writeLookupError).
 var (
 	errUnknown  = errors.New("certificate not issued by this responder's CAs")
 	errTryLater = errors.New("no current response and signing failed")
@@ -519,14 +518,6 @@ func (r *Responder) Ready(context.Context) error {
 		if now.After(iss.resp.cert.NotAfter) {
 			return fmt.Errorf("the OCSP responder certificate of CA %s expired at %s", iss.name, iss.resp.cert.NotAfter)
 		}
-	}
-	return nil
-}
-
-// responderCert returns the current responder certificate of a CA (tests).
-func (r *Responder) responderCert(name string) *x509.Certificate {
-	if iss := r.issuers.Load().byName[name]; iss != nil && iss.resp != nil {
-		return iss.resp.cert
 	}
 	return nil
 }
