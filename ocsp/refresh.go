@@ -18,6 +18,7 @@ import (
 // RefreshInterval until ctx is done.
 func (r *Responder) Run(ctx context.Context) error {
 	r.replaceRevokedResponders(ctx)
+	r.finishReplacements(ctx)
 	r.renewResponders(ctx)
 	begin := time.Now()
 	st, err := r.Refresh(ctx)
