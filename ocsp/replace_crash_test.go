@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -61,5 +64,50 @@ func TestResponderReplacementFinishedAfterCrash(t *testing.T) {
 	})
 	if err == nil {
 		t.Error("the replacement mark is still there after the start-up finished it")
+	}
+}
+
+// flakyAuthority fails the next fail renewals of a responder certificate.
+type flakyAuthority struct {
+	Authority
+	fail atomic.Int32
+}
+
+func (f *flakyAuthority) RenewOCSPResponder(ctx context.Context, name string) (*ca.Issuer, error) {
+	if f.fail.Add(-1) >= 0 {
+		return nil, errors.New("signer unavailable")
+	}
+	return f.Authority.RenewOCSPResponder(ctx, name)
+}
+
+// A replacement of a revoked responder that fails (the signer is down at
+// that moment) is retried while the server runs, not only at the next
+// start: until then every response is signed by a revoked key.
+func TestFailedResponderReplacementIsRetried(t *testing.T) {
+	fa := &flakyAuthority{}
+	e := newEnv(t, func(o *Options) {
+		fa.Authority = o.Authority
+		o.Authority = fa
+		o.RefreshInterval = 20 * time.Millisecond
+	})
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for e.r.Ready(e.ctx) != nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	old := e.issuer("demo").OCSPCert
+	fa.fail.Store(1)
+	if _, err := e.auth.Revoke(e.ctx, old.SerialNumber.Bytes(), ca.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if cur := e.r.responderCert("demo"); cur != nil && !cur.Equal(old) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revoked responder is still in use 20 s after its failed replacement")
+		}
 	}
 }
