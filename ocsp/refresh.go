@@ -18,6 +18,7 @@ import (
 // RefreshInterval until ctx is done.
 func (r *Responder) Run(ctx context.Context) error {
 	r.replaceRevokedResponders(ctx)
+	r.finishReplacements(ctx)
 	r.renewResponders(ctx)
 	begin := time.Now()
 	st, err := r.Refresh(ctx)
@@ -40,6 +41,9 @@ func (r *Responder) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		// A replacement that failed when its revocation came (the signer
+		// was down) is retried here, not only at the next start.
+		r.replaceRevokedResponders(ctx)
 		r.renewResponders(ctx)
 		st, err := r.Refresh(ctx)
 		if err != nil {

@@ -28,6 +28,14 @@ func (r *Responder) isResponderCert(c *store.Cert) bool {
 // revoked key. Until a response is re-signed, a request for it is signed
 // live by the new responder.
 func (r *Responder) ReplaceResponder(ctx context.Context, issuer string) error {
+	// The mark is committed before the new responder: a crash once the new
+	// one is current but before every old response is dropped would leave
+	// the revoked key's signatures in service until their refresh (days),
+	// as the revoked responder is then no longer current for the start-up
+	// to notice. Run finishes the drop of a marked issuer.
+	if err := r.store.Update(ctx, func(tx *store.Tx) error { return tx.PutBlob(replacingNamespace, issuer, []byte{1}) }); err != nil {
+		return fmt.Errorf("marking the OCSP responder replacement of %s: %w", issuer, err)
+	}
 	r.renewMu.Lock()
 	if _, err := r.auth.RenewOCSPResponder(ctx, issuer); err != nil {
 		r.renewMu.Unlock()
@@ -38,7 +46,7 @@ func (r *Responder) ReplaceResponder(ctx context.Context, issuer string) error {
 	if err != nil {
 		return err
 	}
-	dropped, err := r.dropResponses(ctx, issuer)
+	dropped, err := r.dropReplaced(ctx, issuer)
 	if err != nil {
 		return err
 	}
@@ -48,6 +56,43 @@ func (r *Responder) ReplaceResponder(ctx context.Context, issuer string) error {
 	}
 	r.log.Info("OCSP responder replaced", "issuer", issuer, "dropped", dropped, "signed", st.Signed)
 	return nil
+}
+
+// dropReplaced drops the responses of issuer, then the replacement's mark.
+func (r *Responder) dropReplaced(ctx context.Context, issuer string) (int, error) {
+	dropped, err := r.dropResponses(ctx, issuer)
+	if err != nil {
+		return dropped, err
+	}
+	if err := r.store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteBlob(replacingNamespace, issuer) }); err != nil {
+		return dropped, fmt.Errorf("clearing the OCSP responder replacement mark of %s: %w", issuer, err)
+	}
+	return dropped, nil
+}
+
+// finishReplacements drops, at start-up, the responses of every issuer
+// whose responder replacement a crash interrupted after the mark (the
+// Refresh that follows signs them again with the current responder).
+func (r *Responder) finishReplacements(ctx context.Context) {
+	var marked []string
+	err := r.store.View(ctx, func(tx *store.Tx) error {
+		return tx.EachBlob(replacingNamespace, func(k string, _ []byte) error {
+			marked = append(marked, k)
+			return nil
+		})
+	})
+	if err != nil {
+		r.log.Error("reading OCSP responder replacement marks", "err", err)
+		return
+	}
+	for _, issuer := range marked {
+		dropped, err := r.dropReplaced(ctx, issuer)
+		if err != nil {
+			r.log.Error("finishing an interrupted OCSP responder replacement", "issuer", issuer, "err", err)
+			continue
+		}
+		r.log.Warn("finished an interrupted OCSP responder replacement", "issuer", issuer, "dropped", dropped)
+	}
 }
 
 // dropResponses deletes the stored and cached responses of issuer's
@@ -119,3 +164,8 @@ func (r *Responder) replaceRevokedResponders(ctx context.Context) {
 		r.replaceRevokedResponder(ctx, ca.Event{Kind: ca.EventRevoked, Cert: c})
 	}
 }
+
+// replacingNamespace holds, per issuer, the mark of a responder
+// replacement whose drop of the old responder's responses has not
+// finished.
+const replacingNamespace = "ocsp-replacing"
