@@ -3,7 +3,6 @@ package ocsp
 import (
 	"context"
 	"crypto"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -311,12 +310,4 @@ func TestRevokeUnderLoad(t *testing.T) {
 			}
 		})
 	}
-}
-
-// responderCert returns the current responder certificate of a CA .
-func (r *Responder) responderCert(name string) *x509.Certificate {
-	if iss := r.issuers.Load().byName[name]; iss != nil && iss.resp != nil {
-		return iss.resp.cert
-	}
-	return nil
 }

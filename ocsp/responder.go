@@ -18,6 +18,7 @@ package ocsp
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -518,6 +519,14 @@ func (r *Responder) Ready(context.Context) error {
 		if now.After(iss.resp.cert.NotAfter) {
 			return fmt.Errorf("the OCSP responder certificate of CA %s expired at %s", iss.name, iss.resp.cert.NotAfter)
 		}
+	}
+	return nil
+}
+
+// responderCert returns the current responder certificate of a CA .
+func (r *Responder) responderCert(name string) *x509.Certificate {
+	if iss := r.issuers.Load().byName[name]; iss != nil && iss.resp != nil {
+		return iss.resp.cert
 	}
 	return nil
 }

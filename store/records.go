@@ -612,6 +612,15 @@ func (tx *Tx) DeleteBlob(ns, k string) error {
 	return nil
 }
 
+// EachBlob streams the records of a namespace in key order. The value is only
+// valid during fn.
+func (tx *Tx) EachBlob(ns string, fn func(k string, val []byte) error) error {
+	prefix := cat(pBlob, []byte(ns), nil)
+	return tx.scan(prefix, nil, true, func(k, v []byte) error {
+		return fn(string(k[len(prefix):]), v)
+	})
+}
+
 // Counts is the number of records of each kind.
 type Counts struct {
 	CAs         int `json:"cas"`
