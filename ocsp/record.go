@@ -30,6 +30,10 @@ type record struct {
 	revoked       bool
 	issuer        string
 	der           []byte
+	// signedBy is the serial of the responder certificate that signed der.
+	// It is not stored: save compares it with the current responder, so a
+	// response signed by a responder replaced meanwhile is never stored.
+	signedBy []byte
 }
 
 const recordHeaderLen = 1 + 8 + 8 + 8 + 1 + 1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -109,5 +110,54 @@ func TestFailedResponderReplacementIsRetried(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the revoked responder is still in use 20 s after its failed replacement")
 		}
+	}
+}
+
+// A response signed by the old responder but saved after the replacement
+// swapped responders is not stored, so the drop pass cannot miss it.
+func TestResponseOfAReplacedResponderIsNotStored(t *testing.T) {
+	e := newEnv(t)
+	r := e.newResponder()
+	c, _ := e.issue("")
+	old := e.issuer("demo").OCSPCert
+
+	// Signed by the old responder, as a refresher racing the replacement would.
+	stale, err := r.signCert(c, SHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReplaceResponder(e.ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := r.readCert(e.ctx, c.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.certUpdatedAt = cur.UpdatedAt
+	stale.thisUpdate = stale.thisUpdate.Add(time.Hour) // newer than what the replacement stored
+	written, err := r.save(e.ctx, []*store.Cert{cur}, []*record{stale})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written[0] {
+		t.Fatal("a response signed by the replaced responder was stored")
+	}
+	err = e.st.View(e.ctx, func(tx *store.Tx) error {
+		b, err := tx.Blob(blobNamespace, hex.EncodeToString(c.Serial))
+		if err != nil {
+			return err
+		}
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		resp := parse(t, rec.der, mustParseCert(t, c.DER), e.issuer("demo").Cert)
+		if resp.Certificate == nil || resp.Certificate.Equal(old) {
+			t.Error("the stored response is signed by the replaced responder")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,6 +17,7 @@
 package ocsp
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
@@ -243,7 +244,8 @@ func (r *Responder) prepare(c *store.Cert, h HashAlg) (*responder, []byte, *reco
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("signing response for %x: %w", c.Serial, err)
 	}
-	rec := &record{thisUpdate: this, nextUpdate: next, certUpdatedAt: c.UpdatedAt, revoked: c.Status == store.StatusRevoked, issuer: c.Issuer}
+	rec := &record{thisUpdate: this, nextUpdate: next, certUpdatedAt: c.UpdatedAt, revoked: c.Status == store.StatusRevoked,
+		issuer: c.Issuer, signedBy: iss.resp.cert.SerialNumber.Bytes()}
 	return iss.resp, tbs, rec, nil
 }
 
@@ -251,15 +253,21 @@ func (r *Responder) prepare(c *store.Cert, h HashAlg) (*responder, []byte, *reco
 var errChanged = errors.New("certificate changed while its response was signed")
 
 // save stores responses, each only if its certificate is still in the state
-// it was signed for and no newer response is stored: a slow signer never
-// overwrites a revocation's response with an older status. It reports which
-// were written.
+// it was signed for, no newer response is stored, and the responder that
+// signed it is still its issuer's: a slow signer never overwrites a
+// revocation's response with an older status, nor stores a signature by a
+// responder that ReplaceResponder retired meanwhile. The responder check
+// reads memory, not the store, yet holds: the replacement swaps the
+// responder before its drop pass deletes the issuer's responses, so a save
+// that checked before the swap either commits before that delete (and is
+// deleted by it) or conflicts with it on the response's key and is retried,
+// seeing the new responder. It reports which were written.
 func (r *Responder) save(ctx context.Context, certs []*store.Cert, recs []*record) ([]bool, error) {
 	written := make([]bool, len(recs))
 	err := r.store.Update(ctx, func(tx *store.Tx) error {
 		for i, rec := range recs {
 			written[i] = false
-			if rec == nil {
+			if rec == nil || !r.isCurrentResponder(rec.issuer, rec.signedBy) {
 				continue
 			}
 			cur, err := tx.Cert(certs[i].Serial)
@@ -529,6 +537,17 @@ func (r *Responder) responderCert(name string) *x509.Certificate {
 		return iss.resp.cert
 	}
 	return nil
+}
+
+// isCurrentResponder reports whether serial is the current responder
+// certificate of issuer (an empty serial, from a caller that did not say,
+// passes).
+func (r *Responder) isCurrentResponder(issuer string, serial []byte) bool {
+	if len(serial) == 0 {
+		return true
+	}
+	cur := r.responderCert(issuer)
+	return cur != nil && bytes.Equal(cur.SerialNumber.Bytes(), serial)
 }
 
 // limiter is a token bucket for live signing.
