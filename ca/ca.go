@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certcenter/certcenter/internal/crlscope"
+	"github.com/certcenter/certcenter/internal/ldapdn"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
@@ -232,10 +233,10 @@ func (a *Authority) Suffix(iss *Issuer) string {
 func SuffixFor(cert *x509.Certificate) string {
 	var parts []string
 	for _, o := range cert.Subject.Organization {
-		parts = append(parts, "o="+escapeDNValue(o))
+		parts = append(parts, "o="+ldapdn.EscapeValue(o))
 	}
 	for _, c := range cert.Subject.Country {
-		parts = append(parts, "c="+escapeDNValue(c))
+		parts = append(parts, "c="+ldapdn.EscapeValue(c))
 	}
 	if len(parts) == 0 {
 		return "o=certcenter"
@@ -245,22 +246,7 @@ func SuffixFor(cert *x509.Certificate) string {
 
 // EntryDN is the directory entry of a CA, which holds its certificate and CRLs.
 func (a *Authority) EntryDN(iss *Issuer) string {
-	return "cn=" + escapeDNValue(iss.Cert.Subject.CommonName) + "," + a.Suffix(iss)
-}
-
-// escapeDNValue escapes an attribute value for an RFC 4514 string.
-func escapeDNValue(v string) string {
-	var b strings.Builder
-	for i, r := range v {
-		switch {
-		case strings.ContainsRune(`,+"\<>;=`, r),
-			i == 0 && (r == ' ' || r == '#'),
-			i == len(v)-1 && r == ' ':
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return "cn=" + ldapdn.EscapeValue(iss.Cert.Subject.CommonName) + "," + a.Suffix(iss)
 }
 
 // URLs are the distribution URLs of one CA, put into the certificates it issues.

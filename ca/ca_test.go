@@ -297,3 +297,20 @@ func TestInitReusesKeyOfInterruptedInit(t *testing.T) {
 		t.Errorf("a second Init over a stored CA: %v", err)
 	}
 }
+
+// A CA's entry DN is written with the one RFC 4514 escaper, which escapes
+// NUL (a backslash before a raw NUL would leave the NUL in the DN).
+func TestEntryDNEscapes(t *testing.T) {
+	a := &Authority{opts: Options{Suffix: "o=certcenter,c=CN"}}
+	for _, tc := range []struct{ cn, want string }{
+		{"Demo CA", "cn=Demo CA,o=certcenter,c=CN"},
+		{"a,b", `cn=a\,b,o=certcenter,c=CN`},
+		{"a\x00b", `cn=a\00b,o=certcenter,c=CN`},
+		{" lead", `cn=\ lead,o=certcenter,c=CN`},
+	} {
+		iss := &Issuer{Cert: &x509.Certificate{Subject: pkix.Name{CommonName: tc.cn}}}
+		if got := a.EntryDN(iss); got != tc.want {
+			t.Errorf("EntryDN(%q) = %q, want %q", tc.cn, got, tc.want)
+		}
+	}
+}
