@@ -35,6 +35,15 @@ func (b *Bootstrap) Recover(ctx context.Context, operator string) (RecoverResult
 	if err != nil {
 		return RecoverResult{}, err
 	}
+	// A staff record that cannot take the credential is refused before
+	// anything is issued or the credential on disk is overwritten; the
+	// transaction below checks again.
+	if err := b.st.View(ctx, func(tx *store.Tx) error {
+		_, err := b.adminStaff(tx)
+		return err
+	}); err != nil {
+		return RecoverResult{}, err
+	}
 	crt, err := b.issueAdminCredential(ctx, iss, "recovery")
 	if err != nil {
 		return RecoverResult{}, err
