@@ -47,8 +47,12 @@ var (
 // adminID is the staff member the bootstrap and recovery credentials belong to.
 const adminID = "bootstrap-admin"
 
-// renewBefore is how long before expiry the server TLS certificate is replaced.
-const renewBefore = 30 * 24 * time.Hour
+// renewBefore is how long before expiry the server TLS certificate is
+// replaced; a running server checks every checkEvery.
+const (
+	renewBefore = 30 * 24 * time.Hour
+	checkEvery  = 12 * time.Hour
+)
 
 // Options are what a Bootstrap works on: an open store and the authority
 // over it, in the data directory Config.DataDir.

@@ -110,8 +110,8 @@ func TestCreateAndFinish(t *testing.T) {
 	}
 }
 
-// The server TLS certificate is reissued when it is 30 days from expiry,
-// and, once ReplaceOnRevoke is subscribed, as soon as it is revoked: the
+// The server TLS certificate is reissued when it is 30 days from expiry (at
+// a start, and in a running server by Renew), and, once ReplaceOnRevoke is subscribed, as soon as it is revoked: the
 // listeners' GetCertificate and the files on disk both move to the new one.
 func TestServerCertRenewalAndReplacement(t *testing.T) {
 	b, env := newTest(t)
@@ -129,11 +129,22 @@ func TestServerCertRenewalAndReplacement(t *testing.T) {
 	if sc, err = b.Finish(env.Ctx); err != nil || !bytes.Equal(sc.Serial(), first) {
 		t.Fatalf("31 days before expiry: %v, serial %x, want the same %x", err, sc.Serial(), first)
 	}
+	if renewed, err := sc.Renew(env.Ctx); err != nil || renewed {
+		t.Fatalf("Renew 31 days before expiry = %v, %v", renewed, err)
+	}
 	env.Clock.Set(cur.Leaf.NotAfter.Add(-29 * 24 * time.Hour))
-	if sc, err = b.Finish(env.Ctx); err != nil || bytes.Equal(sc.Serial(), first) {
-		t.Fatalf("29 days before expiry: %v, serial %x, want a new one", err, sc.Serial())
+	// A running server renews in place (Run calls Renew); a start does it
+	// in Finish.
+	if ok, err := sc.Renew(env.Ctx); err != nil || !ok || bytes.Equal(sc.Serial(), first) {
+		t.Fatalf("Renew 29 days before expiry = %v, %v: serial %x, want a new one", ok, err, sc.Serial())
+	}
+	if got, _ := sc.GetCertificate(nil); !bytes.Equal(got.Leaf.SerialNumber.Bytes(), sc.Serial()) {
+		t.Error("the listeners do not get the renewed certificate")
 	}
 	renewed := sc.Serial()
+	if again, err := b.Finish(env.Ctx); err != nil || !bytes.Equal(again.Serial(), renewed) {
+		t.Fatalf("a start after the renewal: %v, serial %x, want %x", err, again.Serial(), renewed)
+	}
 
 	sc.ReplaceOnRevoke()
 	env.Revoke(renewed, ca.ReasonKeyCompromise)

@@ -69,17 +69,51 @@ func (h *ServerCert) ReplaceOnRevoke() {
 }
 
 func (h *ServerCert) replace(ctx context.Context) error {
+	renewed, err := h.Renew(ctx)
+	if err == nil && !renewed {
+		err = errors.New("no new certificate was issued")
+	}
+	return err
+}
+
+// Renew swaps in a new certificate when the current one is within 30 days
+// of expiry, revoked, or does not cover the configured hosts, and reports
+// whether it did.
+func (h *ServerCert) Renew(ctx context.Context) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	next, err := h.b.ensureServerCert(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if next.Leaf != nil && bytes.Equal(next.Leaf.SerialNumber.Bytes(), h.Serial()) {
-		return errors.New("no new certificate was issued")
+		return false, nil
 	}
 	h.cur.Store(&next)
-	return nil
+	return true, nil
+}
+
+// Run renews the certificate (Renew) every checkEvery until ctx is done, so
+// a server that runs for longer than the certificate's validity never
+// presents an expired one.
+func (h *ServerCert) Run(ctx context.Context) error {
+	t := time.NewTicker(checkEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		old := h.Serial()
+		renewed, err := h.Renew(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			h.b.log.Error("renewing the server TLS certificate failed; retrying at the next check", "err", err)
+		case renewed:
+			h.b.log.Info("server TLS certificate renewed", "old_serial", fmt.Sprintf("%x", old), "serial", fmt.Sprintf("%x", h.Serial()))
+		}
+	}
 }
 
 // ensureServerCert loads the TLS certificate of the API and LDAPS listeners,

@@ -157,6 +157,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// After the features' subscribers, so the revoked certificate's OCSP
 	// response and CRL come before its replacement.
 	tlsCert.ReplaceOnRevoke()
+	c.runLoop("tls", tlsCert.Run)
 	s.routeBasics()
 	c.addService(s.httpService("http", cfg.HTTP.Addr, c.publicHandler, nil))
 	c.addService(s.httpService("api", cfg.API.Addr, func(metered func(http.Handler) http.Handler) http.Handler { return metered(c.api) }, &tls.Config{
