@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -216,7 +217,7 @@ func TestMetricsAccess(t *testing.T) {
 		want int
 	}{
 		{"fail/no client certificate", tlsClient(t, cfg.DataDir, nil), http.StatusUnauthorized},
-		{"ok/metrics role", staffClient(t, s, cfg.DataDir, "prometheus", RoleMetrics), 200},
+		{"ok/metrics role", staffClient(t, s, cfg.DataDir, "prometheus", httpapi.RoleMetrics), 200},
 		{"ok/auditor", staffClient(t, s, cfg.DataDir, "carol", "auditor"), 200},
 		{"ok/admin", adminClient(t, cfg.DataDir), 200},
 	} {
@@ -231,7 +232,7 @@ func TestMetricsAccess(t *testing.T) {
 		})
 	}
 	t.Run("fail/metrics role reaches nothing else", func(t *testing.T) {
-		if code, _ := get(t, staffClient(t, s, cfg.DataDir, "scraper2", RoleMetrics), api+"/api/v1/certs"); code != http.StatusForbidden {
+		if code, _ := get(t, staffClient(t, s, cfg.DataDir, "scraper2", httpapi.RoleMetrics), api+"/api/v1/certs"); code != http.StatusForbidden {
 			t.Errorf("/api/v1/certs with role metrics = %d, want 403", code)
 		}
 	})

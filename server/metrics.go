@@ -12,18 +12,14 @@ import (
 	"github.com/certcenter/certcenter/internal/httpapi"
 )
 
-// RoleMetrics is the staff role of a Prometheus scraper.
-const RoleMetrics = httpapi.RoleMetrics
-
 // routeMetrics serves /metrics on the API listener to a client certificate
-// of role metrics or any staff role (admin always may), and, when
+// of any staff role (a scraper's is metrics), and, when
 // metrics.addr is set, unauthenticated on a plain listener of its own for
 // scrapers on a trusted network.
 func (s *Server) routeMetrics() {
 	c := s.c
 	h := promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg})
-	c.api.Handle("GET /metrics", c.auth.Require(h, RoleMetrics,
-		httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor))
+	c.api.Handle("GET /metrics", c.auth.Require(h, httpapi.StaffRoles...))
 	if c.cfg.Metrics.Addr == "" {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	xocsp "golang.org/x/crypto/ocsp"
 )
 
@@ -57,7 +59,7 @@ func TestRevokedServerCertIsReplaced(t *testing.T) {
 		}
 	}
 	// The files on disk are the new certificate too, so a restart keeps it.
-	kp, err := tls.LoadX509KeyPair(filepath.Join(cfg.DataDir, tlsDir, "server.crt"), filepath.Join(cfg.DataDir, tlsDir, "server.key"))
+	kp, err := tls.LoadX509KeyPair(filepath.Join(cfg.DataDir, bootstrap.TLSDir, "server.crt"), filepath.Join(cfg.DataDir, bootstrap.TLSDir, "server.key"))
 	if err != nil || kp.Leaf.Equal(old) {
 		t.Errorf("server.crt on disk: %v, still the revoked one: %v", err, err == nil && kp.Leaf.Equal(old))
 	}
@@ -120,7 +122,7 @@ func TestRevokedResponderIsReplaced(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, der []byte) string {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, pemCert(der), 0o600)
+		os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 		return p
 	}
 	out, err := exec.Command("openssl", "ocsp", "-issuer", write("ca.pem", iss.Cert.Raw), "-cert", write("leaf.pem", leaf.Raw),

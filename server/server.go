@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
@@ -38,7 +37,7 @@ type components struct {
 	reg      *prometheus.Registry
 	public   *http.ServeMux
 	api      *http.ServeMux
-	tlsCert  *certHolder
+	tlsCert  listenerCert
 	clientCA *x509.CertPool
 	auth     *httpapi.Authenticator
 	// auditLog is the tamper-evident record of every state change (ra, admin).
@@ -60,6 +59,12 @@ type service struct {
 	stop  func(ctx context.Context) error
 }
 
+// listenerCert is what the TLS listeners (API, LDAPS, StartTLS) read per
+// handshake: bootstrap's server certificate, which it replaces in place.
+type listenerCert struct {
+	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
 type readinessCheck struct {
 	name  string
 	check func(ctx context.Context) error
@@ -75,8 +80,9 @@ type Server struct {
 	c       *components
 	started []service
 	ready   atomic.Bool
-	bg      sync.WaitGroup
-	cancel  context.CancelFunc
+	// storeJobs is the store's maintenance (GC, free-space checks): it runs
+	// before every service starts and stops after all have stopped.
+	storeJobs *loop
 
 	mu    sync.Mutex
 	addrs map[string]string
@@ -112,15 +118,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	}()
 	// An empty data directory gets a demo CA; every start then completes
 	// what an interrupted init left undone and loads the TLS certificate.
-	if err := core.ca.Load(ctx); errors.Is(err, ca.ErrNotInitialised) {
-		log.Info("empty data directory: initialising a demo CA", "data", cfg.DataDir)
-		if err := initialise(ctx, cfg, core, log); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
+	boot := bootstrapOf(cfg, core, log)
+	if err := boot.LoadOrCreate(ctx); err != nil {
 		return nil, err
 	}
-	tlsCert, err := finishSetup(ctx, cfg, core, log)
+	tlsCert, err := boot.Finish(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -133,16 +135,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	c := &components{
 		cfg: cfg, log: log, audit: log.With("stream", "audit"), core: core, reg: reg,
 		public: http.NewServeMux(), api: http.NewServeMux(),
-		tlsCert: newCertHolder(tlsCert), clientCA: clientCA,
+		tlsCert: listenerCert{tlsCert.GetCertificate}, clientCA: clientCA,
 		auth:     &httpapi.Authenticator{Store: core.store, Now: time.Now, Log: log},
 		auditLog: audit.New(audit.Options{Store: core.store, Logger: log}),
 	}
-	s := &Server{c: c, addrs: map[string]string{}}
+	s := &Server{c: c, addrs: map[string]string{}, storeJobs: newLoop("store", log, core.store.Run)}
 	c.setAddr = s.setAddr
-	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	s.bg.Add(1)
-	go func() { defer s.bg.Done(); _ = core.store.Run(bgCtx) }()
+	s.storeJobs.start(ctx)
 
 	c.addCheck("signer", core.signers.Healthy)
 	// A store that refuses writes (disk below store.min_free_mb, file system
@@ -155,6 +154,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 			return nil, err
 		}
 	}
+	// After the features' subscribers, so the revoked certificate's OCSP
+	// response and CRL come before its replacement.
+	tlsCert.ReplaceOnRevoke()
+	c.runLoop("tls", tlsCert.Run)
 	s.routeBasics()
 	c.addService(s.httpService("http", cfg.HTTP.Addr, c.publicHandler, nil))
 	c.addService(s.httpService("api", cfg.API.Addr, func(metered func(http.Handler) http.Handler) http.Handler { return metered(c.api) }, &tls.Config{
@@ -201,8 +204,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 	}
 	s.started = nil
-	s.cancel()
-	s.bg.Wait()
+	_ = s.storeJobs.stop(ctx) // bounded by ctx, whose expiry is reported below
 	if ctx.Err() != nil {
 		// A drain that timed out may leave handlers or builders still using
 		// the store; closing it under them would turn a slow shutdown into

@@ -15,6 +15,5 @@ func wireAdmin(c *components) error {
 		Store: c.core.store, Authority: c.core.ca, Credentials: c.core.ca, Auth: c.auth,
 		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes, Metrics: m,
 	}).Register(c.api)
-	replaceServerCertOnRevoke(c, c.tlsCert)
 	return nil
 }

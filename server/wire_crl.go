@@ -36,11 +36,8 @@ func wireCRL(c *components) error {
 	c.public.HandleFunc("GET /ca/{file}", b.ServeCACert)
 	c.addCheck("crl", b.Ready)
 
-	var (
-		cancel context.CancelFunc
-		done   = make(chan struct{})
-		once   sync.Once
-	)
+	jobs := newLoop("crl", c.log, b.Run)
+	var closeOnce sync.Once
 	c.addService(service{
 		name: "crl",
 		start: func(ctx context.Context) error {
@@ -51,26 +48,13 @@ func wireCRL(c *components) error {
 			} else if err != nil {
 				return fmt.Errorf("repairing CRLs: %w", err)
 			}
-			runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-			cancel = stop
-			go func() {
-				defer close(done)
-				_ = b.Run(runCtx)
-			}()
+			jobs.start(ctx)
 			return nil
 		},
 		stop: func(ctx context.Context) error {
-			once.Do(func() {
-				if cancel != nil {
-					cancel()
-					select {
-					case <-done:
-					case <-ctx.Done():
-					}
-				}
-				b.Close()
-			})
-			return ctx.Err()
+			err := jobs.stop(ctx)
+			closeOnce.Do(b.Close)
+			return err
 		},
 	})
 	return nil

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certcenter/certcenter/bootstrap"
 )
 
 func serverCert(t *testing.T, dataDir string) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dataDir, tlsDir, "server.crt"))
+	b, err := os.ReadFile(filepath.Join(dataDir, bootstrap.TLSDir, "server.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,27 +83,5 @@ func TestLDAPSCertificateNames(t *testing.T) {
 	second := serverCert(t, cfg.DataDir)
 	if !slices.Contains(sans(second), "directory.example.test") || second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Errorf("after adding a name: serial %x (was %x), names %q", second.SerialNumber, first.SerialNumber, sans(second))
-	}
-}
-
-func TestServerCertHosts(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.API.Hosts = []string{"api.example.test", "::1"}
-	cfg.CA.PublicURL = "http://[0:0:0:0:0:0:0:1]:8080"
-	cfg.CA.LDAPURL = "ldap://LDAP.Example.Test.:1389"
-	got := serverCertHosts(cfg)
-	host, _ := os.Hostname()
-	want := []string{"api.example.test", "::1", "localhost", "127.0.0.1"}
-	if isDNSName(strings.ToLower(host)) && strings.ToLower(host) != "localhost" {
-		want = append(want, strings.ToLower(host))
-	}
-	want = append(want, "ldap.example.test")
-	if !slices.Equal(got, want) {
-		t.Errorf("serverCertHosts = %q, want %q", got, want)
-	}
-	for name, ok := range map[string]bool{"vm": true, "a-b.example": true, "my_box": false, "-a": false, "a..b": false, "": false} {
-		if isDNSName(name) != ok {
-			t.Errorf("isDNSName(%q) = %v", name, !ok)
-		}
 	}
 }

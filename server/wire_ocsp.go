@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
@@ -27,31 +26,7 @@ func wireOCSP(c *components) error {
 	c.addFront("/ocsp", r)
 	c.addCheck("ocsp", r.Ready)
 
-	var cancel context.CancelFunc
-	done := make(chan struct{})
-	c.addService(service{
-		name: "ocsp",
-		start: func(ctx context.Context) error {
-			var runCtx context.Context
-			runCtx, cancel = context.WithCancel(context.WithoutCancel(ctx))
-			go func() {
-				defer close(done)
-				if err := r.Run(runCtx); err != nil {
-					c.log.Error("OCSP refresher stopped", "err", err)
-				}
-			}()
-			return nil
-		},
-		stop: func(ctx context.Context) error {
-			cancel()
-			select {
-			case <-done:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		},
-	})
+	c.runLoop("ocsp", r.Run)
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/certcenter/certcenter/config"
@@ -30,23 +29,7 @@ func wireRA(c *components) error {
 		return err
 	}
 	r.Register(c.api)
-	var wg sync.WaitGroup
-	var cancel context.CancelFunc
-	c.addService(service{
-		name: "ra",
-		start: func(ctx context.Context) error {
-			var runCtx context.Context
-			runCtx, cancel = context.WithCancel(context.WithoutCancel(ctx))
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = r.Run(runCtx) }()
-			return nil
-		},
-		stop: func(context.Context) error {
-			cancel()
-			wg.Wait()
-			return nil
-		},
-	})
+	c.runLoop("ra", r.Run)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package server
+package bootstrap
 
 import (
 	"log/slog"
@@ -28,7 +28,7 @@ func TestSignerRecord(t *testing.T) {
 	t.Run("ok/no config uses the record", func(t *testing.T) {
 		cfg := config.Default()
 		cfg.DataDir = initCfg.DataDir
-		if err := applySignerRecord(cfg, log); err != nil {
+		if err := ApplySignerRecord(cfg, log); err != nil {
 			t.Fatal(err)
 		}
 		p := cfg.Signer.PKCS11
@@ -44,7 +44,7 @@ func TestSignerRecord(t *testing.T) {
 		cfg.DataDir = initCfg.DataDir
 		cfg.Signer = initCfg.Signer
 		cfg.Signer.PKCS11.PINEnv, cfg.Signer.PKCS11.PINFile = "", "/run/secrets/pin"
-		if err := applySignerRecord(cfg, log); err != nil {
+		if err := ApplySignerRecord(cfg, log); err != nil {
 			t.Fatal(err)
 		}
 		if cfg.Signer.PKCS11.PINFile != "/run/secrets/pin" {
@@ -56,7 +56,7 @@ func TestSignerRecord(t *testing.T) {
 		cfg.DataDir = initCfg.DataDir
 		cfg.Signer = initCfg.Signer
 		cfg.Signer.PKCS11.TokenLabel = "other"
-		err := applySignerRecord(cfg, log)
+		err := ApplySignerRecord(cfg, log)
 		if err == nil || !strings.Contains(err.Error(), "token other") || !strings.Contains(err.Error(), "token ca-token") {
 			t.Errorf("err = %v, want one naming both tokens", err)
 		}
@@ -64,7 +64,7 @@ func TestSignerRecord(t *testing.T) {
 	t.Run("ok/no record", func(t *testing.T) {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
-		if err := applySignerRecord(cfg, log); err != nil || cfg.Signer.Provider != "file" {
+		if err := ApplySignerRecord(cfg, log); err != nil || cfg.Signer.Provider != "file" {
 			t.Errorf("%v %+v", err, cfg.Signer)
 		}
 	})
@@ -72,7 +72,7 @@ func TestSignerRecord(t *testing.T) {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
 		os.WriteFile(filepath.Join(cfg.DataDir, SignerRecordFile), []byte("provider: pkcs11\npin: 1234\n"), 0o600)
-		if err := applySignerRecord(cfg, log); err == nil || !strings.Contains(err.Error(), SignerRecordFile) {
+		if err := ApplySignerRecord(cfg, log); err == nil || !strings.Contains(err.Error(), SignerRecordFile) {
 			t.Errorf("err = %v", err)
 		}
 	})

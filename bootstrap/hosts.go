@@ -1,4 +1,4 @@
-package server
+package bootstrap
 
 import (
 	"net"
@@ -9,13 +9,13 @@ import (
 	"github.com/certcenter/certcenter/config"
 )
 
-// serverCertHosts are the names the default server certificate (API,
+// ServerCertHosts are the names the default server certificate (API,
 // ldaps:// and StartTLS) carries: api.hosts, the loopback names, the
 // machine's host name and the hosts of ca.public_url and ca.ldap_url.
 // OpenLDAP's client checks the name even for ldaps://localhost, and may
 // check the machine's own name there (what the loopback address resolves
 // to), so those are always in. api.hosts[0] stays first: it is the CN.
-func serverCertHosts(cfg *config.Config) []string {
+func ServerCertHosts(cfg *config.Config) []string {
 	hosts := append([]string(nil), cfg.API.Hosts...)
 	add := func(h string) {
 		h = strings.ToLower(strings.TrimSuffix(h, "."))

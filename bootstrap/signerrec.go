@@ -1,4 +1,4 @@
-package server
+package bootstrap
 
 import (
 	"bytes"
@@ -68,10 +68,10 @@ func writeSignerRecord(cfg *config.Config) error {
 	return writeFile(filepath.Join(cfg.DataDir, SignerRecordFile), b, 0o600)
 }
 
-// applySignerRecord makes cfg use the signer init recorded when cfg's own
+// ApplySignerRecord makes cfg use the signer init recorded when cfg's own
 // signer section is the default (no config said otherwise), and refuses a
 // config that names another place for the keys.
-func applySignerRecord(cfg *config.Config, log *slog.Logger) error {
+func ApplySignerRecord(cfg *config.Config, log *slog.Logger) error {
 	path := filepath.Join(cfg.DataDir, SignerRecordFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
