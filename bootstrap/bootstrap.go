@@ -48,10 +48,14 @@ var (
 const adminID = "bootstrap-admin"
 
 // renewBefore is how long before expiry the server TLS certificate is
-// replaced; a running server checks every checkEvery.
+// replaced; a running server checks every checkEvery, and every
+// revokedEvery whether the certificate in use was revoked without being
+// replaced (the replacement at the revocation failed: signer down, disk
+// full), so a revoked certificate is not served for hours.
 const (
-	renewBefore = 30 * 24 * time.Hour
-	checkEvery  = 12 * time.Hour
+	renewBefore  = 30 * 24 * time.Hour
+	checkEvery   = 12 * time.Hour
+	revokedEvery = time.Minute
 )
 
 // Options are what a Bootstrap works on: an open store and the authority

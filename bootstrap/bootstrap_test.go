@@ -160,6 +160,34 @@ func TestServerCertRenewalAndReplacement(t *testing.T) {
 	}
 }
 
+// A revoked certificate whose replacement failed at the revocation (here:
+// nobody was subscribed) is replaced by the next check of the running
+// server, not served until a restart.
+func TestRevokedServerCertReplacedByTheNextCheck(t *testing.T) {
+	b, env := newTest(t)
+	if err := b.LoadOrCreate(env.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := b.Finish(env.Ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sc.Serial()
+	if sc.check(env.Ctx, false) {
+		t.Fatal("a valid certificate was renewed by the revocation check")
+	}
+	env.Revoke(first, ca.ReasonKeyCompromise)
+	if !bytes.Equal(sc.Serial(), first) {
+		t.Fatal("replaced without a subscriber: the test does not simulate a failed replacement")
+	}
+	if !sc.check(env.Ctx, false) || bytes.Equal(sc.Serial(), first) {
+		t.Fatalf("after the check the listeners still get the revoked %x", first)
+	}
+	if got, _ := sc.GetCertificate(nil); env.Cert(got.Leaf.SerialNumber.Bytes()).Status == store.StatusRevoked {
+		t.Error("the certificate in use is revoked")
+	}
+}
+
 // Recover adds a new credential to the bootstrap administrator and records
 // it in the audit log; a bootstrap-admin staff member without the admin role
 // is refused before anything is issued or written.
@@ -171,9 +199,18 @@ func TestRecover(t *testing.T) {
 	if _, err := b.Finish(env.Ctx); err != nil {
 		t.Fatal(err)
 	}
+	oldCrt, _ := os.ReadFile(filepath.Join(env.Dir, AdminCert))
+	oldKey, _ := os.ReadFile(filepath.Join(env.Dir, AdminKey))
 	res, err := b.Recover(env.Ctx, "tester")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The credential that was there is kept beside the new one, not
+	// overwritten: it is still active and somebody may hold it.
+	keptCrt, _ := os.ReadFile(res.Kept)
+	keptKey, _ := os.ReadFile(strings.TrimSuffix(res.Kept, ".crt") + ".key")
+	if res.Kept == "" || !bytes.Equal(keptCrt, oldCrt) || !bytes.Equal(keptKey, oldKey) || len(oldKey) == 0 {
+		t.Errorf("the previous admin credential was not kept (kept as %q)", res.Kept)
 	}
 	staff := staffOf(t, env)
 	if res.ActiveBefore != 1 || len(staff) != 1 || len(staff[0].CertSerials) != 2 ||

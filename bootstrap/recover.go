@@ -2,8 +2,12 @@ package bootstrap
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/certcenter/certcenter/admin"
@@ -19,6 +23,9 @@ type RecoverResult struct {
 	Dir string
 	// ActiveBefore is how many active administrator credentials there were.
 	ActiveBefore int
+	// Kept names where the credential that was in Dir was moved ("" when
+	// there was none): recovery never destroys a key somebody may hold.
+	Kept string
 }
 
 // Recover issues a new bootstrap administrator credential in a stopped
@@ -44,12 +51,16 @@ func (b *Bootstrap) Recover(ctx context.Context, operator string) (RecoverResult
 	}); err != nil {
 		return RecoverResult{}, err
 	}
+	dir := filepath.Join(b.cfg.DataDir, Dir)
+	kept, err := keepCredential(dir, "admin")
+	if err != nil {
+		return RecoverResult{}, err
+	}
 	crt, err := b.issueAdminCredential(ctx, iss, "recovery")
 	if err != nil {
 		return RecoverResult{}, err
 	}
-	dir := filepath.Join(b.cfg.DataDir, Dir)
-	res := RecoverResult{Serial: crt.SerialHex(), Dir: dir}
+	res := RecoverResult{Serial: crt.SerialHex(), Dir: dir, Kept: kept}
 	alog := audit.New(audit.Options{Store: b.st, Logger: b.log})
 	var entry *store.AuditEntry
 	err = b.st.Update(ctx, func(tx *store.Tx) error {
@@ -99,4 +110,38 @@ func (b *Bootstrap) adminStaff(tx *store.Tx) (*store.Staff, error) {
 		return nil, errors.New("staff member bootstrap-admin exists without the admin role: refusing to grant it")
 	}
 	return found, nil
+}
+
+// keepCredential moves dir/name.{crt,key} aside to name-<serial>.{crt,key}
+// and returns the new certificate's path, or "" when there is none. The
+// old certificate may still be active (recovery runs whatever the count),
+// so its key is kept for whoever holds the files, not overwritten.
+func keepCredential(dir, name string) (string, error) {
+	crtPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	pemBytes, err := os.ReadFile(crtPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("reading %s: %w", crtPath, err)
+	}
+	suffix := "old"
+	if block, _ := pem.Decode(pemBytes); block != nil {
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			suffix = fmt.Sprintf("%x", c.SerialNumber.Bytes())
+		}
+	}
+	base := filepath.Join(dir, name+"-"+suffix)
+	for i := 2; ; i++ {
+		if _, err := os.Stat(base + ".crt"); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		base = filepath.Join(dir, fmt.Sprintf("%s-%s-%d", name, suffix, i))
+	}
+	if err := os.Rename(keyPath, base+".key"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("keeping %s: %w", keyPath, err)
+	}
+	if err := os.Rename(crtPath, base+".crt"); err != nil {
+		return "", fmt.Errorf("keeping %s: %w", crtPath, err)
+	}
+	return base + ".crt", syncDir(dir)
 }

@@ -95,25 +95,38 @@ func (h *ServerCert) Renew(ctx context.Context) (bool, error) {
 
 // Run renews the certificate (Renew) every checkEvery until ctx is done, so
 // a server that runs for longer than the certificate's validity never
-// presents an expired one.
+// presents an expired one, and replaces a revoked one within revokedEvery.
 func (h *ServerCert) Run(ctx context.Context) error {
-	t := time.NewTicker(checkEvery)
+	t := time.NewTicker(revokedEvery)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		old := h.Serial()
-		renewed, err := h.Renew(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			h.b.log.Error("renewing the server TLS certificate failed; retrying at the next check", "err", err)
-		case renewed:
-			h.b.log.Info("server TLS certificate renewed", "old_serial", fmt.Sprintf("%x", old), "serial", fmt.Sprintf("%x", h.Serial()))
+		if due := time.Since(last) >= checkEvery; h.check(ctx, due) || due {
+			last = time.Now()
 		}
 	}
+}
+
+// check renews the certificate when full is set or the one in use is
+// revoked, and reports whether it tried.
+func (h *ServerCert) check(ctx context.Context, full bool) bool {
+	old := h.Serial()
+	if !full && !h.b.revoked(ctx, old) {
+		return false
+	}
+	renewed, err := h.Renew(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		h.b.log.Error("renewing the server TLS certificate failed; retrying at the next check", "err", err)
+	case renewed:
+		h.b.log.Info("server TLS certificate renewed", "old_serial", fmt.Sprintf("%x", old), "serial", fmt.Sprintf("%x", h.Serial()))
+	}
+	return true
 }
 
 // ensureServerCert loads the TLS certificate of the API and LDAPS listeners,

@@ -38,6 +38,9 @@ func adminCmd() *cobra.Command {
 			}
 			fmt.Printf("new administrator credential %s in %s (admin.crt, admin.key, ca.crt); %d other active administrator credentials\n",
 				res.Serial, res.Dir, res.ActiveBefore)
+			if res.Kept != "" {
+				fmt.Printf("the credential that was there is kept as %s (and its .key)\n", res.Kept)
+			}
 			return nil
 		},
 	}
