@@ -28,6 +28,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/server"
 )
@@ -106,11 +107,11 @@ func newWorld(t *testing.T, tweak func(*config.Config)) *world {
 		}
 	})
 	w.base = "https://" + w.srv.Addr("api")
-	w.caPEM, err = os.ReadFile(filepath.Join(w.dir, server.BootstrapCACert))
+	w.caPEM, err = os.ReadFile(filepath.Join(w.dir, bootstrap.CACert))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.admin = w.client(filepath.Join(w.dir, server.BootstrapCert), filepath.Join(w.dir, server.BootstrapKey))
+	w.admin = w.client(filepath.Join(w.dir, bootstrap.AdminCert), filepath.Join(w.dir, bootstrap.AdminKey))
 	return w
 }
 

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/store"
@@ -132,7 +133,7 @@ func TestRecoverAdministrator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := tlsLeaf(filepath.Join(cfg.DataDir, BootstrapCert))
+	old, err := tlsLeaf(filepath.Join(cfg.DataDir, bootstrap.AdminCert))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	xocsp "golang.org/x/crypto/ocsp"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/testfs"
 )
@@ -30,7 +31,7 @@ import (
 // administrator's certificate and fails unless it gets a good one.
 func ocspGET(t *testing.T, dataDir, public string) {
 	t.Helper()
-	cert, issuer := readCert(t, filepath.Join(dataDir, BootstrapCert)), readCert(t, filepath.Join(dataDir, BootstrapCACert))
+	cert, issuer := readCert(t, filepath.Join(dataDir, bootstrap.AdminCert)), readCert(t, filepath.Join(dataDir, bootstrap.CACert))
 	der, err := xocsp.CreateRequest(cert, issuer, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +190,7 @@ func TestPipelinedNonReaderIsCut(t *testing.T) {
 	public := "http://" + s.Addr("http")
 	waitReady(t, public)
 
-	cert, issuer := readCert(t, filepath.Join(cfg.DataDir, BootstrapCert)), readCert(t, filepath.Join(cfg.DataDir, BootstrapCACert))
+	cert, issuer := readCert(t, filepath.Join(cfg.DataDir, bootstrap.AdminCert)), readCert(t, filepath.Join(cfg.DataDir, bootstrap.CACert))
 	der, err := xocsp.CreateRequest(cert, issuer, nil)
 	if err != nil {
 		t.Fatal(err)

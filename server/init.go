@@ -30,19 +30,6 @@ const (
 	keysDir = "keys"
 )
 
-// The bootstrap administrator's credential, relative to the data directory,
-// where the client commands find it by default.
-const BootstrapDir = bootstrap.Dir
-
-var (
-	BootstrapCert   = bootstrap.AdminCert
-	BootstrapKey    = bootstrap.AdminKey
-	BootstrapCACert = bootstrap.CACert
-)
-
-// RecoverResult says what Recover made.
-type RecoverResult = bootstrap.RecoverResult
-
 // prepareDataDir creates the data directory and proves it is writable before
 // anything else touches it, so an unusable directory is one clear error.
 func prepareDataDir(dir string) error {
@@ -144,13 +131,13 @@ func Init(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // Recover issues a new bootstrap administrator credential in a stopped
 // server's data directory (bootstrap.Bootstrap.Recover). The store's lock
 // refuses it while a server runs (store.ErrInUse).
-func Recover(ctx context.Context, cfg *config.Config, log *slog.Logger, operator string) (RecoverResult, error) {
+func Recover(ctx context.Context, cfg *config.Config, log *slog.Logger, operator string) (bootstrap.RecoverResult, error) {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbDir)); err != nil {
-		return RecoverResult{}, fmt.Errorf("data directory %s holds no store: %w", cfg.DataDir, err)
+		return bootstrap.RecoverResult{}, fmt.Errorf("data directory %s holds no store: %w", cfg.DataDir, err)
 	}
 	c, err := openCore(ctx, cfg, log)
 	if err != nil {
-		return RecoverResult{}, err
+		return bootstrap.RecoverResult{}, err
 	}
 	defer c.Close()
 	return bootstrapOf(cfg, c, log).Recover(ctx, operator)

@@ -77,7 +77,7 @@ func TestRevokedResponderIsReplaced(t *testing.T) {
 	iss, _ := s.c.core.ca.Default()
 	oldResp := iss.OCSPCert
 	admin := adminClient(t, cfg.DataDir)
-	leaf, err := tlsLeaf(filepath.Join(cfg.DataDir, BootstrapCert))
+	leaf, err := tlsLeaf(filepath.Join(cfg.DataDir, bootstrap.AdminCert))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/seed"
@@ -46,7 +47,7 @@ func startTest(t *testing.T, cfg *config.Config) *Server {
 // adminClient is an HTTPS client holding the bootstrap administrator's credential.
 func adminClient(t *testing.T, dataDir string) *http.Client {
 	t.Helper()
-	kp, err := tls.LoadX509KeyPair(filepath.Join(dataDir, BootstrapCert), filepath.Join(dataDir, BootstrapKey))
+	kp, err := tls.LoadX509KeyPair(filepath.Join(dataDir, bootstrap.AdminCert), filepath.Join(dataDir, bootstrap.AdminKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func adminClient(t *testing.T, dataDir string) *http.Client {
 }
 
 func tlsClient(t *testing.T, dataDir string, certs []tls.Certificate) *http.Client {
-	caPEM, err := os.ReadFile(filepath.Join(dataDir, BootstrapCACert))
+	caPEM, err := os.ReadFile(filepath.Join(dataDir, bootstrap.CACert))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +88,12 @@ func TestServeOnEmptyDataDir(t *testing.T) {
 	if code, _ := get(t, http.DefaultClient, public+"/ca/demo.crt"); code != 200 {
 		t.Errorf("/ca/demo.crt = %d", code)
 	}
-	for _, f := range []string{BootstrapCert, BootstrapKey, BootstrapCACert} {
+	for _, f := range []string{bootstrap.AdminCert, bootstrap.AdminKey, bootstrap.CACert} {
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, f)); err != nil {
 			t.Errorf("bootstrap credential: %v", err)
 		}
 	}
-	if st, _ := os.Stat(filepath.Join(cfg.DataDir, BootstrapKey)); st != nil && st.Mode().Perm() != 0o600 {
+	if st, _ := os.Stat(filepath.Join(cfg.DataDir, bootstrap.AdminKey)); st != nil && st.Mode().Perm() != 0o600 {
 		t.Errorf("admin key mode %v", st.Mode().Perm())
 	}
 
@@ -165,12 +166,12 @@ func TestServeOnEmptyDataDir(t *testing.T) {
 func TestRestartKeepsCA(t *testing.T) {
 	cfg := testConfig(t)
 	s := startTest(t, cfg)
-	first, _ := os.ReadFile(filepath.Join(cfg.DataDir, BootstrapCACert))
+	first, _ := os.ReadFile(filepath.Join(cfg.DataDir, bootstrap.CACert))
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	s2 := startTest(t, cfg)
-	second, _ := os.ReadFile(filepath.Join(cfg.DataDir, BootstrapCACert))
+	second, _ := os.ReadFile(filepath.Join(cfg.DataDir, bootstrap.CACert))
 	if !bytes.Equal(first, second) {
 		t.Error("CA certificate changed across restart")
 	}

@@ -70,7 +70,7 @@ func TestLDAPSCertificateNames(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ldapsearch", "-x", "-LLL", "-o", "nettimeout=10", "-H", "ldaps://localhost:"+port, "-b", "", "-s", "base", "namingContexts")
 	// the CA, and nothing that would relax the name check
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LDAPTLS_CACERT=" + filepath.Join(cfg.DataDir, BootstrapCACert), "LDAPRC=/dev/null", "LDAPCONF=/dev/null"}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LDAPTLS_CACERT=" + filepath.Join(cfg.DataDir, bootstrap.CACert), "LDAPRC=/dev/null", "LDAPCONF=/dev/null"}
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "namingContexts:") {
 		t.Errorf("ldapsearch -H ldaps://localhost:%s: %v: %s", port, err, out)
 	}

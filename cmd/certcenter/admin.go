@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	"github.com/certcenter/certcenter/server"
 )
 
@@ -18,7 +19,7 @@ func adminCmd() *cobra.Command {
 		Short: "Issue a new bootstrap administrator credential (server stopped; audited)",
 		Long: "When every administrator credential is revoked, lost or expired, nobody can enrol anyone through the API.\n" +
 			"recover opens the data directory (refused while a server runs), issues a new credential to the\n" +
-			"bootstrap-admin staff member into DATA/" + server.BootstrapDir + "/ and records it in the audit log.",
+			"bootstrap-admin staff member into DATA/" + bootstrap.Dir + "/ and records it in the audit log.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.load()

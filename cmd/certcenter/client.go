@@ -18,8 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certcenter/certcenter/bootstrap"
 	"github.com/certcenter/certcenter/internal/httpapi"
-	"github.com/certcenter/certcenter/server"
 )
 
 // apiClient calls the API with a client certificate; the defaults are the
@@ -33,9 +33,9 @@ func (c *apiClient) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&c.server, "server", "https://localhost:8443", "API base URL")
 	f.StringVar(&c.dataDir, "data", "./data", "data directory whose bootstrap credential is the default")
-	f.StringVar(&c.cert, "cert", "", "client certificate PEM (default DATA/"+server.BootstrapCert+")")
-	f.StringVar(&c.key, "key", "", "client key PEM (default DATA/"+server.BootstrapKey+")")
-	f.StringVar(&c.cacert, "cacert", "", "CA certificate to trust for the server (default DATA/"+server.BootstrapCACert+")")
+	f.StringVar(&c.cert, "cert", "", "client certificate PEM (default DATA/"+bootstrap.AdminCert+")")
+	f.StringVar(&c.key, "key", "", "client key PEM (default DATA/"+bootstrap.AdminKey+")")
+	f.StringVar(&c.cacert, "cacert", "", "CA certificate to trust for the server (default DATA/"+bootstrap.CACert+")")
 }
 
 func (c *apiClient) connect() error {
@@ -44,9 +44,9 @@ func (c *apiClient) connect() error {
 			*v = filepath.Join(c.dataDir, rel)
 		}
 	}
-	def(&c.cert, server.BootstrapCert)
-	def(&c.key, server.BootstrapKey)
-	def(&c.cacert, server.BootstrapCACert)
+	def(&c.cert, bootstrap.AdminCert)
+	def(&c.key, bootstrap.AdminKey)
+	def(&c.cacert, bootstrap.CACert)
 	kp, err := tls.LoadX509KeyPair(c.cert, c.key)
 	if err != nil {
 		return fmt.Errorf("loading client credential %s: %w", c.cert, err)

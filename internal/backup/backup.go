@@ -24,7 +24,7 @@ import (
 const StoreEntry = "store.badger"
 
 // dirs are the data directory's folders (and files) copied besides the
-// store; signer.yaml records where the CA keys live (server.SignerRecordFile).
+// store; signer.yaml records where the CA keys live (bootstrap.SignerRecordFile).
 var dirs = []string{"keys", "tls", "bootstrap", "signer.yaml"}
 
 // Write streams a backup of st and the files under dataDir to w.
