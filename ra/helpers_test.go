@@ -12,7 +12,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -357,6 +355,5 @@ func (w *world) countRequests() int {
 	return len(l.Items)
 }
 
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-var _ = fmt.Sprint
+

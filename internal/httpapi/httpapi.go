@@ -62,15 +62,6 @@ func Conflict(format string, a ...any) *Error {
 // HandlerFunc is an API handler that returns its error instead of writing it.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// Handle adapts h, rendering any error it returns with WriteError.
-func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
-			WriteError(w, r, log, err)
-		}
-	})
-}
-
 // WriteError renders err as {"error": {"code", "message"}} and returns
 // what it rendered. The status is APIError's; a 500's details go to the log
 // only.

@@ -92,7 +92,7 @@ func TestDecodeJSON(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got req
-			h := Handle(slog.New(slog.DiscardHandler), func(w http.ResponseWriter, r *http.Request) error {
+			h := handle(func(w http.ResponseWriter, r *http.Request) error {
 				if tc.limit > 0 {
 					r.Body = http.MaxBytesReader(w, r.Body, tc.limit)
 				}
@@ -199,4 +199,13 @@ func TestFallback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// handle renders h's error as Register's routes do, without their auth.
+func handle(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			WriteError(w, r, slog.New(slog.DiscardHandler), err)
+		}
+	})
 }
