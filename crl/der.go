@@ -23,7 +23,6 @@ var (
 	oidCRLNumber         = asn1.ObjectIdentifier{2, 5, 29, 20}
 	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
 	oidIssuingDistPoint  = asn1.ObjectIdentifier{2, 5, 29, 28}
-	oidReasonCode        = asn1.ObjectIdentifier{2, 5, 29, 21}
 
 	oidSHA256WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
 	oidSHA384WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}
