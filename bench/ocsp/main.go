@@ -197,9 +197,12 @@ func run(ctx context.Context, f flags) error {
 	// ceiling alternate for several rounds, because on a shared host the
 	// machine's speed drifts between runs minutes apart: the ratio within a
 	// round is what means something, and the median of those is reported.
-	targets := []struct{ name, base string }{
-		{ccName, "http://" + ports[0]},
-		{ceilName, "http://" + barePort},
+	targets := []struct {
+		name, base string
+		pid        int
+	}{
+		{ccName, "http://" + ports[0], cc.Process.Pid},
+		{ceilName, "http://" + barePort, bare.Process.Pid},
 	}
 	if f.warmup > 0 {
 		for _, t := range targets {
@@ -216,6 +219,7 @@ func run(ctx context.Context, f flags) error {
 				return err
 			}
 			res.name = t.name
+			res.mem = readMem(t.pid)
 			pair[i] = res
 			log.Printf("wrk, keep-alive, round %d: %s", round, res)
 		}
@@ -447,10 +451,45 @@ type result struct {
 	p50, p99, max time.Duration
 	errors        int64
 	note          string
+	mem           mem // of the server, right after its run
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%s: %.0f req/s, p50 %s, p99 %s, errors %d %s", r.name, r.rps, r.p50, r.p99, r.errors, r.note)
+	return fmt.Sprintf("%s: %.0f req/s, p50 %s, p99 %s, errors %d, %s %s", r.name, r.rps, r.p50, r.p99, r.errors, r.mem, r.note)
+}
+
+// mem is a process's resident memory from /proc/PID/status: anonymous
+// (heap, stacks) and file-backed (mapped binary, Badger's mmapped tables).
+type mem struct{ anonKB, fileKB int64 }
+
+func (m mem) String() string {
+	return fmt.Sprintf("RssAnon %d MB, RssFile %d MB", m.anonKB>>10, m.fileKB>>10)
+}
+
+func readMem(pid int) mem {
+	var m mem
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		switch k {
+		case "RssAnon":
+			m.anonKB = n
+		case "RssFile":
+			m.fileKB = n
+		}
+	}
+	return m
 }
 
 const wrkScript = `
@@ -830,9 +869,10 @@ func (r report) print(w io.Writer) {
 		f.duration, f.warmup, r.ready.Round(100*time.Millisecond), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "\nwrk -t%d -c%d, kept-alive connections, %d rounds alternating certcenter and the ceiling; the round with the median requests/s ratio:\n\n", f.threads, f.conns, len(r.rounds))
 	table(w, r.wrk)
-	fmt.Fprintf(w, "\nEvery round (certcenter / ceiling):\n\n| round | certcenter req/s | ceiling req/s | req/s ratio | p99 ratio |\n|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "\nEvery round (certcenter / ceiling; resident memory right after the server's run, MB anonymous + file-backed):\n\n| round | certcenter req/s | ceiling req/s | req/s ratio | p99 ratio | certcenter RssAnon+RssFile | ceiling RssAnon+RssFile |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for i, p := range r.rounds {
-		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.2fx | %.2fx |\n", i+1, p[0].rps, p[1].rps, p[0].rps/p[1].rps, float64(p[0].p99)/float64(p[1].p99))
+		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.2fx | %.2fx | %d + %d | %d + %d |\n", i+1, p[0].rps, p[1].rps, p[0].rps/p[1].rps, float64(p[0].p99)/float64(p[1].p99),
+			p[0].mem.anonKB>>10, p[0].mem.fileKB>>10, p[1].mem.anonKB>>10, p[1].mem.fileKB>>10)
 	}
 	fmt.Fprintf(w, "\nOne connection per request (Go closed-loop client, %d workers, Connection: close):\n\n", f.conns)
 	table(w, r.conn)
