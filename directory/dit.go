@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -59,8 +60,13 @@ type Directory struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
-	backend *backend
 	cookies *cookieJar
+	// accounts are the service accounts by normalized DN; an unknown
+	// name's password is checked against dummyHash (bind.go).
+	accounts  map[string]account
+	dummyHash []byte
+	// bindSem bounds the bcrypt comparisons running at once to the cores.
+	bindSem chan struct{}
 	// hidden are the subscriber attributes ldap.hidden_attributes keeps
 	// out of the directory.
 	hidden map[*attrType]bool
@@ -75,8 +81,13 @@ type Directory struct {
 	cacheMu sync.RWMutex
 	byID    map[string]*Entry
 	cnGroup map[string][]string // normalized cn -> subscriber IDs, sorted
-	gen     atomic.Uint64
+	// bySerial maps the certificates of the cached entries (hex serial)
+	// to their subscriber, so a certificate's change drops its entry
+	// without reading the store.
+	bySerial map[string]string
+	gen      atomic.Uint64
 
+	changes changeQueue
 	unwatch func()
 }
 
@@ -112,7 +123,7 @@ func New(opts Options) (*Directory, error) {
 	}
 	d := &Directory{
 		opts: opts, st: opts.Store, log: opts.Logger.With("component", "directory"), now: opts.Now,
-		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{},
+		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{}, bySerial: map[string]string{},
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
@@ -122,6 +133,10 @@ func New(opts Options) (*Directory, error) {
 	if d.cookies, err = newCookieJar(); err != nil {
 		return nil, err
 	}
+	if d.accounts, d.dummyHash, err = loadAccounts(opts.Config.Accounts); err != nil {
+		return nil, err
+	}
+	d.bindSem = make(chan struct{}, runtime.GOMAXPROCS(0))
 	d.hidden = map[*attrType]bool{}
 	for _, name := range opts.Config.HiddenAttributes {
 		at := attrByName[strings.ToLower(name)]
@@ -135,11 +150,12 @@ func New(opts Options) (*Directory, error) {
 
 // Start builds the subscriber indexes if needed, loads the organisation
 // tree and the CA entries, subscribes to store changes and starts the
-// backend that serves the operations gldap routes.
+// goroutine that applies them (changes.go).
 func (d *Directory) Start(ctx context.Context) error {
 	if err := d.st.EnsureSubscriberIndexes(ctx); err != nil {
 		return err
 	}
+	d.changes.init()
 	d.unwatch = d.st.Watch(d.onChange)
 	if err := d.st.View(ctx, func(tx *store.Tx) error {
 		return tx.EachSubscriber(func(s *store.Subscriber) error {
@@ -150,24 +166,19 @@ func (d *Directory) Start(ctx context.Context) error {
 		return fmt.Errorf("loading directory organisations: %w", err)
 	}
 	if err := d.rebuildStatic(ctx); err != nil {
+		d.unwatch()
 		return err
 	}
-	b, err := startBackend(d)
-	if err != nil {
-		return err
-	}
-	d.backend = b
+	go d.applyChanges()
 	return nil
 }
 
-// Stop unsubscribes from the store and stops the backend. Listeners are
-// closed by their owners first.
+// Stop unsubscribes from the store and stops the goroutine that applies
+// its changes. Listeners are closed by their owners first.
 func (d *Directory) Stop() error {
 	if d.unwatch != nil {
 		d.unwatch()
-	}
-	if d.backend != nil {
-		return d.backend.stop()
+		d.changes.stop()
 	}
 	return nil
 }
@@ -357,95 +368,6 @@ func subschemaEntry() *Entry {
 	})
 }
 
-// ---- change notification ----
-
-// onChange runs on the committing goroutine after every store commit. It
-// reads the changed records (point reads, microseconds each) so that the
-// entry caches are exact before the commit call returns: what was committed
-// is visible at once.
-func (d *Directory) onChange(changes []store.Change) {
-	var subs, serials []string
-	rebuild := false
-	for _, c := range changes {
-		switch c.Kind {
-		case store.KindSubscriber:
-			subs = append(subs, c.Key)
-		case store.KindCert:
-			serials = append(serials, c.Key)
-		case store.KindCA:
-			rebuild = true
-		case store.KindBlob:
-			if strings.HasPrefix(c.Key, crlNamespace+"/") {
-				rebuild = true
-			}
-		}
-	}
-	if len(subs) == 0 && len(serials) == 0 && !rebuild {
-		return
-	}
-	ctx := context.Background()
-	var records []*store.Subscriber
-	ids := map[string]bool{}
-	_ = d.st.View(ctx, func(tx *store.Tx) error {
-		for _, id := range subs {
-			ids[id] = true
-			if s, err := tx.Subscriber(id); err == nil {
-				records = append(records, s)
-			}
-		}
-		for _, h := range serials {
-			serial, err := hex.DecodeString(h)
-			if err != nil {
-				continue
-			}
-			if c, err := tx.Cert(serial); err == nil && c.SubscriberID != "" {
-				ids[c.SubscriberID] = true
-			}
-		}
-		return nil
-	})
-	newCN := map[string]bool{}
-	for _, s := range records {
-		newCN[normalize(s.CommonName)] = true
-		d.contMu.Lock()
-		k := [2]string{s.Organization, s.OrgUnit}
-		if !d.containers[k] {
-			d.containers[k] = true
-			rebuild = true
-		}
-		d.contMu.Unlock()
-	}
-	if len(ids) > 0 {
-		d.cacheMu.Lock()
-		d.gen.Add(1)
-		drop := func(id string) {
-			if e := d.byID[id]; e != nil {
-				cn := normalize(firstValue(e, "cn"))
-				for _, other := range d.cnGroup[cn] {
-					delete(d.byID, other)
-				}
-				delete(d.cnGroup, cn)
-			}
-			delete(d.byID, id)
-		}
-		for id := range ids {
-			drop(id)
-		}
-		for cn := range newCN {
-			for _, other := range d.cnGroup[cn] {
-				delete(d.byID, other)
-			}
-			delete(d.cnGroup, cn)
-		}
-		d.cacheMu.Unlock()
-	}
-	if rebuild {
-		if err := d.rebuildStatic(ctx); err != nil {
-			d.log.Error("rebuilding directory entries", "err", err)
-		}
-	}
-}
-
 func firstValue(e *Entry, name string) string {
 	if a := e.attr(attrByName[strings.ToLower(name)]); a != nil && len(a.values) > 0 {
 		return string(a.values[0])
@@ -486,13 +408,17 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 		if len(d.byID) >= d.opts.CacheEntries {
 			n := 0
 			for k := range d.byID { // map order is random enough for eviction
-				delete(d.byID, k)
+				d.evictLocked(k)
 				if n++; n > d.opts.CacheEntries/8 {
 					break
 				}
 			}
 		}
+		d.evictLocked(id)
 		d.byID[id] = e
+		for _, serial := range e.serials {
+			d.bySerial[serial] = id
+		}
 	}
 	d.cacheMu.Unlock()
 	return e, nil
@@ -553,11 +479,12 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 			break
 		}
 	}
-	var certs []string
+	var certs, serials []string
 	var infos []*certInfo
 	var expires time.Time
 	cfg := d.opts.Config
 	if err := tx.CertsBySubscriber(s.ID, func(c *store.Cert) error {
+		serials = append(serials, hex.EncodeToString(c.Serial))
 		if c.Status == store.StatusRevoked && !cfg.IncludeRevoked {
 			return nil
 		}
@@ -602,5 +529,6 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	e := newEntry(rdn+","+cont, "inetOrgPerson", false, user, nil)
 	e.expires = expires
 	e.subscriber = s.ID
+	e.serials = serials
 	return e, nil
 }
