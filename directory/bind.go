@@ -77,6 +77,34 @@ func (d *Directory) checkPassword(ctx context.Context, name string, password []b
 
 var errBadBind = errors.New("bad bind request")
 
+// bindRequest is a decoded BindRequest; auth is the authentication choice
+// (0x80 simple, 0xa3 SASL).
+type bindRequest struct {
+	version int64
+	name    string
+	auth    elem
+}
+
+func parseBind(b []byte) (bindRequest, error) {
+	var r bindRequest
+	ver, rest, err := readElem(b)
+	if err != nil || ver.tag != 0x02 {
+		return r, errBadBind
+	}
+	if r.version, err = parseInt(ver.body); err != nil {
+		return r, errBadBind
+	}
+	nameE, rest, err := readElem(rest)
+	if err != nil || nameE.tag != 0x04 {
+		return r, errBadBind
+	}
+	r.name = string(nameE.body)
+	if r.auth, _, err = readElem(rest); err != nil {
+		return r, errBadBind
+	}
+	return r, nil
+}
+
 // bind answers a BindRequest (RFC 4511 4.2, RFC 4513). Anonymous binds
 // always succeed, so clients that bind first (ldapsearch -x) can read the
 // rootDSE; with ldap.anonymous_read off their searches of the DIT are
@@ -85,24 +113,15 @@ var errBadBind = errors.New("bad bind request")
 // connection's bind never waits behind this one's bcrypt, and every
 // request sent after the bind runs with its outcome.
 func (c *conn) bind(m *message, start time.Time) error {
-	ver, rest, err := readElem(m.op.body)
-	if err != nil || ver.tag != 0x02 {
-		return errBadBind
-	}
-	v, _ := parseInt(ver.body)
-	nameE, rest, err := readElem(rest)
-	if err != nil || nameE.tag != 0x04 {
-		return errBadBind
-	}
-	auth, _, err := readElem(rest)
+	req, err := parseBind(m.op.body)
 	if err != nil {
-		return errBadBind
+		return err
 	}
 	c.setAccount(nil) // a bind starts anonymous until it succeeds (RFC 4511 4.2.1)
-	name, password := string(nameE.body), auth.body
+	name, auth, password := req.name, req.auth, req.auth.body
 	var r result
 	switch {
-	case v != 3:
+	case req.version != 3:
 		r = result{code: resultProtocolError, diag: "only LDAPv3 is supported"}
 	case auth.tag == 0xa3:
 		r = result{code: resultAuthMethodNotSupported, diag: "SASL is not supported: use a simple bind over TLS"}

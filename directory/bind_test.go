@@ -280,4 +280,3 @@ func TestNewSubscriberVisibleAtOnce(t *testing.T) {
 		t.Fatalf("new unit not served: %v", err)
 	}
 }
-

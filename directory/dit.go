@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"slices"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -155,20 +155,24 @@ func (d *Directory) Start(ctx context.Context) error {
 	if err := d.st.EnsureSubscriberIndexes(ctx); err != nil {
 		return err
 	}
+	// Changes committed from here on are queued; the goroutine that
+	// applies them starts once the initial load is done.
 	d.changes.init()
-	d.unwatch = d.st.Watch(d.onChange)
+	unwatch := d.st.Watch(d.onChange)
 	if err := d.st.View(ctx, func(tx *store.Tx) error {
 		return tx.EachSubscriber(func(s *store.Subscriber) error {
 			d.containers[[2]string{s.Organization, s.OrgUnit}] = true
 			return nil
 		})
 	}); err != nil {
+		unwatch()
 		return fmt.Errorf("loading directory organisations: %w", err)
 	}
 	if err := d.rebuildStatic(ctx); err != nil {
-		d.unwatch()
+		unwatch()
 		return err
 	}
+	d.unwatch = unwatch
 	go d.applyChanges()
 	return nil
 }
