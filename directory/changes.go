@@ -252,5 +252,8 @@ func (d *Directory) evictLocked(id string) {
 			delete(d.bySerial, s)
 		}
 	}
+	if d.byDN[e.norm] == e {
+		delete(d.byDN, e.norm)
+	}
 	delete(d.byID, id)
 }

@@ -81,6 +81,9 @@ type Directory struct {
 	cacheMu sync.RWMutex
 	byID    map[string]*Entry
 	cnGroup map[string][]string // normalized cn -> subscriber IDs, sorted
+	// byDN holds the same entries as byID by normalized DN, so a base
+	// read of a cached entry needs no store transaction.
+	byDN map[string]*Entry
 	// bySerial maps the certificates of the cached entries (hex serial)
 	// to their subscriber, so a certificate's change drops its entry
 	// without reading the store.
@@ -123,7 +126,7 @@ func New(opts Options) (*Directory, error) {
 	}
 	d := &Directory{
 		opts: opts, st: opts.Store, log: opts.Logger.With("component", "directory"), now: opts.Now,
-		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{}, bySerial: map[string]string{},
+		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{}, bySerial: map[string]string{}, byDN: map[string]*Entry{},
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
@@ -420,6 +423,7 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 		}
 		d.evictLocked(id)
 		d.byID[id] = e
+		d.byDN[e.norm] = e
 		for _, serial := range e.serials {
 			d.bySerial[serial] = id
 		}

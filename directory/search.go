@@ -84,6 +84,14 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 	if p.only != nil {
 		return d.one(p.only, req, p.sel, out)
 	}
+	if req.scope == scopeBase {
+		// the hot path: a base read of a cached entry reads nothing from
+		// the store, so it needs no transaction
+		if p.base = d.cachedEntry(p.st, p.baseNorm); p.base != nil {
+			res, err := d.execute(ctx, nil, p, out)
+			return d.outcome(ctx, req, res, err)
+		}
+	}
 	var res searchOutcome
 	err := d.st.View(ctx, func(tx *store.Tx) error {
 		if early, err := d.locate(tx, p); err != nil || early != nil {
@@ -96,6 +104,11 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 		res, err = d.execute(ctx, tx, p, out)
 		return err
 	})
+	return d.outcome(ctx, req, res, err)
+}
+
+// outcome maps a search's error to its result.
+func (d *Directory) outcome(ctx context.Context, req *searchRequest, res searchOutcome, err error) searchOutcome {
 	switch {
 	case errors.Is(err, errTimeLimit):
 		res = searchOutcome{result: result{code: resultTimeLimitExceeded, diag: "time limit exceeded"}, paged: req.paged}
@@ -324,10 +337,25 @@ func (d *Directory) subscribersMayBeUnder(st *staticDIT, baseNorm string) bool {
 	return isUnder(st.suffixNorm, baseNorm) || isUnder(baseNorm, st.suffixNorm)
 }
 
-// lookupDN finds an entry by normalized DN: a static one, or a subscriber
-// found through the cn index (the RDN's cn) — never a scan.
-func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
+// cachedEntry is the entry with a normalized DN if it is static or a
+// cached subscriber entry that has not expired; else nil.
+func (d *Directory) cachedEntry(st *staticDIT, norm string) *Entry {
 	if e := st.byNorm[norm]; e != nil {
+		return e
+	}
+	d.cacheMu.RLock()
+	e := d.byDN[norm]
+	d.cacheMu.RUnlock()
+	if e != nil && (e.expires.IsZero() || d.now().Before(e.expires)) {
+		return e
+	}
+	return nil
+}
+
+// lookupDN finds an entry by normalized DN: a static one, a cached one, or
+// a subscriber found through the cn index (the RDN's cn) — never a scan.
+func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
+	if e := d.cachedEntry(st, norm); e != nil {
 		return e, nil
 	}
 	rdns, err := parseDN(norm)

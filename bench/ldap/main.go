@@ -103,15 +103,18 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 			}
 			for _, i := range order {
 				name, addr := [...]string{"certcenter", "slapd"}[i], [...]string{ccAddr, slapdAddr}[i]
+				pid := [...]int{cc.Process.Pid, slapd.Process.Pid}[i]
 				log("round %d: %s: %s warm-up %s", n+1, name, w, warm)
 				if _, err := load(addr, w, count, conns, warm); err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
 				log("round %d: %s: %s measuring %s", n+1, name, w, dur)
+				cpu0 := cpuTime(pid)
 				s, err := load(addr, w, count, conns, dur)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
+				s.cpuPerOp = (cpuTime(pid) - cpu0) / time.Duration(max(s.n, 1))
 				rr.r[i] = s
 			}
 			results[w] = append(results[w], rr)
@@ -121,8 +124,8 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 	fmt.Printf("\n%d subscribers, %d connections, %s per cell, %d rounds, GOMAXPROCS of the machine; %s\n\n", count, conns, dur, max(rounds, 1), time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("The round with the median ratio per workload:")
 	fmt.Println()
-	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) | every round's ratio |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) | every round's ratio | server CPU per search cc / slapd |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, w := range workloads {
 		rs := results[w]
 		var all []string
@@ -133,7 +136,8 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		slices.SortFunc(sorted, func(a, b round) int { return cmpFloat(ratio(a), ratio(b)) })
 		m := sorted[len(sorted)/2]
 		c, s := m.r[0], m.r[1]
-		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2fx | %s |\n", w, c.rate, c.p50, c.p99, s.rate, s.p50, s.p99, ratio(m), strings.Join(all, " "))
+		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2fx | %s | %s / %s (%.2fx less) |\n", w, c.rate, c.p50, c.p99, s.rate, s.p50, s.p99, ratio(m), strings.Join(all, " "),
+			c.cpuPerOp.Round(100*time.Nanosecond), s.cpuPerOp.Round(100*time.Nanosecond), float64(s.cpuPerOp)/float64(max(c.cpuPerOp, 1)))
 	}
 	fmt.Println()
 	fmt.Println("| process | RssAnon | RssFile |")
@@ -275,7 +279,28 @@ index cn,uid,mail,serialNumber eq
 	return cmd, nil
 }
 
+// cpuTime is the user and system CPU a process has used (Linux; clock
+// ticks of 10 ms), 0 if unknown.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// the fields after the command name, which is in parentheses
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 type stats struct {
+	n        int
+	cpuPerOp time.Duration // the server's CPU per search
 	rate     float64
 	p50, p99 time.Duration
 }
@@ -341,5 +366,5 @@ func load(addr, workload string, count, conns int, d time.Duration) (stats, erro
 		return stats{}, errors.New("no searches completed")
 	}
 	pct := func(p float64) time.Duration { return all[int(float64(len(all)-1)*p)].Round(time.Microsecond) }
-	return stats{rate: float64(len(all)) / el.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
+	return stats{n: len(all), rate: float64(len(all)) / el.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
 }
