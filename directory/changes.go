@@ -196,6 +196,9 @@ func (d *Directory) apply(subs, serials map[string]bool, rebuild bool) {
 	}
 }
 
+// caughtUp reports whether every change recorded has been applied.
+func (q *changeQueue) caughtUp() bool { return q.applied.Load() >= q.queued.Load() }
+
 // awaitChanges waits until the changes committed before it was called are
 // applied, or ctx ends, or changeWait passes. It costs two atomic loads
 // when nothing is pending.

@@ -87,7 +87,7 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 	if req.scope == scopeBase {
 		// the hot path: a base read of a cached entry reads nothing from
 		// the store, so it needs no transaction
-		if p.base = d.cachedEntry(p.st, p.baseNorm); p.base != nil {
+		if p.base = d.cachedEntry(p.st, p.baseNorm, true); p.base != nil {
 			res, err := d.execute(ctx, nil, p, out)
 			return d.outcome(ctx, req, res, err)
 		}
@@ -120,6 +120,29 @@ func (d *Directory) outcome(ctx context.Context, req *searchRequest, res searchO
 		res = searchOutcome{result: result{code: resultOther, diag: "internal error"}, paged: req.paged}
 	}
 	return res
+}
+
+// searchNow answers a base search that needs neither the store nor a
+// wait — the rootDSE, the subschema, a refusal, or a cached entry, with
+// every committed change applied — and reports false, having sent
+// nothing, for any other.
+func (d *Directory) searchNow(sess session, req *searchRequest, out sink) (searchOutcome, bool) {
+	if req.scope != scopeBase || !d.changes.caughtUp() {
+		return searchOutcome{}, false
+	}
+	p, early := d.plan(sess, req)
+	switch {
+	case early != nil:
+		return *early, true
+	case p.only != nil:
+		return d.one(p.only, req, p.sel, out), true
+	}
+	if p.base = d.cachedEntry(p.st, p.baseNorm, false); p.base == nil {
+		return searchOutcome{}, false
+	}
+	ctx := context.Background()
+	res, err := d.execute(ctx, nil, p, out)
+	return d.outcome(ctx, req, res, err), true
 }
 
 // plan decides what needs no store read: the base's syntax, the rootDSE
@@ -338,12 +361,19 @@ func (d *Directory) subscribersMayBeUnder(st *staticDIT, baseNorm string) bool {
 }
 
 // cachedEntry is the entry with a normalized DN if it is static or a
-// cached subscriber entry that has not expired; else nil.
-func (d *Directory) cachedEntry(st *staticDIT, norm string) *Entry {
+// cached subscriber entry that has not expired; else nil. Without wait it
+// also gives nil rather than wait for the cache's lock.
+func (d *Directory) cachedEntry(st *staticDIT, norm string, wait bool) *Entry {
 	if e := st.byNorm[norm]; e != nil {
 		return e
 	}
-	d.cacheMu.RLock()
+	if !wait {
+		if !d.cacheMu.TryRLock() {
+			return nil
+		}
+	} else {
+		d.cacheMu.RLock()
+	}
 	e := d.byDN[norm]
 	d.cacheMu.RUnlock()
 	if e != nil && (e.expires.IsZero() || d.now().Before(e.expires)) {
@@ -355,7 +385,7 @@ func (d *Directory) cachedEntry(st *staticDIT, norm string) *Entry {
 // lookupDN finds an entry by normalized DN: a static one, a cached one, or
 // a subscriber found through the cn index (the RDN's cn) — never a scan.
 func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
-	if e := d.cachedEntry(st, norm); e != nil {
+	if e := d.cachedEntry(st, norm, true); e != nil {
 		return e, nil
 	}
 	rdns, err := parseDN(norm)

@@ -425,6 +425,9 @@ func (c *conn) dispatch(m *message) error {
 				}
 			}
 		}
+		if c.searchInline(m.id, req, start) {
+			return nil
+		}
 		c.spawn(m.id, func(ctx context.Context) { c.handleSearch(ctx, m.id, req, start) })
 		return nil
 	case opCompareRequest:
@@ -491,6 +494,7 @@ func (c *conn) spawn(id int64, fn func(ctx context.Context)) {
 type respWriter struct {
 	c    *conn
 	id   int64
+	bp   *[]byte // the pooled buffer buf came from
 	buf  []byte
 	n    int
 	tls  bool
@@ -516,31 +520,66 @@ func (w *respWriter) entry(e *Entry, sel *selection) error {
 	return nil
 }
 
-func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, start time.Time) {
+func (c *conn) newRespWriter(id int64) *respWriter {
 	bp := bufPool.Get().(*[]byte)
 	// StartTLS waits for the searches in flight, so this cannot change
 	// during the search.
-	w := &respWriter{c: c, id: id, buf: (*bp)[:0], tls: c.isTLS.Load()}
+	return &respWriter{c: c, id: id, bp: bp, buf: (*bp)[:0], tls: c.isTLS.Load()}
+}
+
+func (w *respWriter) release() {
+	if cap(w.buf) <= 1<<20 {
+		*w.bp = w.buf[:0]
+		bufPool.Put(w.bp)
+	}
+}
+
+func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, start time.Time) {
+	w := c.newRespWriter(id)
+	defer w.release()
 	out := c.d.search(ctx, c, req, w)
 	if ctx.Err() != nil && !c.closing.Load() {
 		// abandoned: RFC 4511 4.11, no response
 		c.observe("search", resultOther, start)
 		return
 	}
+	c.finishSearch(w, out, start)
+}
+
+// searchInline answers a search on the reader goroutine if it can be
+// answered at once, without the store or a wait (Directory.searchNow): a
+// base read of a cached entry then costs no goroutine and no hand-over
+// between threads. It reports whether it answered; if not, the search is
+// spawned as any other.
+func (c *conn) searchInline(id int64, req *searchRequest, start time.Time) bool {
+	// it is one of the max_pending requests in flight while it runs
+	select {
+	case c.sem <- struct{}{}:
+		defer func() { <-c.sem }()
+	default:
+		return false
+	}
+	w := c.newRespWriter(id)
+	defer w.release()
+	out, ok := c.d.searchNow(c, req, w)
+	if ok {
+		c.finishSearch(w, out, start)
+	}
+	return ok
+}
+
+// finishSearch appends SearchResultDone and sends what is buffered.
+func (c *conn) finishSearch(w *respWriter, out searchOutcome, start time.Time) {
 	var ctrls []byte
 	if out.paged {
 		ctrls = appendPagingControl(nil, out.cookie)
 	}
-	w.buf = appendResult(w.buf, id, opSearchDone, out.code, out.matched, out.diag, nil, ctrls)
+	w.buf = appendResult(w.buf, w.id, opSearchDone, out.code, out.matched, out.diag, nil, ctrls)
 	if w.tls {
 		w.ends = append(w.ends, len(w.buf))
 	}
 	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
-	if cap(w.buf) <= 1<<20 {
-		*bp = w.buf[:0]
-		bufPool.Put(bp)
-	}
 }
 
 func (c *conn) handleCompare(ctx context.Context, m *message, start time.Time) {
