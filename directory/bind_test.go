@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/certcenter/certcenter/config"
 
 	"github.com/certcenter/certcenter/store"
 )
@@ -278,5 +281,32 @@ func TestNewSubscriberVisibleAtOnce(t *testing.T) {
 	r, err := c.Search(ldap.NewSearchRequest("ou=brand-new,"+suffix, ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
 	if err != nil || len(r.Entries) != 1 {
 		t.Fatalf("new unit not served: %v", err)
+	}
+}
+
+// TestUnknownNameCostsAWrongPassword: an unknown name's password is
+// checked against a hash of the accounts' highest bcrypt cost, so the
+// bind takes as long as one with a wrong password and does not tell which
+// names exist. Bad accounts are refused with the key named.
+func TestUnknownNameCostsAWrongPassword(t *testing.T) {
+	low, _ := bcrypt.GenerateFromPassword([]byte("a"), bcrypt.MinCost)
+	high, _ := bcrypt.GenerateFromPassword([]byte("b"), bcrypt.MinCost+2)
+	accounts, dummy, err := loadAccounts([]config.LDAPAccount{{DN: "cn=a," + suffix, PasswordHash: string(low)}, {DN: "cn=b," + suffix, PasswordHash: string(high)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, err := bcrypt.Cost(dummy); err != nil || cost != bcrypt.MinCost+2 {
+		t.Errorf("dummy hash cost %d (%v), want %d", cost, err, bcrypt.MinCost+2)
+	}
+	if a, ok := accounts[mustNorm("CN=B, "+suffix)]; !ok || a.dn != "cn=b,"+suffix {
+		t.Errorf("account by normalized DN: %+v %v", a, ok)
+	}
+	if _, dummy, err := loadAccounts(nil); err != nil || dummy != nil {
+		t.Errorf("no accounts: dummy %v, %v", dummy, err)
+	}
+	for _, bad := range []config.LDAPAccount{{DN: "not a DN", PasswordHash: string(low)}, {DN: "cn=c," + suffix, PasswordHash: "plain"}} {
+		if _, _, err := loadAccounts([]config.LDAPAccount{bad}); err == nil || !strings.Contains(err.Error(), "ldap.accounts") {
+			t.Errorf("account %+v: %v, want an ldap.accounts error", bad, err)
+		}
 	}
 }
