@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/crlscope"
+	"github.com/certcenter/certcenter/internal/ldapdn"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -60,8 +62,13 @@ type Directory struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
-	backend *backend
 	cookies *cookieJar
+	// accounts are the service accounts by normalized DN; an unknown
+	// name's password is checked against dummyHash (bind.go).
+	accounts  map[string]account
+	dummyHash []byte
+	// bindSem bounds the bcrypt comparisons running at once to the cores.
+	bindSem chan struct{}
 	// hidden are the subscriber attributes ldap.hidden_attributes keeps
 	// out of the directory.
 	hidden map[*attrType]bool
@@ -76,8 +83,16 @@ type Directory struct {
 	cacheMu sync.RWMutex
 	byID    map[string]*Entry
 	cnGroup map[string][]string // normalized cn -> subscriber IDs, sorted
-	gen     atomic.Uint64
+	// byDN holds the same entries as byID by normalized DN, so a base
+	// read of a cached entry needs no store transaction.
+	byDN map[string]*Entry
+	// bySerial maps the certificates of the cached entries (hex serial)
+	// to their subscriber, so a certificate's change drops its entry
+	// without reading the store.
+	bySerial map[string]string
+	gen      atomic.Uint64
 
+	changes changeQueue
 	unwatch func()
 }
 
@@ -113,7 +128,7 @@ func New(opts Options) (*Directory, error) {
 	}
 	d := &Directory{
 		opts: opts, st: opts.Store, log: opts.Logger.With("component", "directory"), now: opts.Now,
-		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{},
+		containers: map[[2]string]bool{}, byID: map[string]*Entry{}, cnGroup: map[string][]string{}, bySerial: map[string]string{}, byDN: map[string]*Entry{},
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
@@ -123,6 +138,10 @@ func New(opts Options) (*Directory, error) {
 	if d.cookies, err = newCookieJar(); err != nil {
 		return nil, err
 	}
+	if d.accounts, d.dummyHash, err = loadAccounts(opts.Config.Accounts); err != nil {
+		return nil, err
+	}
+	d.bindSem = make(chan struct{}, runtime.GOMAXPROCS(0))
 	d.hidden = map[*attrType]bool{}
 	for _, name := range opts.Config.HiddenAttributes {
 		at := attrByName[strings.ToLower(name)]
@@ -136,39 +155,39 @@ func New(opts Options) (*Directory, error) {
 
 // Start builds the subscriber indexes if needed, loads the organisation
 // tree and the CA entries, subscribes to store changes and starts the
-// backend that serves the operations gldap routes.
+// goroutine that applies them (changes.go).
 func (d *Directory) Start(ctx context.Context) error {
 	if err := d.st.EnsureSubscriberIndexes(ctx); err != nil {
 		return err
 	}
-	d.unwatch = d.st.Watch(d.onChange)
+	// Changes committed from here on are queued; the goroutine that
+	// applies them starts once the initial load is done.
+	d.changes.init()
+	unwatch := d.st.Watch(d.onChange)
 	if err := d.st.View(ctx, func(tx *store.Tx) error {
 		return tx.EachSubscriber(func(s *store.Subscriber) error {
 			d.containers[[2]string{s.Organization, s.OrgUnit}] = true
 			return nil
 		})
 	}); err != nil {
+		unwatch()
 		return fmt.Errorf("loading directory organisations: %w", err)
 	}
 	if err := d.rebuildStatic(ctx); err != nil {
+		unwatch()
 		return err
 	}
-	b, err := startBackend(d)
-	if err != nil {
-		return err
-	}
-	d.backend = b
+	d.unwatch = unwatch
+	go d.applyChanges()
 	return nil
 }
 
-// Stop unsubscribes from the store and stops the backend. Listeners are
-// closed by their owners first.
+// Stop unsubscribes from the store and stops the goroutine that applies
+// its changes. Listeners are closed by their owners first.
 func (d *Directory) Stop() error {
 	if d.unwatch != nil {
 		d.unwatch()
-	}
-	if d.backend != nil {
-		return d.backend.stop()
+		d.changes.stop()
 	}
 	return nil
 }
@@ -308,14 +327,14 @@ func (s *staticDIT) orgDN(org string) string {
 	if org == "" || normalize(org) == s.suffixOrg {
 		return s.suffix
 	}
-	return "o=" + escapeValue(org) + "," + s.suffix
+	return "o=" + ldapdn.EscapeValue(org) + "," + s.suffix
 }
 
 func (s *staticDIT) containerDN(org, unit string) string {
 	if unit == "" {
 		return s.orgDN(org)
 	}
-	return "ou=" + escapeValue(unit) + "," + s.orgDN(org)
+	return "ou=" + ldapdn.EscapeValue(unit) + "," + s.orgDN(org)
 }
 
 func (d *Directory) rootDSE(suffixes []string) *Entry {
@@ -353,95 +372,6 @@ func subschemaEntry() *Entry {
 		{name: "ldapSyntaxes", values: syntaxDefs},
 		{name: "matchingRules", values: matchingRuleDefs},
 	})
-}
-
-// ---- change notification ----
-
-// onChange runs on the committing goroutine after every store commit. It
-// reads the changed records (point reads, microseconds each) so that the
-// entry caches are exact before the commit call returns: what was committed
-// is visible at once.
-func (d *Directory) onChange(changes []store.Change) {
-	var subs, serials []string
-	rebuild := false
-	for _, c := range changes {
-		switch c.Kind {
-		case store.KindSubscriber:
-			subs = append(subs, c.Key)
-		case store.KindCert:
-			serials = append(serials, c.Key)
-		case store.KindCA:
-			rebuild = true
-		case store.KindBlob:
-			if strings.HasPrefix(c.Key, crlNamespace+"/") {
-				rebuild = true
-			}
-		}
-	}
-	if len(subs) == 0 && len(serials) == 0 && !rebuild {
-		return
-	}
-	ctx := context.Background()
-	var records []*store.Subscriber
-	ids := map[string]bool{}
-	_ = d.st.View(ctx, func(tx *store.Tx) error {
-		for _, id := range subs {
-			ids[id] = true
-			if s, err := tx.Subscriber(id); err == nil {
-				records = append(records, s)
-			}
-		}
-		for _, h := range serials {
-			serial, err := hex.DecodeString(h)
-			if err != nil {
-				continue
-			}
-			if c, err := tx.Cert(serial); err == nil && c.SubscriberID != "" {
-				ids[c.SubscriberID] = true
-			}
-		}
-		return nil
-	})
-	newCN := map[string]bool{}
-	for _, s := range records {
-		newCN[normalize(s.CommonName)] = true
-		d.contMu.Lock()
-		k := [2]string{s.Organization, s.OrgUnit}
-		if !d.containers[k] {
-			d.containers[k] = true
-			rebuild = true
-		}
-		d.contMu.Unlock()
-	}
-	if len(ids) > 0 {
-		d.cacheMu.Lock()
-		d.gen.Add(1)
-		drop := func(id string) {
-			if e := d.byID[id]; e != nil {
-				cn := normalize(firstValue(e, "cn"))
-				for _, other := range d.cnGroup[cn] {
-					delete(d.byID, other)
-				}
-				delete(d.cnGroup, cn)
-			}
-			delete(d.byID, id)
-		}
-		for id := range ids {
-			drop(id)
-		}
-		for cn := range newCN {
-			for _, other := range d.cnGroup[cn] {
-				delete(d.byID, other)
-			}
-			delete(d.cnGroup, cn)
-		}
-		d.cacheMu.Unlock()
-	}
-	if rebuild {
-		if err := d.rebuildStatic(ctx); err != nil {
-			d.log.Error("rebuilding directory entries", "err", err)
-		}
-	}
 }
 
 func firstValue(e *Entry, name string) string {
@@ -484,13 +414,18 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 		if len(d.byID) >= d.opts.CacheEntries {
 			n := 0
 			for k := range d.byID { // map order is random enough for eviction
-				delete(d.byID, k)
+				d.evictLocked(k)
 				if n++; n > d.opts.CacheEntries/8 {
 					break
 				}
 			}
 		}
+		d.evictLocked(id)
 		d.byID[id] = e
+		d.byDN[e.norm] = e
+		for _, serial := range e.serials {
+			d.bySerial[serial] = id
+		}
 	}
 	d.cacheMu.Unlock()
 	return e, nil
@@ -536,7 +471,7 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	}
 	cont := st.containerDN(s.Organization, s.OrgUnit)
 	contNorm := mustNorm(cont)
-	rdn := "cn=" + escapeValue(s.CommonName)
+	rdn := "cn=" + ldapdn.EscapeValue(s.CommonName)
 	for _, other := range group {
 		if other == s.ID {
 			continue
@@ -547,15 +482,16 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 		}
 		if mustNorm(st.containerDN(o.Organization, o.OrgUnit)) == contNorm &&
 			(o.CreatedAt.Before(s.CreatedAt) || o.CreatedAt.Equal(s.CreatedAt) && o.ID < s.ID) {
-			rdn += "+uid=" + escapeValue(uid)
+			rdn += "+uid=" + ldapdn.EscapeValue(uid)
 			break
 		}
 	}
-	var certs []string
+	var certs, serials []string
 	var infos []*certInfo
 	var expires time.Time
 	cfg := d.opts.Config
 	if err := tx.CertsBySubscriber(s.ID, func(c *store.Cert) error {
+		serials = append(serials, hex.EncodeToString(c.Serial))
 		if c.Status == store.StatusRevoked && !cfg.IncludeRevoked {
 			return nil
 		}
@@ -600,5 +536,6 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	e := newEntry(rdn+","+cont, "inetOrgPerson", false, user, nil)
 	e.expires = expires
 	e.subscriber = s.ID
+	e.serials = serials
 	return e, nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sort"
 	"strings"
+
+	"github.com/certcenter/certcenter/internal/ldapdn"
 )
 
 // ava is one attribute=value of an RDN, with the type resolved to its
@@ -120,7 +122,7 @@ func normRDNs(rdns [][]ava) string {
 		}
 		parts := make([]string, len(r))
 		for j, a := range r {
-			parts[j] = a.attr + "=" + escapeValue(normalize(a.value))
+			parts[j] = a.attr + "=" + ldapdn.EscapeValue(normalize(a.value))
 		}
 		sort.Strings(parts)
 		b.WriteString(strings.Join(parts, "+"))
@@ -144,35 +146,6 @@ func mustNorm(s string) string {
 		return strings.ToLower(s)
 	}
 	return n
-}
-
-// escapeValue escapes an attribute value for an RFC 4514 string.
-func escapeValue(v string) string {
-	need := false
-	for i := 0; i < len(v); i++ {
-		if strings.IndexByte(",+\"\\<>;=", v[i]) >= 0 || v[i] == 0 {
-			need = true
-			break
-		}
-	}
-	if !need && v != "" && v[0] != ' ' && v[0] != '#' && v[len(v)-1] != ' ' {
-		return v
-	}
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == 0:
-			b.WriteString(`\00`)
-			continue
-		case strings.IndexByte(",+\"\\<>;=", c) >= 0,
-			i == 0 && (c == ' ' || c == '#'),
-			i == len(v)-1 && c == ' ':
-			b.WriteByte('\\')
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }
 
 // isUnder reports whether the normalized DN child is base or below it.

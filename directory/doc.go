@@ -3,8 +3,22 @@
 // health information systems, relying parties and every standard client
 // (ldapsearch, Apache Directory Studio, python-ldap, JNDI, NSS, Windows
 // CryptoAPI) find certificates and CRLs. It reads the store directly and
-// keeps only caches, invalidated by store.Watch before a commit returns, so
-// there is no second copy to drift.
+// keeps only caches, so there is no second copy to drift.
+//
+// # Consistency
+//
+// The directory learns of commits through store.Watch (changes.go). On the
+// committing goroutine it only drops the cached entries the change keys
+// name — a changed subscriber, and the subscriber of a changed certificate
+// that a cached entry holds — before the commit returns, and hands the
+// change to its own goroutine, which reads the changed records and rebuilds
+// what depends on them (the cn group a subscriber joins, the subscriber of a
+// new certificate, new organisations and units, the CA entries with their
+// CRLs). Every search and compare first waits until the changes committed
+// before it arrived are applied (at most 2 s; then it is served from what
+// is applied). So a client that revoked, issued, enrolled or wrote a CRL
+// and then searched sees the change, and a revoked certificate of a cached
+// entry is gone even if the directory's goroutine is late.
 //
 // # DIT
 //
@@ -41,12 +55,14 @@
 //
 // # Serving
 //
-// The front end (server.go) owns the listeners and connections: connection
-// limit, idle timeout, PDU size limit, in-flight requests per connection,
-// TLS, and the hot path — search and compare answered from pre-encoded
-// entries with one write per response — plus the operations gldap does not
-// route (Compare, ModifyDN, Abandon, SASL binds). Simple binds, the write
-// operations (unwillingToPerform: the RA publishes the directory) and the
-// other extended operations are relayed to a github.com/jimlambrt/gldap
-// server on a loopback port (backend.go); see that file for why.
+// One protocol stack serves every operation on the client's socket, so a
+// connection costs one file descriptor. server.go owns the listeners and
+// connections: connection limit, idle timeout, PDU size limit, in-flight
+// requests per connection, TLS, and the hot path — search (search.go: plan,
+// then execute) and compare answered from pre-encoded entries with one
+// write per response. bind.go answers simple binds against ldap.accounts
+// (bcrypt, bounded to the cores, off the reader), WhoAmI, and refuses the
+// writes (unwillingToPerform: the RA publishes the directory); an unknown
+// extended operation gets protocolError. docs/ldap-stack.md says why there
+// is no second LDAP server (gldap) behind the front end.
 package directory

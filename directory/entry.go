@@ -25,6 +25,9 @@ type Entry struct {
 	expires time.Time
 	// subscriber is the store ID for subscriber entries.
 	subscriber string
+	// serials are the hex serials of all the subscriber's certificates,
+	// published or not: a change to any of them drops the cached entry.
+	serials []string
 }
 
 type entryAttr struct {

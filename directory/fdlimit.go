@@ -1,9 +1,10 @@
 package directory
 
-// File descriptors an LDAP connection can hold: the client's socket and,
-// while it has a relayed operation, both ends of the loopback connection
-// to the gldap backend, which lives in this process.
-const fdsPerConn = 3
+// File descriptors an LDAP connection holds: the client's socket. Every
+// operation is answered in this process on that socket (there is no
+// loopback relay to a second LDAP server), and the store's files are
+// shared by all connections.
+const fdsPerConn = 1
 
 // ConnectionCap is the per-listener connection cap that fits in nofile
 // descriptors (RLIMIT_NOFILE) with listeners LDAP listeners open: a quarter

@@ -12,13 +12,15 @@ func TestConnectionCap(t *testing.T) {
 	}{
 		{"ok/unknown limit keeps the setting", 4096, 2, 0, 4096, false},
 		{"ok/large hard limit", 4096, 2, 1 << 20, 4096, false},
-		{"ok/exactly fits", 4096, 2, 32768, 4096, false}, // (32768 - 8192) / 6 = 4096
-		{"lowered/just above", 4097, 2, 32768, 4096, true},
-		{"lowered/default soft limit", 4096, 2, 1024, 128, true}, // (1024 - 256) / 6
-		{"lowered/one listener", 4096, 1, 1024, 256, true},       // (1024 - 256) / 3
+		{"ok/exactly fits", 6144, 2, 16384, 6144, false}, // (16384 - 4096) / 2 = 6144
+		{"lowered/just above", 6145, 2, 16384, 6144, true},
+		{"ok/4096 clients on two listeners in 12 288 descriptors", 4096, 2, 12288, 4096, false}, // (12288 - 3072) / 2 = 4608
+		{"lowered/default soft limit", 4096, 2, 1024, 384, true},                                // (1024 - 256) / 2
+		{"lowered/one listener", 4096, 1, 1024, 768, true},                                      // (1024 - 256) / 1
 		{"ok/small cap fits a small limit", 100, 2, 1024, 100, false},
 		{"lowered/tiny limit", 4096, 2, 256, 1, true},
-		{"lowered/barely above the reserve", 4096, 2, 260, 1, true},
+		{"lowered/barely above the reserve", 4096, 2, 257, 1, true},
+		{"lowered/a little above the reserve", 4096, 2, 260, 2, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-
-	"github.com/go-ldap/ldap/v3"
 )
 
 // Filter tags (RFC 4511 section 4.5.1.7).
@@ -61,20 +59,6 @@ type filter struct {
 type certAssertion struct {
 	serial *big.Int
 	issuer string // normalized DN
-}
-
-// ParseFilter parses an RFC 4515 filter string, as an operator or a test
-// would write it, into the directory's compiled form.
-func ParseFilter(s string) (*filter, error) {
-	p, err := ldap.CompileFilter(s)
-	if err != nil {
-		return nil, fmt.Errorf("parsing filter %q: %w", s, err)
-	}
-	e, _, err := readElem(p.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("parsing filter %q: %w", s, err)
-	}
-	return compileFilter(e, 0)
 }
 
 // compileFilter compiles a BER-encoded Filter.

@@ -26,6 +26,7 @@ func FuzzRequest(f *testing.F) {
 		f.Add(seed(s))
 	}
 	f.Add([]byte{0x02, 0x01, 0x01, 0x42, 0x00})
+	f.Add(append(appendInt(nil, 0x02, 2), appendTLV(nil, opBindRequest, append(append(appendInt(nil, 0x02, 3), appendString(nil, 0x04, "cn=x")...), appendString(nil, 0x80, "pw")...))...))
 	e := newEntry("cn=a+uid=b,ou=u,o=certcenter,c=CN", "inetOrgPerson", false, []attrSpec{
 		{name: "objectClass", values: []string{"top", "inetOrgPerson"}},
 		{name: "cn", values: []string{"a"}}, {name: "mail", values: []string{"a@b"}},
@@ -44,6 +45,8 @@ func FuzzRequest(f *testing.F) {
 			req.filter.eval(e)
 			_, _ = normDN(req.base)
 			_ = e.appendSearchEntry(nil, m.id, newSelection(req.attrs, req.typesOnly))
+		case opBindRequest:
+			_, _ = parseBind(m.op.body)
 		case opCompareRequest:
 			// compare's assertion is compiled as an equality filter
 			_, _ = compileFilter(elem{tag: fEquality, body: m.op.body}, 0)

@@ -5,41 +5,54 @@ import (
 	"fmt"
 )
 
-// LDAP result codes (RFC 4511 appendix A) the directory sends.
+// resultCode is an LDAP result code (RFC 4511 section 4.1.9 and appendix A).
+type resultCode int
+
+// The result codes the directory sends.
 const (
-	resultSuccess                 = 0
-	resultOperationsError         = 1
-	resultProtocolError           = 2
-	resultTimeLimitExceeded       = 3
-	resultSizeLimitExceeded       = 4
-	resultCompareFalse            = 5
-	resultCompareTrue             = 6
-	resultAuthMethodNotSupported  = 7
-	resultUnavailableCritical     = 12
-	resultConfidentialityRequired = 13
-	resultUndefinedAttributeType  = 17
-	resultNoSuchObject            = 32
-	resultInvalidDNSyntax         = 34
-	resultInappropriateAuth       = 48
-	resultInvalidCredentials      = 49
-	resultInsufficientAccess      = 50
-	resultBusy                    = 51
-	resultUnavailable             = 52
-	resultUnwillingToPerform      = 53
-	resultOther                   = 80
+	resultSuccess                 resultCode = 0
+	resultOperationsError         resultCode = 1
+	resultProtocolError           resultCode = 2
+	resultTimeLimitExceeded       resultCode = 3
+	resultSizeLimitExceeded       resultCode = 4
+	resultCompareFalse            resultCode = 5
+	resultCompareTrue             resultCode = 6
+	resultAuthMethodNotSupported  resultCode = 7
+	resultUnavailableCritical     resultCode = 12
+	resultConfidentialityRequired resultCode = 13
+	resultNoSuchAttribute         resultCode = 16
+	resultUndefinedAttributeType  resultCode = 17
+	resultInappropriateMatching   resultCode = 18
+	resultNoSuchObject            resultCode = 32
+	resultInvalidDNSyntax         resultCode = 34
+	resultInappropriateAuth       resultCode = 48
+	resultInvalidCredentials      resultCode = 49
+	resultInsufficientAccess      resultCode = 50
+	resultBusy                    resultCode = 51
+	resultUnavailable             resultCode = 52
+	resultUnwillingToPerform      resultCode = 53
+	resultOther                   resultCode = 80
 )
 
-// resultNames label the metrics.
-var resultNames = map[int]string{
+// resultNames are the RFC 4511 names; they label the metrics.
+var resultNames = map[resultCode]string{
 	resultSuccess: "success", resultOperationsError: "operationsError", resultProtocolError: "protocolError",
 	resultTimeLimitExceeded: "timeLimitExceeded", resultSizeLimitExceeded: "sizeLimitExceeded",
 	resultCompareFalse: "compareFalse", resultCompareTrue: "compareTrue",
 	resultAuthMethodNotSupported: "authMethodNotSupported", resultUnavailableCritical: "unavailableCriticalExtension",
-	resultConfidentialityRequired: "confidentialityRequired", resultUndefinedAttributeType: "undefinedAttributeType",
+	resultConfidentialityRequired: "confidentialityRequired", resultNoSuchAttribute: "noSuchAttribute",
+	resultUndefinedAttributeType: "undefinedAttributeType", resultInappropriateMatching: "inappropriateMatching",
 	resultNoSuchObject: "noSuchObject", resultInvalidDNSyntax: "invalidDNSyntax",
 	resultInappropriateAuth: "inappropriateAuthentication", resultInvalidCredentials: "invalidCredentials",
 	resultInsufficientAccess: "insufficientAccessRights", resultBusy: "busy", resultUnavailable: "unavailable",
 	resultUnwillingToPerform: "unwillingToPerform", resultOther: "other",
+}
+
+func (c resultCode) String() string {
+	if n, ok := resultNames[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("resultCode(%d)", int(c))
 }
 
 // Protocol operation tags (the identifier octet of protocolOp).
@@ -231,7 +244,7 @@ func parsePaging(v []byte) (int64, []byte, error) {
 }
 
 // appendResult appends a whole LDAPMessage carrying an LDAPResult.
-func appendResult(dst []byte, id int64, op byte, code int, matched, diag string, extra []byte, controls []byte) []byte {
+func appendResult(dst []byte, id int64, op byte, code resultCode, matched, diag string, extra []byte, controls []byte) []byte {
 	start := len(dst)
 	dst = appendInt(dst, 0x02, id)
 	opStart := len(dst)
@@ -258,7 +271,7 @@ func appendPagingControl(dst []byte, cookie []byte) []byte {
 }
 
 // appendNotice appends an unsolicited Notice of Disconnection (RFC 4511 4.4.1).
-func appendNotice(dst []byte, code int, diag string) []byte {
+func appendNotice(dst []byte, code resultCode, diag string) []byte {
 	var name []byte
 	name = appendString(name, 0x8a, oidNoticeOfDiscon)
 	return appendResult(dst, 0, opExtendedResponse, code, "", diag, name, nil)

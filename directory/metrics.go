@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func resultName(code int) string {
+func resultName(code resultCode) string {
 	if n, ok := resultNames[code]; ok {
 		return n
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -20,7 +21,7 @@ const (
 
 // result is the outcome of an operation, rendered into its response in one place.
 type result struct {
-	code    int
+	code    resultCode
 	matched string
 	diag    string
 }
@@ -48,190 +49,299 @@ type cursor struct {
 
 var errStopScan = errors.New("stop")
 
+// searchPlan is what a search will do, decided before it sends anything:
+// the base, the scope, where the candidates come from, the limits.
+type searchPlan struct {
+	req      *searchRequest
+	sel      *selection
+	st       *staticDIT
+	baseNorm string
+	identity string // paging cookies are bound to it
+	// only is the one entry a base search of the rootDSE or the
+	// subschema tests; it needs no store read.
+	only *Entry
+	// base is the base entry, nil for the root (set by locate).
+	base *Entry
+	// limit bounds this response's entries; totalLeft is what a paged
+	// search may still return across its pages (-1: no client limit).
+	limit, totalLeft int64
+	page             pageState
+	deadline         time.Time
+	// indexed: the subscriber candidates are ids (sorted, distinct) from
+	// an index; else scanSubs says whether subscribers are scanned at all.
+	indexed  bool
+	ids      []string
+	scanSubs bool
+}
+
 // search runs one search request, writing entries to out.
 func (d *Directory) search(ctx context.Context, sess session, req *searchRequest, out sink) searchOutcome {
-	st := d.static.Load()
-	sel := newSelection(req.attrs, req.typesOnly)
-	baseNorm, ok := normDN(req.base)
-	if !ok {
-		return searchOutcome{result: result{code: resultInvalidDNSyntax, diag: "invalid base DN"}}
+	d.awaitChanges(ctx)
+	p, early := d.plan(sess, req)
+	if early != nil {
+		return *early
 	}
-	// the rootDSE and the subschema answer anyone: clients need them to
-	// discover how to bind.
-	if baseNorm == "" && req.scope == scopeBase {
-		return d.one(st.rootDSE, req, sel, out)
+	if p.only != nil {
+		return d.one(p.only, req, p.sel, out)
 	}
-	if baseNorm == st.subschema.norm {
-		if req.scope == scopeBase {
-			return d.one(st.subschema, req, sel, out)
+	if req.scope == scopeBase {
+		// the hot path: a base read of a cached entry reads nothing from
+		// the store, so it needs no transaction
+		if p.base = d.cachedEntry(p.st, p.baseNorm, true); p.base != nil {
+			res, err := d.execute(ctx, nil, p, out)
+			return d.outcome(ctx, req, res, err)
 		}
-		return searchOutcome{}
 	}
-	if !sess.mayRead(d.opts.Config.AnonymousRead) {
-		return searchOutcome{result: result{code: resultInsufficientAccess, diag: "anonymous read is disabled: bind as a service account"}}
-	}
-
-	// Without paging the lower of the server's and the client's size limit
-	// bounds the search. With paging the server's bounds each page and the
-	// client's the whole search across its pages (RFC 4511 4.5.1.4; slapd
-	// does the same): totalLeft is what the client may still receive.
-	limit := int64(d.opts.Config.SizeLimit)
-	var page pageState
-	totalLeft := int64(-1)
-	if req.paged {
-		if req.pageSize == 0 { // the client abandons the paged search
-			return searchOutcome{paged: true}
-		}
-		if req.pageSize < limit {
-			limit = req.pageSize
-		}
-		var r result
-		if page, r = d.cookies.open(req, sess.identity()); r.code != resultSuccess {
-			return searchOutcome{result: r, paged: true}
-		}
-		if req.sizeLimit > 0 {
-			totalLeft = req.sizeLimit - page.sent
-			limit = min(limit, totalLeft)
-		}
-	} else if req.sizeLimit > 0 && req.sizeLimit < limit {
-		limit = req.sizeLimit
-	}
-	cur := page.cur
-	timeLimit := d.opts.Config.TimeLimit.D()
-	if req.timeLimit > 0 && time.Duration(req.timeLimit)*time.Second < timeLimit {
-		timeLimit = time.Duration(req.timeLimit) * time.Second
-	}
-	deadline := d.now().Add(timeLimit)
-
-	out2 := searchOutcome{paged: req.paged}
+	var res searchOutcome
 	err := d.st.View(ctx, func(tx *store.Tx) error {
-		var base *Entry
-		if baseNorm != "" {
-			var err error
-			if base, err = d.lookupDN(tx, st, baseNorm); err != nil {
-				return err
+		if early, err := d.locate(tx, p); err != nil || early != nil {
+			if early != nil {
+				res = *early
 			}
-			if base == nil {
-				out2.code = resultNoSuchObject
-				out2.matched = d.matchedDN(st, baseNorm)
-				out2.diag = "no such entry"
-				return nil
-			}
-		}
-		if req.scope == scopeBase {
-			if req.filter.eval(base) == triTrue {
-				return out.entry(base, sel)
-			}
-			return nil
-		}
-		inScope := func(n string) bool {
-			switch req.scope {
-			case scopeOne:
-				return n != "" && parentOf(n) == baseNorm
-			case scopeChildren:
-				return n != baseNorm && isUnder(n, baseNorm)
-			}
-			return isUnder(n, baseNorm)
-		}
-		var sent int64
-		more := false
-		var last cursor
-		emit := func(e *Entry, pos cursor) error {
-			if req.filter.eval(e) != triTrue {
-				return nil
-			}
-			if sent == limit {
-				more = true
-				return errStopScan
-			}
-			if err := out.entry(e, sel); err != nil {
-				return err
-			}
-			sent++
-			last = pos
-			return nil
-		}
-		checked := 0
-		tick := func() error {
-			if checked++; checked&63 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if d.now().After(deadline) {
-					return errTimeLimit
-				}
-			}
-			return nil
-		}
-		scan := func() error {
-			// static entries
-			if !cur.subs {
-				for i := cur.static; i < len(st.order); i++ {
-					e := st.order[i]
-					if !inScope(e.norm) {
-						continue
-					}
-					if err := emit(e, cursor{static: i + 1}); err != nil {
-						return err
-					}
-				}
-			}
-			// subscriber entries: by index when the filter allows, else a scan
-			visit := func(id string) error {
-				if err := tick(); err != nil {
-					return err
-				}
-				e, err := d.subscriberEntry(tx, st, id)
-				if err != nil || e == nil {
-					return err
-				}
-				if !inScope(e.norm) {
-					return nil
-				}
-				return emit(e, cursor{subs: true, after: id})
-			}
-			if ids, ok, err := d.indexed(tx, req.filter); err != nil {
-				return err
-			} else if ok {
-				sort.Strings(ids)
-				for i, id := range ids {
-					if i > 0 && ids[i-1] == id || cur.subs && id <= cur.after {
-						continue
-					}
-					if err := visit(id); err != nil {
-						return err
-					}
-				}
-			} else if d.subscribersMayBeUnder(st, baseNorm) {
-				if err := tx.EachSubscriberIDAfter(cur.after, visit); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if err := scan(); err != nil && !errors.Is(err, errStopScan) {
 			return err
 		}
-		if more {
-			if req.paged && limit != totalLeft {
-				out2.cookie = d.cookies.seal(req, sess.identity(), pageState{cur: last, sent: page.sent + sent})
-			} else {
-				out2.code, out2.diag = resultSizeLimitExceeded, fmt.Sprintf("more than %d entries match", limit)
-			}
-		}
-		return nil
+		var err error
+		res, err = d.execute(ctx, tx, p, out)
+		return err
 	})
+	return d.outcome(ctx, req, res, err)
+}
+
+// outcome maps a search's error to its result.
+func (d *Directory) outcome(ctx context.Context, req *searchRequest, res searchOutcome, err error) searchOutcome {
 	switch {
 	case errors.Is(err, errTimeLimit):
-		out2.code, out2.diag = resultTimeLimitExceeded, "time limit exceeded"
+		res = searchOutcome{result: result{code: resultTimeLimitExceeded, diag: "time limit exceeded"}, paged: req.paged}
 	case err != nil:
 		if ctx.Err() != nil {
 			return searchOutcome{result: result{code: resultOther, diag: "abandoned"}}
 		}
 		d.log.Error("search failed", "base", req.base, "err", err)
-		out2.code, out2.diag = resultOther, "internal error"
+		res = searchOutcome{result: result{code: resultOther, diag: "internal error"}, paged: req.paged}
 	}
-	return out2
+	return res
+}
+
+// searchNow answers a base search that needs neither the store nor a
+// wait — the rootDSE, the subschema, a refusal, or a cached entry, with
+// every committed change applied — and reports false, having sent
+// nothing, for any other.
+func (d *Directory) searchNow(sess session, req *searchRequest, out sink) (searchOutcome, bool) {
+	if req.scope != scopeBase || !d.changes.caughtUp() {
+		return searchOutcome{}, false
+	}
+	p, early := d.plan(sess, req)
+	switch {
+	case early != nil:
+		return *early, true
+	case p.only != nil:
+		return d.one(p.only, req, p.sel, out), true
+	}
+	if p.base = d.cachedEntry(p.st, p.baseNorm, false); p.base == nil {
+		return searchOutcome{}, false
+	}
+	ctx := context.Background()
+	res, err := d.execute(ctx, nil, p, out)
+	return d.outcome(ctx, req, res, err), true
+}
+
+// plan decides what needs no store read: the base's syntax, the rootDSE
+// and the subschema, access, the size and time limits and the paging
+// cookie. A non-nil outcome is the whole answer.
+func (d *Directory) plan(sess session, req *searchRequest) (*searchPlan, *searchOutcome) {
+	p := &searchPlan{req: req, st: d.static.Load(), sel: newSelection(req.attrs, req.typesOnly), totalLeft: -1}
+	var ok bool
+	if p.baseNorm, ok = normDN(req.base); !ok {
+		return nil, &searchOutcome{result: result{code: resultInvalidDNSyntax, diag: "invalid base DN"}}
+	}
+	// the rootDSE and the subschema answer anyone: clients need them to
+	// discover how to bind.
+	if p.baseNorm == "" && req.scope == scopeBase {
+		p.only = p.st.rootDSE
+		return p, nil
+	}
+	if p.baseNorm == p.st.subschema.norm {
+		if req.scope == scopeBase {
+			p.only = p.st.subschema
+			return p, nil
+		}
+		return nil, &searchOutcome{}
+	}
+	if !sess.mayRead(d.opts.Config.AnonymousRead) {
+		return nil, &searchOutcome{result: result{code: resultInsufficientAccess, diag: "anonymous read is disabled: bind as a service account"}}
+	}
+	p.identity = sess.identity()
+
+	// Without paging the lower of the server's and the client's size limit
+	// bounds the search. With paging the server's bounds each page and the
+	// client's the whole search across its pages (RFC 4511 4.5.1.4; slapd
+	// does the same): totalLeft is what the client may still receive.
+	p.limit = int64(d.opts.Config.SizeLimit)
+	if req.paged {
+		if req.pageSize == 0 { // the client abandons the paged search
+			return nil, &searchOutcome{paged: true}
+		}
+		p.limit = min(p.limit, req.pageSize)
+		var r result
+		if p.page, r = d.cookies.open(req, p.identity); r.code != resultSuccess {
+			return nil, &searchOutcome{result: r, paged: true}
+		}
+		if req.sizeLimit > 0 {
+			p.totalLeft = req.sizeLimit - p.page.sent
+			p.limit = min(p.limit, p.totalLeft)
+		}
+	} else if req.sizeLimit > 0 {
+		p.limit = min(p.limit, req.sizeLimit)
+	}
+	timeLimit := d.opts.Config.TimeLimit.D()
+	if req.timeLimit > 0 && time.Duration(req.timeLimit)*time.Second < timeLimit {
+		timeLimit = time.Duration(req.timeLimit) * time.Second
+	}
+	p.deadline = d.now().Add(timeLimit)
+	return p, nil
+}
+
+// locate finishes the plan with what the store says: the base entry and
+// where the subscriber candidates come from — an index when the filter
+// allows, else a scan when subscribers can be in scope at all.
+func (d *Directory) locate(tx *store.Tx, p *searchPlan) (*searchOutcome, error) {
+	if p.baseNorm != "" {
+		var err error
+		if p.base, err = d.lookupDN(tx, p.st, p.baseNorm); err != nil {
+			return nil, err
+		}
+		if p.base == nil {
+			return &searchOutcome{paged: p.req.paged, result: result{code: resultNoSuchObject, matched: d.matchedDN(p.st, p.baseNorm), diag: "no such entry"}}, nil
+		}
+	}
+	if p.req.scope == scopeBase {
+		return nil, nil
+	}
+	ids, ok, err := d.indexed(tx, p.req.filter)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		sort.Strings(ids)
+		p.indexed, p.ids = true, slices.Compact(ids)
+	} else {
+		p.scanSubs = d.subscribersMayBeUnder(p.st, p.baseNorm)
+	}
+	return nil, nil
+}
+
+// inScope reports whether the entry with normalized DN n is in the scope.
+func (p *searchPlan) inScope(n string) bool {
+	switch p.req.scope {
+	case scopeBase:
+		return n == p.baseNorm
+	case scopeOne:
+		return n != "" && parentOf(n) == p.baseNorm
+	case scopeChildren:
+		return n != p.baseNorm && isUnder(n, p.baseNorm)
+	}
+	return isUnder(n, p.baseNorm)
+}
+
+// execution is one run of a plan: it walks the candidates in the
+// deterministic order from the plan's cursor, sends the matches and stops
+// at the limit.
+type execution struct {
+	ctx     context.Context
+	d       *Directory
+	tx      *store.Tx
+	p       *searchPlan
+	out     sink
+	sent    int64
+	more    bool   // a match beyond the limit exists
+	last    cursor // position of the last entry sent
+	checked int
+}
+
+// execute runs a plan and renders its outcome, with the next page's
+// cookie or sizeLimitExceeded when more entries match than were sent.
+func (d *Directory) execute(ctx context.Context, tx *store.Tx, p *searchPlan, out sink) (searchOutcome, error) {
+	res := searchOutcome{paged: p.req.paged}
+	x := &execution{ctx: ctx, d: d, tx: tx, p: p, out: out}
+	if err := x.run(); err != nil && !errors.Is(err, errStopScan) {
+		return res, err
+	}
+	if x.more {
+		if p.req.paged && p.limit != p.totalLeft {
+			res.cookie = d.cookies.seal(p.req, p.identity, pageState{cur: x.last, sent: p.page.sent + x.sent})
+		} else {
+			res.code, res.diag = resultSizeLimitExceeded, fmt.Sprintf("more than %d entries match", p.limit)
+		}
+	}
+	return res, nil
+}
+
+func (x *execution) run() error {
+	p := x.p
+	if p.req.scope == scopeBase {
+		if p.req.filter.eval(p.base) == triTrue {
+			return x.out.entry(p.base, p.sel)
+		}
+		return nil
+	}
+	cur := p.page.cur
+	if !cur.subs {
+		for i := cur.static; i < len(p.st.order); i++ {
+			if e := p.st.order[i]; p.inScope(e.norm) {
+				if err := x.emit(e, cursor{static: i + 1}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	switch {
+	case p.indexed:
+		for _, id := range p.ids {
+			if cur.subs && id <= cur.after {
+				continue
+			}
+			if err := x.visit(id); err != nil {
+				return err
+			}
+		}
+	case p.scanSubs:
+		return x.tx.EachSubscriberIDAfter(cur.after, x.visit)
+	}
+	return nil
+}
+
+// visit considers one subscriber.
+func (x *execution) visit(id string) error {
+	if x.checked++; x.checked&63 == 0 {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		if x.d.now().After(x.p.deadline) {
+			return errTimeLimit
+		}
+	}
+	e, err := x.d.subscriberEntry(x.tx, x.p.st, id)
+	if err != nil || e == nil || !x.p.inScope(e.norm) {
+		return err
+	}
+	return x.emit(e, cursor{subs: true, after: id})
+}
+
+// emit sends e if it matches, or stops the scan at the limit.
+func (x *execution) emit(e *Entry, pos cursor) error {
+	if x.p.req.filter.eval(e) != triTrue {
+		return nil
+	}
+	if x.sent == x.p.limit {
+		x.more = true
+		return errStopScan
+	}
+	if err := x.out.entry(e, x.p.sel); err != nil {
+		return err
+	}
+	x.sent++
+	x.last = pos
+	return nil
 }
 
 var errTimeLimit = errors.New("time limit exceeded")
@@ -250,10 +360,32 @@ func (d *Directory) subscribersMayBeUnder(st *staticDIT, baseNorm string) bool {
 	return isUnder(st.suffixNorm, baseNorm) || isUnder(baseNorm, st.suffixNorm)
 }
 
-// lookupDN finds an entry by normalized DN: a static one, or a subscriber
-// found through the cn index (the RDN's cn) — never a scan.
-func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
+// cachedEntry is the entry with a normalized DN if it is static or a
+// cached subscriber entry that has not expired; else nil. Without wait it
+// also gives nil rather than wait for the cache's lock.
+func (d *Directory) cachedEntry(st *staticDIT, norm string, wait bool) *Entry {
 	if e := st.byNorm[norm]; e != nil {
+		return e
+	}
+	if !wait {
+		if !d.cacheMu.TryRLock() {
+			return nil
+		}
+	} else {
+		d.cacheMu.RLock()
+	}
+	e := d.byDN[norm]
+	d.cacheMu.RUnlock()
+	if e != nil && (e.expires.IsZero() || d.now().Before(e.expires)) {
+		return e
+	}
+	return nil
+}
+
+// lookupDN finds an entry by normalized DN: a static one, a cached one, or
+// a subscriber found through the cn index (the RDN's cn) — never a scan.
+func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
+	if e := d.cachedEntry(st, norm, true); e != nil {
 		return e, nil
 	}
 	rdns, err := parseDN(norm)

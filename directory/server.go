@@ -18,8 +18,8 @@ import (
 
 // Listener serves LDAP (with StartTLS) or LDAPS on one address. It owns the
 // accept loop and the connections: limits, idle timeout, framing and the
-// hot path (search, compare) are here; simple binds, writes and extended
-// operations are relayed to the gldap backend.
+// operations are here, on one protocol stack: no request leaves the
+// process, so a connection costs one file descriptor.
 type Listener struct {
 	d           *Directory
 	name        string
@@ -146,25 +146,19 @@ type conn struct {
 
 	closing atomic.Bool
 	isTLS   atomic.Bool
-	// inflight counts the spawned operations (search, compare). The relay's
-	// reader is not one of them: it lives as long as the backend
-	// connection, so waiting for it before StartTLS would wait forever.
+	// inflight counts the spawned operations (search, compare, bind).
 	inflight sync.WaitGroup
-	relayWG  sync.WaitGroup // relayResponses goroutines
+	// binding is closed when the password bind in progress has its
+	// result; the reader waits for it before the next request, so every
+	// request after a bind runs with the bind's outcome (RFC 4511 4.2.1).
+	// Only the reader goroutine touches it.
+	binding chan struct{}
 
-	mu          sync.Mutex
-	bound       bool   // bound as a service account
-	boundDN     string // that account's normalized name
-	pendingBind string
-	ops         map[int64]context.CancelFunc
-	relay       net.Conn
-	relayOps    map[int64]relayed
-}
-
-type relayed struct {
-	respTag byte
-	op      string
-	start   time.Time
+	mu      sync.Mutex
+	bound   bool   // bound as a service account
+	boundDN string // that account's DN as configured (WhoAmI)
+	boundID string // and normalized (paging cookies)
+	ops     map[int64]context.CancelFunc
 }
 
 func (l *Listener) newConn(nc net.Conn) *conn {
@@ -172,7 +166,7 @@ func (l *Listener) newConn(nc net.Conn) *conn {
 	return &conn{
 		l: l, d: l.d, nc: nc, raw: nc, ctx: ctx, cancel: cancel,
 		sem: make(chan struct{}, l.d.opts.Config.MaxPending),
-		ops: map[int64]context.CancelFunc{}, relayOps: map[int64]relayed{},
+		ops: map[int64]context.CancelFunc{},
 	}
 }
 
@@ -196,7 +190,7 @@ func (c *conn) mayRead(anonymousRead bool) bool {
 func (c *conn) identity() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.boundDN
+	return c.boundID
 }
 
 var errUnbind = errors.New("unbind")
@@ -206,7 +200,6 @@ func (c *conn) serve() {
 	defer func() {
 		c.cancel()
 		c.inflight.Wait()
-		c.closeRelay()
 		c.wmu.Lock()
 		c.nc.Close()
 		c.wmu.Unlock()
@@ -270,7 +263,11 @@ func (c *conn) serve() {
 			c.notice(resultProtocolError, err.Error())
 			return
 		}
-		if err := c.dispatch(m, pdu); err != nil {
+		if c.binding != nil {
+			<-c.binding // bounded: bindSem admits it within a few bcrypt times
+			c.binding = nil
+		}
+		if err := c.dispatch(m); err != nil {
 			if !errors.Is(err, errUnbind) {
 				c.d.metrics.closed.WithLabelValues("protocol").Inc()
 				c.notice(resultProtocolError, err.Error())
@@ -283,7 +280,7 @@ func (c *conn) serve() {
 func (c *conn) busy() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.ops) > 0 || len(c.relayOps) > 0
+	return len(c.ops) > 0
 }
 
 // write sends bytes to the client; a failed write closes the connection.
@@ -372,7 +369,7 @@ func (h *heldConn) flush() error {
 	return err
 }
 
-func (c *conn) notice(code int, diag string) {
+func (c *conn) notice(code resultCode, diag string) {
 	_ = c.write(appendNotice(nil, code, diag))
 }
 
@@ -381,13 +378,13 @@ func (c *conn) respond(id int64, tag byte, op string, start time.Time, r result,
 	c.observe(op, r.code, start)
 }
 
-func (c *conn) observe(op string, code int, start time.Time) {
+func (c *conn) observe(op string, code resultCode, start time.Time) {
 	c.d.metrics.ops.WithLabelValues(op, resultName(code)).Inc()
 	c.d.metrics.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
 // dispatch handles one request. A returned error closes the connection.
-func (c *conn) dispatch(m *message, pdu []byte) error {
+func (c *conn) dispatch(m *message) error {
 	start := time.Now()
 	switch m.op.tag {
 	case opUnbindRequest:
@@ -404,7 +401,7 @@ func (c *conn) dispatch(m *message, pdu []byte) error {
 		c.observe("abandon", resultSuccess, start)
 		return nil
 	case opBindRequest:
-		return c.bind(m, pdu, start)
+		return c.bind(m, start)
 	case opSearchRequest:
 		req, err := parseSearch(m.op.body)
 		if err != nil {
@@ -428,30 +425,43 @@ func (c *conn) dispatch(m *message, pdu []byte) error {
 				}
 			}
 		}
+		if c.searchInline(m.id, req, start) {
+			return nil
+		}
 		c.spawn(m.id, func(ctx context.Context) { c.handleSearch(ctx, m.id, req, start) })
 		return nil
 	case opCompareRequest:
 		c.spawn(m.id, func(ctx context.Context) { c.handleCompare(ctx, m, start) })
 		return nil
 	case opModDNRequest:
-		c.respond(m.id, opModDNResponse, "modifyDN", start, result{code: resultUnwillingToPerform, diag: "the directory is read-only: it is published by the RA"}, nil)
+		c.respond(m.id, opModDNResponse, "modifyDN", start, readOnly, nil)
 		return nil
 	case opAddRequest:
-		return c.relayOp(m, pdu, opAddResponse, "add", start)
+		c.respond(m.id, opAddResponse, "add", start, readOnly, nil)
+		return nil
 	case opModifyRequest:
-		return c.relayOp(m, pdu, opModifyResponse, "modify", start)
+		c.respond(m.id, opModifyResponse, "modify", start, readOnly, nil)
+		return nil
 	case opDelRequest:
-		return c.relayOp(m, pdu, opDelResponse, "delete", start)
+		c.respond(m.id, opDelResponse, "delete", start, readOnly, nil)
+		return nil
 	case opExtendedRequest:
 		name, _, err := readElem(m.op.body)
 		if err != nil || name.tag != 0x80 {
 			c.respond(m.id, opExtendedResponse, "extended", start, result{code: resultProtocolError, diag: "extended request without a name"}, nil)
 			return nil
 		}
-		if string(name.body) == oidStartTLS {
+		switch oid := string(name.body); oid {
+		case oidStartTLS:
 			return c.handleStartTLS(m, start)
+		case oidWhoAmI:
+			c.whoAmI(m, start)
+			return nil
+		default:
+			// RFC 4511 4.12: an unrecognized requestName is a protocolError
+			c.respond(m.id, opExtendedResponse, "extended", start, result{code: resultProtocolError, diag: "unsupported extended operation " + oid}, nil)
+			return nil
 		}
-		return c.relayOp(m, pdu, opExtendedResponse, "extended", start)
 	}
 	return fmt.Errorf("unknown protocol operation %#x", m.op.tag)
 }
@@ -484,6 +494,7 @@ func (c *conn) spawn(id int64, fn func(ctx context.Context)) {
 type respWriter struct {
 	c    *conn
 	id   int64
+	bp   *[]byte // the pooled buffer buf came from
 	buf  []byte
 	n    int
 	tls  bool
@@ -509,31 +520,66 @@ func (w *respWriter) entry(e *Entry, sel *selection) error {
 	return nil
 }
 
-func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, start time.Time) {
+func (c *conn) newRespWriter(id int64) *respWriter {
 	bp := bufPool.Get().(*[]byte)
 	// StartTLS waits for the searches in flight, so this cannot change
 	// during the search.
-	w := &respWriter{c: c, id: id, buf: (*bp)[:0], tls: c.isTLS.Load()}
+	return &respWriter{c: c, id: id, bp: bp, buf: (*bp)[:0], tls: c.isTLS.Load()}
+}
+
+func (w *respWriter) release() {
+	if cap(w.buf) <= 1<<20 {
+		*w.bp = w.buf[:0]
+		bufPool.Put(w.bp)
+	}
+}
+
+func (c *conn) handleSearch(ctx context.Context, id int64, req *searchRequest, start time.Time) {
+	w := c.newRespWriter(id)
+	defer w.release()
 	out := c.d.search(ctx, c, req, w)
 	if ctx.Err() != nil && !c.closing.Load() {
 		// abandoned: RFC 4511 4.11, no response
 		c.observe("search", resultOther, start)
 		return
 	}
+	c.finishSearch(w, out, start)
+}
+
+// searchInline answers a search on the reader goroutine if it can be
+// answered at once, without the store or a wait (Directory.searchNow): a
+// base read of a cached entry then costs no goroutine and no hand-over
+// between threads. It reports whether it answered; if not, the search is
+// spawned as any other.
+func (c *conn) searchInline(id int64, req *searchRequest, start time.Time) bool {
+	// it is one of the max_pending requests in flight while it runs
+	select {
+	case c.sem <- struct{}{}:
+		defer func() { <-c.sem }()
+	default:
+		return false
+	}
+	w := c.newRespWriter(id)
+	defer w.release()
+	out, ok := c.d.searchNow(c, req, w)
+	if ok {
+		c.finishSearch(w, out, start)
+	}
+	return ok
+}
+
+// finishSearch appends SearchResultDone and sends what is buffered.
+func (c *conn) finishSearch(w *respWriter, out searchOutcome, start time.Time) {
 	var ctrls []byte
 	if out.paged {
 		ctrls = appendPagingControl(nil, out.cookie)
 	}
-	w.buf = appendResult(w.buf, id, opSearchDone, out.code, out.matched, out.diag, nil, ctrls)
+	w.buf = appendResult(w.buf, w.id, opSearchDone, out.code, out.matched, out.diag, nil, ctrls)
 	if w.tls {
 		w.ends = append(w.ends, len(w.buf))
 	}
 	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
-	if cap(w.buf) <= 1<<20 {
-		*bp = w.buf[:0]
-		bufPool.Put(bp)
-	}
 }
 
 func (c *conn) handleCompare(ctx context.Context, m *message, start time.Time) {
@@ -558,12 +604,13 @@ func (c *conn) compare(ctx context.Context, body []byte) result {
 		return result{code: resultUndefinedAttributeType, diag: "unknown attribute " + f.desc}
 	}
 	if f.at.match == matchNone {
-		return result{code: 18, diag: f.at.name + " has no equality matching rule"} // inappropriateMatching
+		return result{code: resultInappropriateMatching, diag: f.at.name + " has no equality matching rule"}
 	}
 	norm, ok := normDN(string(dnE.body))
 	if !ok {
 		return result{code: resultInvalidDNSyntax, diag: "invalid DN"}
 	}
+	c.d.awaitChanges(ctx)
 	st := c.d.static.Load()
 	var e *Entry
 	switch norm {
@@ -591,159 +638,19 @@ func (c *conn) compare(ctx context.Context, body []byte) result {
 		return result{code: resultCompareTrue}
 	case triFalse:
 		if e.attr(f.at) == nil {
-			return result{code: 16, diag: "no such attribute"} // noSuchAttribute
+			return result{code: resultNoSuchAttribute, diag: "no such attribute"}
 		}
 		return result{code: resultCompareFalse}
 	}
-	return result{code: 18, diag: "the assertion is undefined for " + f.at.name}
-}
-
-// bind answers SASL and cleartext-password binds itself and relays simple
-// binds to the backend, remembering the name to learn the outcome.
-func (c *conn) bind(m *message, pdu []byte, start time.Time) error {
-	ver, rest, err := readElem(m.op.body)
-	if err != nil || ver.tag != 0x02 {
-		return errors.New("bad bind request")
-	}
-	v, _ := parseInt(ver.body)
-	nameE, rest, err := readElem(rest)
-	if err != nil || nameE.tag != 0x04 {
-		return errors.New("bad bind request")
-	}
-	auth, _, err := readElem(rest)
-	if err != nil {
-		return errors.New("bad bind request")
-	}
-	c.mu.Lock()
-	c.bound = false // a bind starts anonymous until it succeeds (RFC 4511 4.2.1)
-	c.boundDN = ""
-	c.mu.Unlock()
-	switch {
-	case v != 3:
-		c.respond(m.id, opBindResponse, "bind", start, result{code: resultProtocolError, diag: "only LDAPv3 is supported"}, nil)
-		return nil
-	case auth.tag == 0xa3:
-		c.respond(m.id, opBindResponse, "bind", start, result{code: resultAuthMethodNotSupported, diag: "SASL is not supported: use a simple bind over TLS"}, nil)
-		return nil
-	case auth.tag != 0x80:
-		c.respond(m.id, opBindResponse, "bind", start, result{code: resultAuthMethodNotSupported, diag: "unknown authentication choice"}, nil)
-		return nil
-	case len(auth.body) > 0 && !c.isTLS.Load() && !c.d.opts.Config.AllowCleartextBind:
-		c.respond(m.id, opBindResponse, "bind", start, result{code: resultConfidentialityRequired, diag: "a password bind needs TLS: use ldaps:// or StartTLS"}, nil)
-		return nil
-	}
-	c.mu.Lock()
-	c.pendingBind = string(nameE.body)
-	c.mu.Unlock()
-	return c.relayOp(m, pdu, opBindResponse, "bind", start)
-}
-
-// relayOp forwards a request to the gldap backend; relayResponses sends
-// its answer back.
-func (c *conn) relayOp(m *message, pdu []byte, respTag byte, op string, start time.Time) error {
-	c.mu.Lock()
-	rc := c.relay
-	if rc == nil {
-		var err error
-		rc, err = net.DialTimeout("tcp", c.d.backend.addr, 2*time.Second)
-		if err != nil {
-			c.mu.Unlock()
-			c.respond(m.id, respTag, op, start, result{code: resultUnavailable, diag: "backend unavailable"}, nil)
-			return nil
-		}
-		c.relay = rc
-		c.relayWG.Add(1)
-		go c.relayResponses(rc)
-	}
-	c.relayOps[m.id] = relayed{respTag: respTag, op: op, start: start}
-	c.mu.Unlock()
-	_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := rc.Write(appendTLV(nil, 0x30, pdu)); err != nil {
-		rc.Close() // relayResponses answers what is pending
-	}
-	return nil
-}
-
-func (c *conn) relayResponses(rc net.Conn) {
-	defer c.relayWG.Done()
-	br := bufio.NewReader(rc)
-	stop := context.AfterFunc(c.ctx, func() { rc.Close() })
-	defer stop()
-	for {
-		pdu, err := readPDU(br, nil, 1<<20)
-		if err != nil {
-			break
-		}
-		m, err := parseMessage(pdu)
-		if err != nil {
-			break
-		}
-		c.mu.Lock()
-		op, ok := c.relayOps[m.id]
-		delete(c.relayOps, m.id)
-		code := resultOther
-		if res, _, err := readElem(m.op.body); err == nil && res.tag == 0x0a {
-			if v, err := parseInt(res.body); err == nil {
-				code = int(v)
-			}
-		}
-		if m.op.tag == opBindResponse && code == resultSuccess {
-			c.bound = c.pendingBind != ""
-			if c.bound {
-				c.boundDN = mustNorm(c.pendingBind)
-			}
-		}
-		c.mu.Unlock()
-		if m.id == 0 { // gldap's notice of disconnection
-			continue
-		}
-		if err := c.write(appendTLV(nil, 0x30, pdu)); err != nil {
-			break
-		}
-		if ok {
-			c.observe(op.op, code, op.start)
-		}
-	}
-	rc.Close()
-	c.mu.Lock()
-	if c.relay == rc {
-		c.relay = nil
-	}
-	pending := c.relayOps
-	c.relayOps = map[int64]relayed{}
-	c.mu.Unlock()
-	if c.ctx.Err() != nil {
-		return
-	}
-	// gldap closes its connection on a request it cannot decode: answer
-	// what was pending instead of leaving the client waiting.
-	for id, op := range pending {
-		c.respond(id, op.respTag, op.op, op.start, result{code: resultProtocolError, diag: "request could not be decoded"}, nil)
-	}
-}
-
-// closeRelay closes the backend connection, if any, and waits until its
-// reader has written everything it had to the client. Called on the reader
-// goroutine, the only one that opens a relay, so none opens meanwhile.
-func (c *conn) closeRelay() {
-	c.mu.Lock()
-	rc := c.relay
-	c.relay = nil
-	c.mu.Unlock()
-	if rc != nil {
-		rc.Close()
-	}
-	c.relayWG.Wait()
+	return result{code: resultInappropriateMatching, diag: "the assertion is undefined for " + f.at.name}
 }
 
 // handleStartTLS upgrades the connection (RFC 4511 4.14). It runs on the
 // reader goroutine. The client must not have requests outstanding (RFC
-// 4513 3.1.1): a relayed one gets the StartTLS operationsError, since the
-// backend answers at its own pace; spawned searches and compares are
-// waited for, because one that has answered may still be finishing (and
-// they end within the time limit). The backend connection is closed, so
-// nothing is written in clear after the StartTLS response; the next
-// relayed request opens a new one.
+// 4513 3.1.1): a bind before it has been answered (the reader waits for
+// binds), and spawned searches and compares are waited for, because one
+// that has answered may still be finishing (and they end within the time
+// limit), so nothing is written in clear after the StartTLS response.
 func (c *conn) handleStartTLS(m *message, start time.Time) error {
 	ext := appendString(nil, 0x8a, oidStartTLS)
 	switch {
@@ -754,19 +661,11 @@ func (c *conn) handleStartTLS(m *message, start time.Time) error {
 		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "TLS is already established"}, ext)
 		return nil
 	}
-	c.mu.Lock()
-	relayed := len(c.relayOps)
-	c.mu.Unlock()
-	if relayed > 0 {
-		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "requests are outstanding: wait for their results before StartTLS"}, ext)
-		return nil
-	}
 	c.inflight.Wait()
 	if c.br.Buffered() > 0 {
 		c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultOperationsError, diag: "requests sent after StartTLS"}, ext)
 		return nil
 	}
-	c.closeRelay()
 	c.respond(m.id, opExtendedResponse, "starttls", start, result{code: resultSuccess}, ext)
 	if !c.startTLS() {
 		return errUnbind // the handshake failed: close quietly

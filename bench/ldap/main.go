@@ -41,14 +41,15 @@ func main() {
 	conns := flag.Int("conns", 16, "client connections")
 	dur := flag.Duration("duration", 20*time.Second, "measured time per target and workload")
 	warm := flag.Duration("warmup", 3*time.Second, "unmeasured time before each measurement")
+	rounds := flag.Int("rounds", 1, "rounds, alternating which server goes first; the table shows each workload's round with the median ratio")
 	flag.Parse()
-	if err := run(*bin, *dir, *count, *conns, *dur, *warm); err != nil {
+	if err := run(*bin, *dir, *count, *conns, *rounds, *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "ldapbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, dir string, count, conns int, dur, warm time.Duration) error {
+func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) error {
 	for _, tool := range []string{"/usr/sbin/slapd", "/usr/sbin/slapadd"} {
 		if _, err := os.Stat(tool); err != nil {
 			return fmt.Errorf("%s missing: install the Debian package slapd", tool)
@@ -88,37 +89,92 @@ func run(bin, dir string, count, conns int, dur, warm time.Duration) error {
 	if err := waitLDAP(slapdAddr, 30*time.Second); err != nil {
 		return fmt.Errorf("slapd: %w", err)
 	}
-	type row struct {
-		workload string
-		r        [2]stats
-	}
-	var rows []row
-	for _, w := range []string{"base", "sub-eq-cn"} {
-		var rr row
-		rr.workload = w
-		for i, addr := range []string{ccAddr, slapdAddr} {
-			name := [...]string{"certcenter", "slapd"}[i]
-			log("%s: %s warm-up %s", name, w, warm)
-			if _, err := load(addr, w, count, conns, warm); err != nil {
-				return fmt.Errorf("%s %s: %w", name, w, err)
+	type round struct{ r [2]stats }
+	workloads := []string{"base", "sub-eq-cn"}
+	results := map[string][]round{}
+	for n := range max(rounds, 1) {
+		for _, w := range workloads {
+			var rr round
+			// alternate who goes first, so neither always meets the
+			// machine's load after the other has warmed it
+			order := []int{0, 1}
+			if n%2 == 1 {
+				order = []int{1, 0}
 			}
-			log("%s: %s measuring %s", name, w, dur)
-			s, err := load(addr, w, count, conns, dur)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", name, w, err)
+			for _, i := range order {
+				name, addr := [...]string{"certcenter", "slapd"}[i], [...]string{ccAddr, slapdAddr}[i]
+				pid := [...]int{cc.Process.Pid, slapd.Process.Pid}[i]
+				log("round %d: %s: %s warm-up %s", n+1, name, w, warm)
+				if _, err := load(addr, w, count, conns, warm); err != nil {
+					return fmt.Errorf("%s %s: %w", name, w, err)
+				}
+				log("round %d: %s: %s measuring %s", n+1, name, w, dur)
+				cpu0 := cpuTime(pid)
+				s, err := load(addr, w, count, conns, dur)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", name, w, err)
+				}
+				s.cpuPerOp = (cpuTime(pid) - cpu0) / time.Duration(max(s.n, 1))
+				rr.r[i] = s
 			}
-			rr.r[i] = s
+			results[w] = append(results[w], rr)
 		}
-		rows = append(rows, rr)
 	}
-	fmt.Printf("\n%d subscribers, %d connections, %s per cell, GOMAXPROCS of the machine; %s\n\n", count, conns, dur, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
-	for _, r := range rows {
-		c, s := r.r[0], r.r[1]
-		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2fx |\n", r.workload, c.rate, c.p50, c.p99, s.rate, s.p50, s.p99, c.rate/s.rate)
+	ratio := func(r round) float64 { return r.r[0].rate / r.r[1].rate }
+	fmt.Printf("\n%d subscribers, %d connections, %s per cell, %d rounds, GOMAXPROCS of the machine; %s\n\n", count, conns, dur, max(rounds, 1), time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("The round with the median ratio per workload:")
+	fmt.Println()
+	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) | every round's ratio | server CPU per search cc / slapd |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, w := range workloads {
+		rs := results[w]
+		var all []string
+		for _, r := range rs {
+			all = append(all, fmt.Sprintf("%.2fx", ratio(r)))
+		}
+		sorted := slices.Clone(rs)
+		slices.SortFunc(sorted, func(a, b round) int { return cmpFloat(ratio(a), ratio(b)) })
+		m := sorted[len(sorted)/2]
+		c, s := m.r[0], m.r[1]
+		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2fx | %s | %s / %s (%.2fx less) |\n", w, c.rate, c.p50, c.p99, s.rate, s.p50, s.p99, ratio(m), strings.Join(all, " "),
+			c.cpuPerOp.Round(100*time.Nanosecond), s.cpuPerOp.Round(100*time.Nanosecond), float64(s.cpuPerOp)/float64(max(c.cpuPerOp, 1)))
+	}
+	fmt.Println()
+	fmt.Println("| process | RssAnon | RssFile |")
+	fmt.Println("|---|---|---|")
+	for i, p := range []*os.Process{cc.Process, slapd.Process} {
+		anon, file := rss(p.Pid)
+		fmt.Printf("| %s | %s | %s |\n", [...]string{"certcenter", "slapd"}[i], anon, file)
 	}
 	return nil
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// rss reads a process's resident anonymous and file-backed memory (Linux).
+func rss(pid int) (anon, file string) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?", "?"
+	}
+	anon, file = "?", "?"
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			anon = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+			file = strings.TrimSpace(v)
+		}
+	}
+	return anon, file
 }
 
 func log(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...) }
@@ -223,7 +279,28 @@ index cn,uid,mail,serialNumber eq
 	return cmd, nil
 }
 
+// cpuTime is the user and system CPU a process has used (Linux; clock
+// ticks of 10 ms), 0 if unknown.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// the fields after the command name, which is in parentheses
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 type stats struct {
+	n        int
+	cpuPerOp time.Duration // the server's CPU per search
 	rate     float64
 	p50, p99 time.Duration
 }
@@ -289,5 +366,5 @@ func load(addr, workload string, count, conns int, d time.Duration) (stats, erro
 		return stats{}, errors.New("no searches completed")
 	}
 	pct := func(p float64) time.Duration { return all[int(float64(len(all)-1)*p)].Round(time.Microsecond) }
-	return stats{rate: float64(len(all)) / el.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
+	return stats{n: len(all), rate: float64(len(all)) / el.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
 }

@@ -1,0 +1,177 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/certcenter/certcenter/config"
+)
+
+// readOnly answers every write: the RA publishes the directory.
+var readOnly = result{code: resultUnwillingToPerform, diag: "the directory is read-only: it is published by the RA"}
+
+// account is a service account that may bind (ldap.accounts).
+type account struct {
+	dn   string // as configured, returned by WhoAmI
+	norm string
+	hash []byte
+}
+
+// accounts indexes the configured service accounts by normalized DN and
+// makes the hash an unknown name is checked against, so that a bind with
+// an unknown name costs what one with a wrong password does and does not
+// tell which names exist.
+func loadAccounts(cfg []config.LDAPAccount) (map[string]account, []byte, error) {
+	accounts := map[string]account{}
+	cost := 0
+	for _, a := range cfg {
+		n, ok := normDN(a.DN)
+		if !ok {
+			return nil, nil, fmt.Errorf("ldap.accounts: bad DN %q", a.DN)
+		}
+		c, err := bcrypt.Cost([]byte(a.PasswordHash))
+		if err != nil {
+			return nil, nil, fmt.Errorf("ldap.accounts: password hash of %q: %w", a.DN, err)
+		}
+		cost = max(cost, c)
+		accounts[n] = account{dn: a.DN, norm: n, hash: []byte(a.PasswordHash)}
+	}
+	if len(accounts) == 0 {
+		return accounts, nil, nil // every name is unknown: there is nothing to hide
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("no account has this password"), cost)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ldap.accounts: %w", err)
+	}
+	return accounts, dummy, nil
+}
+
+// checkPassword returns the account a simple bind authenticates, or false.
+// It runs bcrypt (tens of milliseconds of CPU), at most cap(bindSem) at a
+// time, so a flood of binds cannot starve the searches.
+func (d *Directory) checkPassword(ctx context.Context, name string, password []byte) (account, resultCode) {
+	select {
+	case d.bindSem <- struct{}{}:
+	case <-ctx.Done():
+		return account{}, resultUnavailable
+	}
+	defer func() { <-d.bindSem }()
+	n, ok := normDN(name)
+	a, known := d.accounts[n]
+	if !ok || !known {
+		if d.dummyHash != nil {
+			_ = bcrypt.CompareHashAndPassword(d.dummyHash, password)
+		}
+		return account{}, resultInvalidCredentials
+	}
+	if bcrypt.CompareHashAndPassword(a.hash, password) != nil {
+		d.log.Info("ldap bind failed", "dn", a.dn)
+		return account{}, resultInvalidCredentials
+	}
+	return a, resultSuccess
+}
+
+var errBadBind = errors.New("bad bind request")
+
+// bindRequest is a decoded BindRequest; auth is the authentication choice
+// (0x80 simple, 0xa3 SASL).
+type bindRequest struct {
+	version int64
+	name    string
+	auth    elem
+}
+
+func parseBind(b []byte) (bindRequest, error) {
+	var r bindRequest
+	ver, rest, err := readElem(b)
+	if err != nil || ver.tag != 0x02 {
+		return r, errBadBind
+	}
+	if r.version, err = parseInt(ver.body); err != nil {
+		return r, errBadBind
+	}
+	nameE, rest, err := readElem(rest)
+	if err != nil || nameE.tag != 0x04 {
+		return r, errBadBind
+	}
+	r.name = string(nameE.body)
+	if r.auth, _, err = readElem(rest); err != nil {
+		return r, errBadBind
+	}
+	return r, nil
+}
+
+// bind answers a BindRequest (RFC 4511 4.2, RFC 4513). Anonymous binds
+// always succeed, so clients that bind first (ldapsearch -x) can read the
+// rootDSE; with ldap.anonymous_read off their searches of the DIT are
+// refused instead. A password bind runs on a goroutine of its own and the
+// reader waits for it before the next request (conn.binding): another
+// connection's bind never waits behind this one's bcrypt, and every
+// request sent after the bind runs with its outcome.
+func (c *conn) bind(m *message, start time.Time) error {
+	req, err := parseBind(m.op.body)
+	if err != nil {
+		return err
+	}
+	c.setAccount(nil) // a bind starts anonymous until it succeeds (RFC 4511 4.2.1)
+	name, auth, password := req.name, req.auth, req.auth.body
+	var r result
+	switch {
+	case req.version != 3:
+		r = result{code: resultProtocolError, diag: "only LDAPv3 is supported"}
+	case auth.tag == 0xa3:
+		r = result{code: resultAuthMethodNotSupported, diag: "SASL is not supported: use a simple bind over TLS"}
+	case auth.tag != 0x80:
+		r = result{code: resultAuthMethodNotSupported, diag: "unknown authentication choice"}
+	case name == "" && len(password) == 0:
+		r = result{code: resultSuccess} // anonymous (RFC 4513 5.1.1)
+	case len(password) == 0:
+		// RFC 4513 5.1.2: an unauthenticated bind must not pass as authenticated.
+		r = result{code: resultUnwillingToPerform, diag: "unauthenticated bind (name without password) is not allowed"}
+	case !c.isTLS.Load() && !c.d.opts.Config.AllowCleartextBind:
+		r = result{code: resultConfidentialityRequired, diag: "a password bind needs TLS: use ldaps:// or StartTLS"}
+	default:
+		done := make(chan struct{})
+		c.binding = done
+		c.inflight.Add(1)
+		go func() {
+			defer c.inflight.Done()
+			defer close(done) // after the response: later requests answer after the bind
+			a, code := c.d.checkPassword(c.ctx, name, password)
+			if code == resultSuccess {
+				c.setAccount(&a)
+			}
+			c.respond(m.id, opBindResponse, "bind", start, result{code: code}, nil)
+		}()
+		return nil
+	}
+	c.respond(m.id, opBindResponse, "bind", start, r, nil)
+	return nil
+}
+
+// setAccount records the bound account; nil is anonymous.
+func (c *conn) setAccount(a *account) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bound = a != nil
+	c.boundDN, c.boundID = "", ""
+	if a != nil {
+		c.boundDN, c.boundID = a.dn, a.norm
+	}
+}
+
+// whoAmI answers the "Who am I?" extended operation (RFC 4532): the bound
+// account as "dn:<DN>", empty when anonymous.
+func (c *conn) whoAmI(m *message, start time.Time) {
+	c.mu.Lock()
+	authz := ""
+	if c.bound {
+		authz = "dn:" + c.boundDN
+	}
+	c.mu.Unlock()
+	c.respond(m.id, opExtendedResponse, "whoami", start, result{code: resultSuccess}, appendString(nil, 0x8b, authz))
+}
