@@ -91,6 +91,9 @@ func BenchmarkListings(b *testing.B) {
 	}
 	e := seededEnv(b, nil)
 	ctx := context.Background()
+	if err := e.b.Full(ctx, "demo"); err != nil {
+		b.Fatal(err)
+	}
 	serials := [][]byte{{1, 2, 3}}
 	b.ReportAllocs()
 	b.ResetTimer()
