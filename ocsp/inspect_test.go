@@ -51,7 +51,11 @@ func TestInspect(t *testing.T) {
 		t.Errorf("no record: %+v", s)
 	}
 	var stored bool
-	_ = e.st.View(e.ctx, func(tx *store.Tx) error { _, err := tx.Blob(blobNamespace, c.SerialHex()); stored = err == nil; return nil })
+	_ = e.st.View(e.ctx, func(tx *store.Tx) error {
+		_, err := tx.Blob(blobNamespace, c.SerialHex())
+		stored = err == nil
+		return nil
+	})
 	if stored {
 		t.Error("Inspect stored a response")
 	}
