@@ -57,6 +57,8 @@ type Options struct {
 	Metrics *httpapi.Metrics
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Diagnostics are the sources of GET /api/v1/diagnostics/...
+	Diagnostics Diagnostics
 }
 
 // CredentialAuthority is what enrolling staff needs of the CA: issue the
@@ -70,6 +72,7 @@ type CredentialAuthority interface {
 type API struct {
 	opts Options
 	log  *slog.Logger
+	diag *Diagnoser
 }
 
 // New returns the API.
@@ -86,7 +89,7 @@ func New(opts Options) *API {
 	if v, ok := opts.Audit.(AuditVerifier); ok && opts.Verifier == nil {
 		opts.Verifier = v
 	}
-	return &API{opts: opts, log: opts.Logger.With("component", "admin")}
+	return &API{opts: opts, log: opts.Logger.With("component", "admin"), diag: NewDiagnoser(opts.Store, opts.Diagnostics, opts.Now)}
 }
 
 // Route is one endpoint of the API.
@@ -104,6 +107,9 @@ func (a *API) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/status", Handler: a.status, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/staff", Handler: a.createStaff, Access: httpapi.Access{}},
 		{Method: "GET", Pattern: "/api/v1/ra/audit/verify", Handler: a.verifyAudit, Access: httpapi.Access{Roles: []string{httpapi.RoleAuditor}}},
+		{Method: "GET", Pattern: "/api/v1/diagnostics/certificates/{serial}", Handler: a.diagCert, Access: readers},
+		{Method: "GET", Pattern: "/api/v1/diagnostics/organisations/{org}", Handler: a.diagOrg, Access: readers},
+		{Method: "GET", Pattern: "/api/v1/diagnostics/targets", Handler: a.diagTargets, Access: readers},
 	}
 }
 

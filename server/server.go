@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
@@ -44,6 +45,9 @@ type components struct {
 	auditLog *audit.Log
 	// front holds path prefixes served before the public mux (see front.go).
 	front []frontRoute
+	// diag collects, from each feature's wiring, what the admin API's
+	// diagnostics read (wire_admin.go).
+	diag admin.Diagnostics
 
 	services []service
 	checks   []readinessCheck

@@ -1,19 +1,78 @@
 package server
 
 import (
+	"context"
+	"encoding/hex"
+
 	"github.com/certcenter/certcenter/admin"
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/crl"
+	"github.com/certcenter/certcenter/directory"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/ocsp"
+	"github.com/certcenter/certcenter/store"
 )
 
-// wireAdmin mounts the admin API.
+// wireAdmin mounts the admin API. Its diagnostics read the OCSP responder,
+// the CRL builder and the directory through the functions their wiring put
+// in c.diag; publishing targets are not wired yet (nil: none).
 func wireAdmin(c *components) error {
 	m, err := httpapi.NewMetrics(c.reg, "admin")
 	if err != nil {
 		return err
 	}
+	diag := c.diag
+	diag.DeltaDelay = c.cfg.CRL.DeltaDelay.D()
 	admin.New(admin.Options{
 		Store: c.core.store, Authority: c.core.ca, Credentials: c.core.ca, Auth: c.auth,
 		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes, Metrics: m,
+		Diagnostics: diag,
 	}).Register(c.api)
 	return nil
+}
+
+// ocspDiagnostics adapts the responder's Inspect to the admin API's view.
+func ocspDiagnostics(r *ocsp.Responder) func(context.Context, *store.Cert) (admin.OCSPState, error) {
+	return func(ctx context.Context, c *store.Cert) (admin.OCSPState, error) {
+		s, err := r.Inspect(ctx, c)
+		if err != nil {
+			return admin.OCSPState{}, err
+		}
+		o := admin.OCSPState{
+			Source: s.Source, Status: s.Status, RevokedAt: s.RevokedAt, ProducedAt: s.ProducedAt,
+			ThisUpdate: s.ThisUpdate, NextUpdate: s.NextUpdate, SignedForUpdate: s.SignedForUpdate, Invalid: s.Invalid,
+			ResponderSerial: hex.EncodeToString(s.ResponderSerial), CurrentResponderSerial: hex.EncodeToString(s.CurrentResponderSerial),
+		}
+		if s.Status == "revoked" {
+			o.Reason = ca.Reason(s.Reason).String()
+		}
+		return o, nil
+	}
+}
+
+// crlDiagnostics adapts the builder's Listings.
+func crlDiagnostics(b *crl.Builder) func(context.Context, string, [][]byte) ([]admin.CRLListing, error) {
+	return func(ctx context.Context, issuer string, serials [][]byte) ([]admin.CRLListing, error) {
+		ls, err := b.Listings(ctx, issuer, serials)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]admin.CRLListing, len(ls))
+		for i, l := range ls {
+			out[i] = admin.CRLListing{File: l.File, Delta: l.Delta, Number: l.Number, BaseNumber: l.BaseNumber,
+				ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate, Entries: l.Entries, Covers: l.Covers, Lists: l.Lists, Err: l.Err}
+		}
+		return out, nil
+	}
+}
+
+// directoryDiagnostics adapts the directory's Publication.
+func directoryDiagnostics(d *directory.Directory) func(context.Context, *store.Cert) (admin.DirectoryState, error) {
+	return func(ctx context.Context, c *store.Cert) (admin.DirectoryState, error) {
+		p, err := d.Publication(ctx, c)
+		if err != nil {
+			return admin.DirectoryState{}, err
+		}
+		return admin.DirectoryState{DN: p.DN, Published: p.Published, Expected: p.Expected, Why: p.Why}, nil
+	}
 }

@@ -33,6 +33,7 @@ func wireCRL(c *components) error {
 		}
 	})
 	c.public.HandleFunc("GET "+crlscope.HTTPPath+"{file}", b.ServeCRL)
+	c.diag.CRLs = crlDiagnostics(b)
 	c.public.HandleFunc("GET /ca/{file}", b.ServeCACert)
 	c.addCheck("crl", b.Ready)
 

@@ -25,6 +25,7 @@ func wireDirectory(c *components) error {
 	if err != nil {
 		return err
 	}
+	c.diag.Directory = directoryDiagnostics(d)
 	var listeners []*directory.Listener
 	c.addService(service{
 		name: "ldap",

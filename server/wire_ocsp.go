@@ -21,6 +21,7 @@ func wireOCSP(c *components) error {
 		return err
 	}
 	c.core.ca.Subscribe(r.HandleEvent)
+	c.diag.OCSP = ocspDiagnostics(r)
 	c.public.Handle("POST /ocsp", r)
 	c.public.Handle("/ocsp/", r)
 	c.addFront("/ocsp", r)
