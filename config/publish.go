@@ -241,7 +241,7 @@ func checkTemplate(bad func(key, format string, a ...any), key, tmpl string, all
 			bad(key, "%q uses %s; allowed: %s", tmpl, ph, strings.Join(allowed, ", "))
 		}
 	}
-	if !strings.HasPrefix(strings.TrimSpace(tmpl), "cn=") && !strings.Contains(tmpl, "{") {
-		bad(key, "%q must name the entry by a placeholder", tmpl)
+	if !strings.Contains(tmpl, "{cn}") {
+		bad(key, "%q must contain {cn}", tmpl)
 	}
 }

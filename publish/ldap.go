@@ -226,4 +226,3 @@ func isConnErr(err error) bool {
 	}
 	return true
 }
-

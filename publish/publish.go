@@ -268,4 +268,3 @@ func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCert
 	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
 	return out, nil
 }
-
