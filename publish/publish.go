@@ -154,9 +154,18 @@ func (p *Publisher) Targets(ctx context.Context) []TargetState {
 // publish.lag_warning (for /readyz detail; not a readiness failure).
 func (p *Publisher) Lagging(ctx context.Context) []string {
 	var out []string
-	for _, s := range p.Targets(ctx) {
-		if !s.OldestPending.IsZero() && p.now().Sub(s.OldestPending) > p.opts.Config.LagWarning.D() {
+	lag := p.opts.Config.LagWarning.D()
+	for i, s := range p.Targets(ctx) {
+		switch {
+		case !s.OldestPending.IsZero() && p.now().Sub(s.OldestPending) > lag:
 			out = append(out, fmt.Sprintf("publish target %s: %d changes pending, oldest %s", s.Name, s.Pending, s.OldestPending.Format(time.RFC3339)))
+		case !s.Initialised && p.now().Sub(p.workers[i].startedAt()) > lag:
+			out = append(out, fmt.Sprintf("publish target %s: has not received the initial state yet", s.Name))
+		default:
+			continue
+		}
+		if s.LastError != "" {
+			out[len(out)-1] += " (last error: " + s.LastError + ")"
 		}
 	}
 	return out

@@ -59,9 +59,19 @@ type worker struct {
 
 	conn *ldap.Conn // only the run goroutine touches it
 
-	mu     sync.Mutex
-	state  TargetState
-	resync bool
+	mu      sync.Mutex
+	state   TargetState
+	resync  bool
+	started time.Time // when run began (the initial-state lag counts from it)
+}
+
+func (w *worker) startedAt() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started.IsZero() {
+		return w.p.now()
+	}
+	return w.started
 }
 
 func (w *worker) initKey() string         { return w.t.Name + "/initialised" }
@@ -145,6 +155,9 @@ func (w *worker) backoff(failures int) time.Duration {
 }
 
 func (w *worker) run(ctx context.Context) {
+	w.mu.Lock()
+	w.started = w.p.now()
+	w.mu.Unlock()
 	wake, cancel := w.p.opts.Store.WatchLog()
 	defer cancel()
 	defer w.disconnect()
