@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ type Store interface {
 	RegisterConsumer(ctx context.Context, consumer string) (cursor uint64, fresh bool, err error)
 	WatchLog() (wake <-chan struct{}, cancel func())
 	PendingFor(ctx context.Context, cursor uint64) (int, time.Time, error)
+	DropConsumer(ctx context.Context, consumer string) error
 	View(ctx context.Context, fn func(tx *store.Tx) error) error
 	Update(ctx context.Context, fn func(tx *store.Tx) error) error
 }
@@ -97,6 +99,7 @@ const ConsumerPrefix = "publish/"
 // Run runs every target's worker until ctx is done. A target that cannot
 // be reached is retried by its own worker; Run returns only when ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
+	p.dropRemoved(ctx)
 	var wg sync.WaitGroup
 	for _, w := range p.workers {
 		wg.Add(1)
@@ -107,6 +110,28 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// dropRemoved deletes the cursors of targets no longer configured, so a
+// removed target does not hold back the change log's compaction for ever.
+func (p *Publisher) dropRemoved(ctx context.Context) {
+	var stale []string
+	_ = p.opts.Store.View(ctx, func(tx *store.Tx) error {
+		cs, err := tx.Cursors()
+		for name := range cs {
+			if t, ok := strings.CutPrefix(name, ConsumerPrefix); ok && p.byName[t] == nil {
+				stale = append(stale, name)
+			}
+		}
+		return err
+	})
+	for _, name := range stale {
+		if err := p.opts.Store.DropConsumer(ctx, name); err != nil {
+			p.log.Warn("dropping the cursor of a removed target failed", "consumer", name, "err", err)
+			continue
+		}
+		p.log.Info("dropped the change-log cursor of a target no longer configured", "consumer", name)
+	}
 }
 
 // TargetState is one target's delivery state, for diagnostics.

@@ -369,3 +369,33 @@ func TestPauseResumeResync(t *testing.T) {
 		return len(v) == 1 && bytes.Equal(v[0], c.DER)
 	})
 }
+
+// A target removed from the configuration loses its cursor (so it no
+// longer holds back compaction); added again, it gets the whole state.
+func TestRemovedTargetDropsCursor(t *testing.T) {
+	t.Setenv("CERTCENTER_TEST_PUBLISH_PW", testRootPW)
+	ldapd := startSlapd(t)
+	dir := t.TempDir()
+	e := newEnv(t, dir, target("old", ldapd.url()))
+	eventually(t, "initial state delivered", func() bool { return e.state("old").Initialised })
+	e.close()
+	e = newEnv(t, dir, target("new", ldapd.url()))
+	eventually(t, "new target initialised", func() bool { return e.state("new").Initialised })
+	var cs map[string]uint64
+	if err := e.st.View(context.Background(), func(tx *store.Tx) error {
+		var err error
+		cs, err = tx.Cursors()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cs["publish/old"]; ok || len(cs) != 1 {
+		t.Errorf("cursors after removing a target: %v", cs)
+	}
+	e.close()
+	e = newEnv(t, dir, target("old", ldapd.url()))
+	eventually(t, "re-added target gets the whole state again", func() bool {
+		s := e.state("old")
+		return s.Initialised && s.Delivered > 0
+	})
+}

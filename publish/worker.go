@@ -165,8 +165,13 @@ func (w *worker) run(ctx context.Context) {
 	for {
 		var err error
 		var fresh bool
-		if cursor, fresh, err = w.p.opts.Store.RegisterConsumer(ctx, w.consumer); err == nil {
-			_ = fresh // a fresh consumer has no initialised marker either
+		if cursor, fresh, err = w.p.opts.Store.RegisterConsumer(ctx, w.consumer); err == nil && fresh {
+			// A new cursor starts at the head: the target must first get
+			// the whole state, even if an earlier target of this name
+			// left its marker behind.
+			err = w.p.opts.Store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteBlob(nsPublish, w.initKey()) })
+		}
+		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
