@@ -139,7 +139,7 @@ type TargetCertState struct {
 }
 
 // noTargetsNote says why a diagnosis lists no targets.
-const noTargetsNote = "no publishing targets: the publisher of external directories is not wired"
+const noTargetsNote = "no publishing targets are configured (publish.targets)"
 
 // Problem is one inconsistency a diagnosis found.
 type Problem struct {

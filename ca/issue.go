@@ -102,7 +102,14 @@ func (a *Authority) Init(ctx context.Context, o InitOptions) (*Issuer, error) {
 	}
 	iss := &Issuer{Name: o.Name, Cert: cert, Signer: key}
 	rec := &store.CA{Name: o.Name, CertDER: der, KeyRef: keyRef, CreatedAt: now}
-	if err := a.store.Update(ctx, func(tx *store.Tx) error { return tx.PutCA(rec) }); err != nil {
+	if err := a.store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.PutCA(rec); err != nil {
+			return err
+		}
+		// Publishing targets and replicas learn of the new CA certificate
+		// from the change log, written with the record or not at all.
+		return tx.AppendLog(store.LogEntry{Kind: store.LogCACert, Key: o.Name, Time: now})
+	}); err != nil {
 		return nil, fmt.Errorf("storing CA %s: %w", o.Name, err)
 	}
 	a.mu.Lock()
@@ -226,8 +233,12 @@ func (a *Authority) IssueBatchWith(ctx context.Context, reqs []IssueRequest, als
 		certs = append(certs, c)
 	}
 	if err := a.store.Update(ctx, func(tx *store.Tx) error {
+		at := a.now()
 		for _, c := range certs {
 			if err := tx.InsertCert(c); err != nil {
+				return err
+			}
+			if err := tx.AppendLog(store.LogEntry{Kind: store.LogCertIssued, Key: c.SerialHex(), Time: at}); err != nil {
 				return err
 			}
 		}

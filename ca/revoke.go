@@ -93,6 +93,9 @@ func (a *Authority) RevokeWith(ctx context.Context, serial []byte, reason Reason
 		if err != nil {
 			return err
 		}
+		if err := tx.AppendLog(store.LogEntry{Kind: store.LogCertRevoked, Key: c.SerialHex(), Time: c.RevokedAt}); err != nil {
+			return err
+		}
 		if err := a.checkRevoke(tx, c); err != nil {
 			return err
 		}

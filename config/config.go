@@ -34,6 +34,8 @@ type Config struct {
 	OCSP    OCSP   `yaml:"ocsp"`
 	CRL     CRL    `yaml:"crl"`
 	RA      RA     `yaml:"ra"`
+	// Publish pushes certificates and CRLs to outside LDAP directories.
+	Publish Publish `yaml:"publish"`
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
@@ -298,7 +300,8 @@ func Default() *Config {
 			DeltaValidity: Duration(time.Hour),
 			Shards:        1,
 		},
-		RA: defaultRA(),
+		RA:      defaultRA(),
+		Publish: defaultPublish(),
 	}
 }
 
@@ -345,6 +348,15 @@ func Parse(b []byte) (*Config, error) {
 func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode {
+		// Lists of mappings (publish.targets) are checked item by item.
+		for i, item := range n.Content {
+			if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if t.Kind() != reflect.Struct || t == reflect.TypeOf(Duration(0)) {
 		return nil
@@ -524,6 +536,7 @@ func (c *Config) Validate() error {
 		bad("crl.shards", "must be between 0 and 1024")
 	}
 	c.RA.validate(bad, checkAddr)
+	c.Publish.validate(bad)
 	return errors.Join(errs...)
 }
 

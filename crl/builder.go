@@ -495,6 +495,11 @@ func (b *Builder) commit(ctx context.Context, caName string, ps []*published) er
 			if err := tx.PutBlob(nsMeta, p.file, mb); err != nil {
 				return err
 			}
+			// Publishing targets take the CRL from the change log; the
+			// entry names the file, whose newest DER they read.
+			if err := tx.AppendLog(store.LogEntry{Kind: store.LogCRLPublished, Key: p.file, Time: p.meta.ThisUpdate}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

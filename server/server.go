@@ -23,6 +23,7 @@ import (
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/publish"
 )
 
 // Version is set by the build (-ldflags "-X .../server.Version=...").
@@ -51,6 +52,10 @@ type components struct {
 
 	services []service
 	checks   []readinessCheck
+	// warnings are /readyz detail lines that do not fail readiness.
+	warnings []readinessWarning
+	// publisher delivers to outside LDAP targets (nil: none configured).
+	publisher *publish.Publisher
 	// setAddr records a listener's bound address for Server.Addr.
 	setAddr func(name, addr string)
 }
@@ -74,7 +79,15 @@ type readinessCheck struct {
 	check func(ctx context.Context) error
 }
 
+type readinessWarning struct {
+	name  string
+	check func(ctx context.Context) string
+}
+
 func (c *components) addService(s service) { c.services = append(c.services, s) }
+func (c *components) addWarning(name string, fn func(context.Context) string) {
+	c.warnings = append(c.warnings, readinessWarning{name, fn})
+}
 func (c *components) addCheck(name string, fn func(context.Context) error) {
 	c.checks = append(c.checks, readinessCheck{name, fn})
 }
@@ -152,7 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
 	// issue, revoke or refresh: not ready, and /readyz says why.
 	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
-	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wireRA, wireAdmin} {
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireRA, wireAdmin} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
 			return nil, err
@@ -264,6 +277,11 @@ func (s *Server) routeBasics() {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		for _, wn := range c.warnings {
+			if msg := wn.check(ctx); msg != "" {
+				fmt.Fprintln(w, "warning: "+wn.name+": "+msg)
+			}
+		}
 	})
 	s.routeMetrics()
 	c.api.Handle("/api/", httpapi.Fallback(c.api, "/api/"))

@@ -10,12 +10,14 @@ import (
 	"github.com/certcenter/certcenter/directory"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ocsp"
+	"github.com/certcenter/certcenter/publish"
 	"github.com/certcenter/certcenter/store"
 )
 
 // wireAdmin mounts the admin API. Its diagnostics read the OCSP responder,
 // the CRL builder and the directory through the functions their wiring put
-// in c.diag; publishing targets are not wired yet (nil: none).
+// in c.diag, and the publishing targets through the publisher (none when
+// publish.targets is empty).
 func wireAdmin(c *components) error {
 	m, err := httpapi.NewMetrics(c.reg, "admin")
 	if err != nil {
@@ -23,6 +25,9 @@ func wireAdmin(c *components) error {
 	}
 	diag := c.diag
 	diag.DeltaDelay = c.cfg.CRL.DeltaDelay.D()
+	if c.publisher != nil {
+		diag.Targets = publishTargets{c.publisher}
+	}
 	admin.New(admin.Options{
 		Store: c.core.store, Authority: c.core.ca, Credentials: c.core.ca, Auth: c.auth,
 		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes, Metrics: m,
@@ -75,4 +80,30 @@ func directoryDiagnostics(d *directory.Directory) func(context.Context, *store.C
 		}
 		return admin.DirectoryState{DN: p.DN, Published: p.Published, Expected: p.Expected, Why: p.Why}, nil
 	}
+}
+
+// publishTargets adapts the publisher's state to the admin API's view.
+type publishTargets struct{ p *publish.Publisher }
+
+func (t publishTargets) Targets(ctx context.Context) ([]admin.TargetState, error) {
+	ts := t.p.Targets(ctx)
+	out := make([]admin.TargetState, len(ts))
+	for i, s := range ts {
+		out[i] = admin.TargetState{Name: s.Name, URL: s.URL, Connected: s.Connected, Paused: s.Paused,
+			LastSuccess: s.LastSuccess, LastError: s.LastError, LastErrorAt: s.LastErrorAt,
+			Pending: s.Pending, OldestPending: s.OldestPending, Delivered: s.Delivered}
+	}
+	return out, nil
+}
+
+func (t publishTargets) CertStatus(ctx context.Context, serial []byte) ([]admin.TargetCertState, error) {
+	cs, err := t.p.CertStatus(ctx, serial)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.TargetCertState, len(cs))
+	for i, s := range cs {
+		out[i] = admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error}
+	}
+	return out, nil
 }

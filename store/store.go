@@ -21,6 +21,7 @@
 //	i\0staffcert\0<serial>                      staff member by client certificate serial
 //	blob\0<namespace>\0<key>                    opaque records of feature packages (OCSP responses, CRLs)
 //	seq\0<name>                                 sequences
+//	log\0<seq be64>, logcur\0<consumer>         the change log and its cursors (changelog.go)
 package store
 
 import (
@@ -91,6 +92,12 @@ type Store struct {
 
 	seqMu sync.Mutex
 	seqs  map[string]*badger.Sequence
+
+	// logMu guards logs, the change log's in-flight numbers and wakeups
+	// (changelog.go); compactMu orders compaction and registration.
+	logMu     sync.Mutex
+	logs      logState
+	compactMu sync.Mutex
 }
 
 // Open opens (creating if needed) the database in opts.Dir.
@@ -99,7 +106,8 @@ func Open(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, watchers: map[int]func([]Change){}, seqs: map[string]*badger.Sequence{}}
+	s := &Store{log: log, watchers: map[int]func([]Change){}, seqs: map[string]*badger.Sequence{},
+		logs: logState{inflight: map[uint64]int{}, wake: map[int]chan struct{}{}}}
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithLogger(badgerLogger{log}).
 		WithSyncWrites(opts.SyncWrites).
@@ -213,6 +221,12 @@ func (s *Store) Close() error {
 	}
 	s.seqs = map[string]*badger.Sequence{}
 	s.seqMu.Unlock()
+	s.logMu.Lock()
+	if s.logs.seq != nil {
+		_ = s.logs.seq.Release()
+		s.logs.seq = nil
+	}
+	s.logMu.Unlock()
 	err := s.db.Close()
 	if s.lock != nil {
 		s.lock.Close()
@@ -230,10 +244,18 @@ func (s *Store) Run(ctx context.Context) error {
 	defer t.Stop()
 	space := time.NewTicker(spaceInterval)
 	defer space.Stop()
+	compact := time.NewTicker(time.Minute)
+	defer compact.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-compact.C:
+			if n, err := s.CompactLog(ctx); err != nil {
+				s.log.Warn("compacting the change log failed", "component", "store", "err", err)
+			} else if n > 0 {
+				s.log.Debug("change log compacted", "component", "store", "deleted", n)
+			}
 		case <-space.C:
 			_ = s.checkSpace(true)
 		case <-t.C:
@@ -314,6 +336,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			err = tx.txn.Commit()
 		}
 		tx.txn.Discard()
+		s.logDone(tx.logSeqs, err == nil)
 		if errors.Is(err, badger.ErrConflict) && attempt < maxConflictRetries {
 			// Hot records (the audit log's head, a CRL's metadata) are
 			// written by many transactions at once: back off a little,
@@ -361,6 +384,8 @@ type Tx struct {
 	s        *Store
 	readOnly bool
 	changes  []Change
+	// logSeqs are the change-log numbers this transaction took.
+	logSeqs []uint64
 }
 
 func (tx *Tx) changed(k Kind, key string) {

@@ -1,0 +1,258 @@
+// Command publishbench measures publishing to a private OpenLDAP slapd:
+// the throughput of delivering N subscriber certificates (entries/s) as a
+// new target's initial state and as changes followed from the change log,
+// and the lag from a burst of revocations to the CRL on the target.
+//
+// Everything runs in this process (store, CA, CRL builder, publisher) over
+// a Badger store and a back-mdb slapd under -dir.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/crl"
+	"github.com/certcenter/certcenter/publish"
+	"github.com/certcenter/certcenter/signer"
+	"github.com/certcenter/certcenter/store"
+)
+
+const (
+	suffix = "o=bench"
+	base   = "ou=pki,o=bench"
+	rootDN = "cn=admin,o=bench"
+	rootPW = "secret"
+)
+
+func main() {
+	dir := flag.String("dir", "/tmp/publishbench", "work directory (store, keys, slapd)")
+	n := flag.Int("count", 20000, "certificates in the initial state, and again as followed changes")
+	revokes := flag.Int("revocations", 1000, "revocations in the burst")
+	nosync := flag.Bool("dbnosync", false, "run slapd's back-mdb with dbnosync (no fsync per write: measures certcenter's side rather than the disk)")
+	flag.Parse()
+	if err := run(*dir, *n, *revokes, *nosync); err != nil {
+		fmt.Fprintln(os.Stderr, "publishbench:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...) }
+
+func run(dir string, n, revokes int, nosync bool) error {
+	os.RemoveAll(dir)
+	ctx := context.Background()
+	addr := freePort()
+	sl, err := startSlapd(filepath.Join(dir, "slapd"), addr, nosync)
+	if err != nil {
+		return err
+	}
+	defer func() { sl.Process.Signal(os.Interrupt); sl.Wait() }()
+
+	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "db"), SyncWrites: true})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	signers, err := signer.NewFile(filepath.Join(dir, "keys"))
+	if err != nil {
+		return err
+	}
+	auth := ca.New(ca.Options{Store: st, Signers: signers, PublicURL: "http://127.0.0.1:8080", LDAPURL: "ldap://127.0.0.1:1389"})
+	if _, err := auth.Init(ctx, ca.InitOptions{Name: "demo", CommonName: "Bench Root CA", Organization: "bench", Country: "CN",
+		Algorithm: signer.ECDSAP256, Validity: 10 * 365 * 24 * time.Hour}); err != nil {
+		return err
+	}
+	b, err := crl.New(crl.Options{Store: st, CA: auth, Interval: 24 * time.Hour, Validity: 7 * 24 * time.Hour,
+		DeltaValidity: time.Hour, DeltaDelay: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	auth.Subscribe(func(_ context.Context, ev ca.Event) {
+		if ev.Kind == ca.EventRevoked {
+			b.Notify(ev.Cert.Issuer)
+		}
+	})
+	if err := b.Full(ctx, "demo"); err != nil {
+		return err
+	}
+	logf("issuing %d certificates", n)
+	first, err := issue(ctx, auth, n, 0)
+	if err != nil {
+		return err
+	}
+
+	os.Setenv("PUBLISHBENCH_PW", rootPW)
+	tg := config.DefaultPublishTarget()
+	tg.Name, tg.URLs, tg.BaseDN, tg.BindDN, tg.PasswordEnv = "bench", []string{"ldap://" + addr}, base, rootDN, "PUBLISHBENCH_PW"
+	pub, err := publish.New(publish.Options{Store: st, Config: config.Publish{Targets: []config.PublishTarget{tg}, BatchSize: 500,
+		LagWarning: config.Duration(time.Minute), MaxBackoff: config.Duration(5 * time.Second)}})
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go b.Run(runCtx)
+	start := time.Now()
+	go pub.Run(runCtx)
+	waitFor(func() bool { s := pub.Targets(ctx)[0]; return s.Initialised && s.Pending == 0 })
+	initial := time.Since(start)
+	report("initial state (new target)", n, initial, pub)
+
+	logf("issuing %d more certificates while the target follows the log", n)
+	start = time.Now()
+	if _, err := issue(ctx, auth, n, n); err != nil {
+		return err
+	}
+	issued := time.Since(start)
+	waitFor(func() bool { return pub.Targets(ctx)[0].Pending == 0 })
+	follow := time.Since(start)
+	fmt.Printf("| followed changes (issued while publishing) | %d | %s | %.0f | issuance alone took %s |\n", n, follow.Round(time.Millisecond), float64(n)/follow.Seconds(), issued.Round(time.Millisecond))
+
+	logf("revoking %d certificates in a burst", revokes)
+	start = time.Now()
+	for _, c := range first[:min(revokes, len(first))] {
+		if _, err := auth.Revoke(ctx, c.Serial, ca.ReasonKeyCompromise); err != nil {
+			return err
+		}
+	}
+	burst := time.Since(start)
+	last := first[min(revokes, len(first))-1].Serial
+	conn, err := ldap.DialURL("ldap://" + addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	waitFor(func() bool {
+		res, err := conn.Search(ldap.NewSearchRequest("cn=Bench Root CA,"+base, ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)",
+			[]string{"certificateRevocationList;binary"}, nil))
+		if err != nil || len(res.Entries) == 0 {
+			return false
+		}
+		v := res.Entries[0].GetRawAttributeValue("certificateRevocationList;binary")
+		l, err := x509.ParseRevocationList(v)
+		if err != nil {
+			return false
+		}
+		for _, e := range l.RevokedCertificateEntries {
+			if bytes.Equal(e.SerialNumber.Bytes(), last) {
+				return true
+			}
+		}
+		return false
+	})
+	fmt.Printf("| revocation burst: %d revocations took %s; last revocation to full CRL listing it on the target | %s (crl.delta_delay 2s) |\n",
+		revokes, burst.Round(time.Millisecond), (time.Since(start) - burst).Round(time.Millisecond))
+	fmt.Printf("\n%d CPUs, %s, %s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version())
+	return nil
+}
+
+func report(what string, n int, d time.Duration, pub *publish.Publisher) {
+	fmt.Println("| phase | certificates | time | entries/s | note |")
+	fmt.Println("|---|---:|---:|---:|---|")
+	fmt.Printf("| %s | %d | %s | %.0f | delivered records %d |\n", what, n, d.Round(time.Millisecond), float64(n)/d.Seconds(), pub.Targets(context.Background())[0].Delivered)
+}
+
+func issue(ctx context.Context, auth *ca.Authority, n, offset int) ([]*store.Cert, error) {
+	var out []*store.Cert
+	key, err := signer.GenerateKey(signer.ECDSAP256)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < n; i += 500 {
+		var reqs []ca.IssueRequest
+		for j := i; j < min(i+500, n); j++ {
+			reqs = append(reqs, ca.IssueRequest{Profile: ca.ProfilePersonalSigning, PublicKey: key.Public(),
+				Subject: &pkix.Name{CommonName: fmt.Sprintf("user-%07d", offset+j), Organization: []string{fmt.Sprintf("Hospital %02d", j%20)}}})
+		}
+		cs, err := auth.IssueBatch(ctx, reqs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}
+
+func waitFor(cond func() bool) {
+	for !cond() {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startSlapd(dir, addr string, nosync bool) (*exec.Cmd, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+pidfile %[1]s/slapd.pid
+argsfile %[1]s/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+loglevel 0
+database mdb
+suffix "%[2]s"
+rootdn "%[3]s"
+rootpw %[4]s
+directory %[1]s/db
+maxsize 4294967296
+index objectClass eq
+index cn eq
+`, dir, suffix, rootDN, rootPW)
+	if nosync {
+		conf += "dbnosync\n"
+	}
+	cf := filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("/usr/sbin/slapd", "-d", "0", "-f", cf, "-h", "ldap://"+addr+"/")
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting slapd: %w", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, err := ldap.DialURL("ldap://" + addr)
+		if err != nil {
+			continue
+		}
+		defer c.Close()
+		if err := c.Bind(rootDN, rootPW); err != nil {
+			return cmd, err
+		}
+		for _, e := range [][4]string{{suffix, "organization", "o", "bench"}, {base, "organizationalUnit", "ou", "pki"}} {
+			a := ldap.NewAddRequest(e[0], nil)
+			a.Attribute("objectClass", []string{e[1]})
+			a.Attribute(e[2], []string{e[3]})
+			if err := c.Add(a); err != nil {
+				return cmd, fmt.Errorf("adding %s: %w", e[0], err)
+			}
+		}
+		return cmd, nil
+	}
+	return cmd, fmt.Errorf("slapd on %s did not answer", addr)
+}

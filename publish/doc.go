@@ -1,0 +1,46 @@
+// Package publish pushes CA certificates, CRLs and subscriber certificates
+// to outside LDAP directories ("targets"), such as the health information
+// systems' directories that the publishing policy names.
+//
+// It owns the delivery: one worker per target follows the store's change
+// log (store/changelog.go) from its own cursor, coalesces a batch by
+// record, writes the newest state of each record with
+// github.com/go-ldap/ldap/v3, and advances the cursor only after the whole
+// batch was written. It keeps per-target state in memory (connected, last
+// success, last error, pending, delivered) for diagnostics and metrics. It
+// does not decide what changed (ca and crl write the log in the change's own
+// transaction) and does not serve anything.
+//
+// # Why a retry never duplicates a value
+//
+// Every write sets an attribute to its complete, current value set: a CA
+// entry's cACertificate;binary is the CA certificate, its
+// certificateRevocationList;binary is the newest stored CRL, a subscriber
+// entry's userCertificate;binary is every publishable certificate of that
+// entry read from the store now. Writes are LDAP Modify Replace (or an Add
+// of a missing entry with those values), never Modify Add of one value. A
+// replace of a set with the same set is a no-op, so delivering a batch a
+// second time — after a crash between the write and the cursor's advance,
+// or after a timeout whose write did land — leaves the target exactly as
+// one delivery would. This is also why a change superseded before delivery
+// (a newer CRL, a revocation after an issuance) is delivered once, as its
+// newest state: the log names the record, the worker reads the record.
+//
+// # Ordering and failure
+//
+// Entries are delivered in log order per target; a batch is one unit: if
+// any write fails the batch is retried, after an exponential backoff with
+// jitter (1s doubling to publish.max_backoff), and the cursor stays where
+// it was. A failing target holds up only itself: workers share nothing but
+// the store, read it in short read-only transactions, and an unreachable
+// target at start-up is retried by its worker while the server runs.
+//
+// A new target (no cursor) registers at the log's head and first delivers
+// the whole current state (every CA, its CRLs, every publishable
+// certificate); a marker written with the cursor's first advance records
+// that this was done, so a crash during it repeats it.
+//
+// Resync re-delivers that whole state (adding what is missing on the
+// target and replacing what differs). It does not yet read the target back
+// to find entries the store no longer has.
+package publish

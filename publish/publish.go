@@ -1,0 +1,304 @@
+package publish
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/store"
+)
+
+// Store is what publishing needs of the store: the change log with its
+// cursors, and reads of the records the log names.
+type Store interface {
+	ReadLog(ctx context.Context, after uint64, limit int) ([]store.LogEntry, error)
+	RegisterConsumer(ctx context.Context, consumer string) (cursor uint64, fresh bool, err error)
+	WatchLog() (wake <-chan struct{}, cancel func())
+	PendingFor(ctx context.Context, cursor uint64) (int, time.Time, error)
+	DropConsumer(ctx context.Context, consumer string) error
+	View(ctx context.Context, fn func(tx *store.Tx) error) error
+	Update(ctx context.Context, fn func(tx *store.Tx) error) error
+}
+
+// Options configure New.
+type Options struct {
+	Store   Store
+	Config  config.Publish
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer // nil: not registered
+	Now     func() time.Time      // default time.Now
+	// MinBackoff is the first retry delay of a failing target. Default 1s
+	// (tests shorten it).
+	MinBackoff time.Duration
+	// Workers is how many writes one target has in flight. Default 8.
+	Workers int
+}
+
+// Publisher runs one worker per configured target.
+type Publisher struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	workers []*worker
+	byName  map[string]*worker
+}
+
+// New checks the targets (CA files, passwords) and builds their workers;
+// it does not connect (Run does, in the background).
+func New(opts Options) (*Publisher, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	if opts.Config.BatchSize <= 0 {
+		opts.Config.BatchSize = 500
+	}
+	if opts.Config.MaxBackoff <= 0 {
+		opts.Config.MaxBackoff = config.Duration(5 * time.Minute)
+	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{opts: opts, log: opts.Logger.With("component", "publish"), now: opts.Now, metrics: m, byName: map[string]*worker{}}
+	for _, t := range opts.Config.Targets {
+		tc, err := tlsConfig(t)
+		if err != nil {
+			return nil, err
+		}
+		w := &worker{p: p, t: t, m: newMapper(t), tls: tc, consumer: ConsumerPrefix + t.Name,
+			log: p.log.With("target", t.Name), kick: make(chan struct{}, 1)}
+		w.state.Name = t.Name
+		p.workers = append(p.workers, w)
+		p.byName[t.Name] = w
+	}
+	return p, nil
+}
+
+// ConsumerPrefix is the change-log consumer name of a target, before its name.
+const ConsumerPrefix = "publish/"
+
+// Run runs every target's worker until ctx is done. A target that cannot
+// be reached is retried by its own worker; Run returns only when ctx ends.
+func (p *Publisher) Run(ctx context.Context) error {
+	p.dropRemoved(ctx)
+	var wg sync.WaitGroup
+	for _, w := range p.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// dropRemoved deletes the cursors of targets no longer configured, so a
+// removed target does not hold back the change log's compaction for ever.
+func (p *Publisher) dropRemoved(ctx context.Context) {
+	var stale []string
+	_ = p.opts.Store.View(ctx, func(tx *store.Tx) error {
+		cs, err := tx.Cursors()
+		for name := range cs {
+			if t, ok := strings.CutPrefix(name, ConsumerPrefix); ok && p.byName[t] == nil {
+				stale = append(stale, name)
+			}
+		}
+		return err
+	})
+	for _, name := range stale {
+		if err := p.opts.Store.DropConsumer(ctx, name); err != nil {
+			p.log.Warn("dropping the cursor of a removed target failed", "consumer", name, "err", err)
+			continue
+		}
+		p.log.Info("dropped the change-log cursor of a target no longer configured", "consumer", name)
+	}
+}
+
+// TargetState is one target's delivery state, for diagnostics.
+type TargetState struct {
+	Name string `json:"name"`
+	// URL is the server of the current connection ("" when not connected).
+	URL       string `json:"url,omitempty"`
+	Connected bool   `json:"connected"`
+	Paused    bool   `json:"paused"`
+	// Cursor is the last change-log entry delivered.
+	Cursor uint64 `json:"cursor"`
+	// Pending counts change-log entries not yet delivered; OldestPending
+	// is the time of the oldest (zero when none).
+	Pending       int       `json:"pending"`
+	OldestPending time.Time `json:"oldest_pending,omitzero"`
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	// FailingKeys are the records (serial, CRL file, CA name) whose
+	// delivery failed in the last attempt, with the error of each.
+	FailingKeys map[string]string `json:"failing_keys,omitempty"`
+	// Failures counts consecutive failed attempts (0 after a success).
+	Failures int `json:"failures"`
+	// Delivered counts records written since start.
+	Delivered uint64 `json:"delivered"`
+	// Initialised is false until the target has received the whole state
+	// once (new target, or Resync requested).
+	Initialised bool `json:"initialised"`
+}
+
+// Targets returns every target's state, with pending counts read now.
+func (p *Publisher) Targets(ctx context.Context) []TargetState {
+	out := make([]TargetState, 0, len(p.workers))
+	for _, w := range p.workers {
+		s := w.snapshot()
+		if n, oldest, err := p.opts.Store.PendingFor(ctx, s.Cursor); err == nil {
+			s.Pending, s.OldestPending = n, oldest
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Lagging names the targets whose oldest pending change is older than
+// publish.lag_warning (for /readyz detail; not a readiness failure).
+func (p *Publisher) Lagging(ctx context.Context) []string {
+	var out []string
+	lag := p.opts.Config.LagWarning.D()
+	for i, s := range p.Targets(ctx) {
+		switch {
+		case !s.OldestPending.IsZero() && p.now().Sub(s.OldestPending) > lag:
+			out = append(out, fmt.Sprintf("publish target %s: %d changes pending, oldest %s", s.Name, s.Pending, s.OldestPending.Format(time.RFC3339)))
+		case !s.Initialised && p.now().Sub(p.workers[i].startedAt()) > lag:
+			out = append(out, fmt.Sprintf("publish target %s: has not received the initial state yet", s.Name))
+		default:
+			continue
+		}
+		if s.LastError != "" {
+			out[len(out)-1] += " (last error: " + s.LastError + ")"
+		}
+	}
+	return out
+}
+
+// ErrUnknownTarget is returned for a target name not configured.
+var ErrUnknownTarget = errors.New("unknown publish target")
+
+func (p *Publisher) worker(name string) (*worker, error) {
+	w, ok := p.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTarget, name)
+	}
+	return w, nil
+}
+
+// Pause stops delivery to a target (its changes queue) until Resume.
+func (p *Publisher) Pause(name string) error {
+	w, err := p.worker(name)
+	if err != nil {
+		return err
+	}
+	w.setPaused(true)
+	return nil
+}
+
+// Resume restarts delivery to a paused target, and retries a failing one
+// at once.
+func (p *Publisher) Resume(name string) error {
+	w, err := p.worker(name)
+	if err != nil {
+		return err
+	}
+	w.setPaused(false)
+	return nil
+}
+
+// Resync makes a target receive the whole current state again (every CA,
+// its CRLs, every publishable certificate): what is missing on the target
+// is added and what differs is replaced. The request is durable: a restart
+// before it finished repeats it.
+func (p *Publisher) Resync(ctx context.Context, name string) error {
+	w, err := p.worker(name)
+	if err != nil {
+		return err
+	}
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteBlob(nsPublish, w.initKey()) }); err != nil {
+		return fmt.Errorf("requesting resync of %s: %w", name, err)
+	}
+	w.mu.Lock()
+	w.resync = true
+	w.mu.Unlock()
+	w.poke()
+	return nil
+}
+
+// TargetCertState is where one certificate stands on one target.
+type TargetCertState struct {
+	Target string `json:"target"`
+	// State is "published" (written, PublishedAt says when), "pending"
+	// (a change not yet delivered), "failed" (the last attempt failed,
+	// Error says why; it is retried), "not-published" (the target's
+	// publish settings exclude it) or "absent" (never delivered).
+	State       string    `json:"state"`
+	DN          string    `json:"dn,omitempty"`
+	PublishedAt time.Time `json:"published_at,omitzero"`
+	// Present says whether the last write put the certificate in the
+	// entry (false: it was removed as revoked or expired).
+	Present bool   `json:"present"`
+	Error   string `json:"error,omitempty"`
+}
+
+// CertStatus says, per target, where the certificate with this serial
+// stands. It reads the store and memory only, not the targets.
+func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCertState, error) {
+	key := hex.EncodeToString(serial)
+	var c *store.Cert
+	recs := map[string]*delivered{}
+	err := p.opts.Store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if c, err = tx.Cert(serial); err != nil {
+			return err
+		}
+		for _, w := range p.workers {
+			if d, err := readDelivered(tx, w.certKey(key)); err == nil {
+				recs[w.t.Name] = d
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", key, err)
+	}
+	out := make([]TargetCertState, 0, len(p.workers))
+	for _, w := range p.workers {
+		s := TargetCertState{Target: w.t.Name, State: "absent"}
+		if d := recs[w.t.Name]; d != nil {
+			s.State, s.DN, s.PublishedAt, s.Present = "published", d.DN, d.At, d.Present
+		}
+		if !w.wants(c) {
+			s.State = "not-published"
+		} else if e := w.failingFor(key); e != "" {
+			s.State, s.Error = "failed", e
+		} else if pend, err := w.pendingFor(ctx, key); err == nil && pend {
+			s.State = "pending"
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
+	return out, nil
+}
