@@ -54,6 +54,14 @@ type RA struct {
 	// when false an approval given is still checked and recorded.
 	// Default false.
 	RequireLeaderApproval bool `yaml:"require_leader_approval"`
+	// IDNumberInSubject is whether an application's id_number (a national
+	// ID number) goes into the certificate subject's serialNumber: "omit"
+	// or "include". A certificate is public — the directory publishes it
+	// in userCertificate;binary — so the default keeps the number out; the
+	// RA's own records keep it either way. No hashed form is offered: an
+	// 18-digit ID number with its check digit is found from its hash in
+	// seconds. Default "omit".
+	IDNumberInSubject string `yaml:"id_number_in_subject"`
 }
 
 // RACalendar is the working-day calendar of deadlines.
@@ -110,8 +118,9 @@ func defaultRA() RA {
 		SMTP:             RASMTP{From: "certcenter@localhost", PasswordEnv: "CERTCENTER_SMTP_PASSWORD"},
 		Webhook:          RAWebhook{Timeout: Duration(10 * time.Second)},
 
-		MaxAttempts:     5,
-		SupersedePolicy: "revoke",
+		MaxAttempts:       5,
+		SupersedePolicy:   "revoke",
+		IDNumberInSubject: "omit",
 	}
 }
 
@@ -190,5 +199,8 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 	}
 	if r.SupersedePolicy != "revoke" && r.SupersedePolicy != "keep" {
 		bad("ra.supersede_policy", "%q is not one of revoke, keep", r.SupersedePolicy)
+	}
+	if r.IDNumberInSubject != "omit" && r.IDNumberInSubject != "include" {
+		bad("ra.id_number_in_subject", "%q is not one of omit, include", r.IDNumberInSubject)
 	}
 }

@@ -108,7 +108,7 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 		if err != nil {
 			return r.fail(ctx, rq, fmt.Sprintf("stored CSR does not parse: %v", err))
 		}
-		subj := subjectFor(rq.Person, org)
+		subj := r.certSubject(rq.Person, org)
 		ir := ca.IssueRequest{CSR: csr, Profile: rq.Profile, Subject: &subj, SubscriberID: rq.SubscriberID, NotAfter: r.notAfter(rq), Serial: rq.SigningSerial}
 		if rq.Kind == KindRenew {
 			// A renewal keeps the subject of the certificate it renews.

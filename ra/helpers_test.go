@@ -354,6 +354,3 @@ func (w *world) countRequests() int {
 	w.must(w.admin, 200, "GET", "/api/v1/requests?limit=1000", nil, &l)
 	return len(l.Items)
 }
-
-
-

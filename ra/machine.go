@@ -62,6 +62,17 @@ func subjectFor(p store.RAPerson, org *store.Org) pkix.Name {
 	return n
 }
 
+// certSubject is the subject put into the certificate: subjectFor, without
+// the ID number unless ra.id_number_in_subject says to include it (the
+// certificate is public; the request and subscriber records keep it).
+func (r *RA) certSubject(p store.RAPerson, org *store.Org) pkix.Name {
+	n := subjectFor(p, org)
+	if r.cfg.IDNumberInSubject != "include" {
+		n.SerialNumber = ""
+	}
+	return n
+}
+
 // toAPI maps a bad application to a 400; the CA's and the store's errors
 // are mapped where every API error is rendered (httpapi.APIError).
 func toAPI(err error) error {
