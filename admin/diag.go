@@ -119,6 +119,21 @@ type TargetState struct {
 	Pending       int       `json:"pending"`
 	OldestPending time.Time `json:"oldest_pending,omitzero"`
 	Delivered     uint64    `json:"delivered"`
+	// Failed counts records the target refused one by one (retried with
+	// backoff, not holding back the others); FailedRecords are the oldest.
+	Failed        int            `json:"failed"`
+	FailedRecords []FailedRecord `json:"failed_records,omitempty"`
+}
+
+// FailedRecord is one record a target refused.
+type FailedRecord struct {
+	// Key is cert/<serial>, crl/<file> or ca/<name>.
+	Key       string    `json:"key"`
+	DN        string    `json:"dn,omitempty"`
+	Error     string    `json:"error"`
+	Since     time.Time `json:"since"`
+	Tries     int       `json:"tries"`
+	NextRetry time.Time `json:"next_retry"`
 }
 
 // Target certificate states (TargetCertState.State).

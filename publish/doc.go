@@ -28,12 +28,22 @@
 //
 // # Ordering and failure
 //
-// Entries are delivered in log order per target; a batch is one unit: if
-// any write fails the batch is retried, after an exponential backoff with
-// jitter (1s doubling to publish.max_backoff), and the cursor stays where
-// it was. A failing target holds up only itself: workers share nothing but
-// the store, read it in short read-only transactions, and an unreachable
-// target at start-up is retried by its worker while the server runs.
+// Entries are delivered in log order per target. Failures come in two
+// kinds. A failure of the target as a whole — unreachable, bind refused,
+// busy, a timeout — fails the batch: it is retried after an exponential
+// backoff with jitter (1s doubling to publish.max_backoff) and the cursor
+// stays where it was. A record the target refuses by itself — a DN the
+// mapping cannot build from the subject, an objectClassViolation or
+// invalidAttributeSyntax, a parent that cannot be created — does not hold
+// the others: it is written to the store's failed set for the target
+// (namespace "publish-failed", "<target>/<record key>", with the DN, the
+// error, the number of tries and the next retry) in the transaction that
+// advances the cursor past it, and retried on its own backoff once the log
+// is drained. It leaves the set when a retry or a later change to it is
+// written, or when the target no longer wants it. A failing target holds
+// up only itself: workers share nothing but the store, read it in short
+// read-only transactions, and an unreachable target at start-up is retried
+// by its worker while the server runs.
 //
 // A new target (no cursor) registers at the log's head and first delivers
 // the whole current state (every CA, its CRLs, every publishable

@@ -150,10 +150,14 @@ type TargetState struct {
 	LastSuccess   time.Time `json:"last_success,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
-	// FailingKeys are the records (serial, CRL file, CA name) whose
-	// delivery failed in the last attempt, with the error of each.
-	FailingKeys map[string]string `json:"failing_keys,omitempty"`
-	// Failures counts consecutive failed attempts (0 after a success).
+	// Failed counts the records the target refused one by one (a DN the
+	// mapping cannot build, a schema violation): the cursor moved past
+	// them and each is retried with backoff. FailedRecords are the oldest
+	// (at most MaxFailedShown).
+	Failed        int            `json:"failed"`
+	FailedRecords []FailedRecord `json:"failed_records,omitempty"`
+	// Failures counts consecutive failed attempts of the target as a
+	// whole (connection, bind; 0 after a success).
 	Failures int `json:"failures"`
 	// Delivered counts records written since start.
 	Delivered uint64 `json:"delivered"`
@@ -162,11 +166,15 @@ type TargetState struct {
 	Initialised bool `json:"initialised"`
 }
 
+// MaxFailedShown bounds TargetState.FailedRecords.
+const MaxFailedShown = 20
+
 // Targets returns every target's state, with pending counts read now.
 func (p *Publisher) Targets(ctx context.Context) []TargetState {
 	out := make([]TargetState, 0, len(p.workers))
 	for _, w := range p.workers {
 		s := w.snapshot()
+		s.Failed, s.FailedRecords = w.failedList(MaxFailedShown)
 		if n, oldest, err := p.opts.Store.PendingFor(ctx, s.Cursor); err == nil {
 			s.Pending, s.OldestPending = n, oldest
 		}
@@ -251,16 +259,20 @@ func (p *Publisher) Resync(ctx context.Context, name string) error {
 type TargetCertState struct {
 	Target string `json:"target"`
 	// State is "published" (written, PublishedAt says when), "pending"
-	// (a change not yet delivered), "failed" (the last attempt failed,
-	// Error says why; it is retried), "not-published" (the target's
+	// (a change not yet delivered), "failed" (the target refused the
+	// record, Error says why; it is retried with backoff on its own), "not-published" (the target's
 	// publish settings exclude it) or "absent" (never delivered).
 	State       string    `json:"state"`
 	DN          string    `json:"dn,omitempty"`
 	PublishedAt time.Time `json:"published_at,omitzero"`
 	// Present says whether the last write put the certificate in the
 	// entry (false: it was removed as revoked or expired).
-	Present bool   `json:"present"`
-	Error   string `json:"error,omitempty"`
+	Present bool `json:"present"`
+	// Error, ErrorAt, Tries and NextRetry describe a failed record.
+	Error     string    `json:"error,omitempty"`
+	ErrorAt   time.Time `json:"error_at,omitzero"`
+	Tries     int       `json:"tries,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // CertStatus says, per target, where the certificate with this serial
@@ -292,8 +304,11 @@ func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCert
 		}
 		if !w.wants(c) {
 			s.State = "not-published"
-		} else if e := w.failingFor(key); e != "" {
-			s.State, s.Error = "failed", e
+		} else if f, ok := w.failedFor("cert/" + key); ok {
+			s.State, s.Error, s.ErrorAt, s.NextRetry, s.Tries = "failed", f.Error, f.At, f.NextRetry, f.Tries
+			if f.DN != "" {
+				s.DN = f.DN
+			}
 		} else if pend, err := w.pendingFor(ctx, key); err == nil && pend {
 			s.State = "pending"
 		}
