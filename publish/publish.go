@@ -215,23 +215,42 @@ func (p *Publisher) worker(name string) (*worker, error) {
 	return w, nil
 }
 
-// Pause stops delivery to a target (its changes queue) until Resume.
-func (p *Publisher) Pause(name string) error {
+// Pause stops delivery to a target (its changes queue) until Resume. The
+// pause is durable: a restart keeps the target paused. also, if not nil,
+// runs in the same store transaction (the caller's audit record).
+func (p *Publisher) Pause(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
+	}
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.PutBlob(nsPublish, w.pausedKey(), []byte(p.now().UTC().Format(time.RFC3339))); err != nil {
+			return err
+		}
+		return runAlso(tx, also)
+	}); err != nil {
+		return fmt.Errorf("pausing publish target %s: %w", name, err)
 	}
 	w.setPaused(true)
 	return nil
 }
 
 // Resume restarts delivery to a paused target, and retries a failing one
-// at once.
-func (p *Publisher) Resume(name string) error {
+// (and its failed records) at once.
+func (p *Publisher) Resume(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
 	}
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteBlob(nsPublish, w.pausedKey()); err != nil {
+			return err
+		}
+		return runAlso(tx, also)
+	}); err != nil {
+		return fmt.Errorf("resuming publish target %s: %w", name, err)
+	}
+	w.retryNow()
 	w.setPaused(false)
 	return nil
 }
@@ -240,12 +259,17 @@ func (p *Publisher) Resume(name string) error {
 // its CRLs, every publishable certificate): what is missing on the target
 // is added and what differs is replaced. The request is durable: a restart
 // before it finished repeats it.
-func (p *Publisher) Resync(ctx context.Context, name string) error {
+func (p *Publisher) Resync(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
 	}
-	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteBlob(nsPublish, w.initKey()) }); err != nil {
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteBlob(nsPublish, w.initKey()); err != nil {
+			return err
+		}
+		return runAlso(tx, also)
+	}); err != nil {
 		return fmt.Errorf("requesting resync of %s: %w", name, err)
 	}
 	w.mu.Lock()
@@ -253,6 +277,13 @@ func (p *Publisher) Resync(ctx context.Context, name string) error {
 	w.mu.Unlock()
 	w.poke()
 	return nil
+}
+
+func runAlso(tx *store.Tx, also func(*store.Tx) error) error {
+	if also == nil {
+		return nil
+	}
+	return also(tx)
 }
 
 // TargetCertState is where one certificate stands on one target.

@@ -327,7 +327,7 @@ func TestOneTargetDownOtherUnaffected(t *testing.T) {
 			t.Errorf("down: %+v", x)
 		}
 	}
-	if err := e.pub.Pause("nope"); err == nil {
+	if err := e.pub.Pause(context.Background(), "nope", nil); err == nil {
 		t.Error("Pause of an unknown target succeeded")
 	}
 }
@@ -339,7 +339,7 @@ func TestPauseResumeResync(t *testing.T) {
 	ldapd := startSlapd(t)
 	e := newEnv(t, t.TempDir(), target("his", ldapd.url()))
 	eventually(t, "initial state delivered", func() bool { return e.state("his").Initialised })
-	if err := e.pub.Pause("his"); err != nil {
+	if err := e.pub.Pause(context.Background(), "his", nil); err != nil {
 		t.Fatal(err)
 	}
 	c := e.issue("dave", "Hospital D")
@@ -347,7 +347,7 @@ func TestPauseResumeResync(t *testing.T) {
 	if v := ldapd.values(subDN("dave", "Hospital D"), "userCertificate;binary"); len(v) != 0 {
 		t.Fatal("delivered while paused")
 	}
-	if err := e.pub.Resume("his"); err != nil {
+	if err := e.pub.Resume(context.Background(), "his", nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "delivered after resume", func() bool {
@@ -361,7 +361,7 @@ func TestPauseResumeResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	if err := e.pub.Resync(context.Background(), "his"); err != nil {
+	if err := e.pub.Resync(context.Background(), "his", nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "resync repaired the entry", func() bool {
@@ -397,5 +397,30 @@ func TestRemovedTargetDropsCursor(t *testing.T) {
 	eventually(t, "re-added target gets the whole state again", func() bool {
 		s := e.state("old")
 		return s.Initialised && s.Delivered > 0
+	})
+}
+
+// A pause survives a restart: the operator paused the target, not the
+// process.
+func TestPauseIsDurable(t *testing.T) {
+	t.Setenv("CERTCENTER_TEST_PUBLISH_PW", testRootPW)
+	ldapd := startSlapd(t)
+	dir := t.TempDir()
+	tg := target("his", ldapd.url())
+	e := newEnv(t, dir, tg)
+	eventually(t, "initial state delivered", func() bool { return e.state("his").Initialised })
+	audited := false
+	if err := e.pub.Pause(context.Background(), "his", func(*store.Tx) error { audited = true; return nil }); err != nil || !audited {
+		t.Fatalf("Pause: %v (also ran: %v)", err, audited)
+	}
+	e.close()
+	e = newEnv(t, dir, tg)
+	c := e.issue("gina", "Hospital G")
+	eventually(t, "still paused after restart, with the change queued", func() bool { s := e.state("his"); return s.Paused && s.Pending > 0 })
+	if err := e.pub.Resume(context.Background(), "his", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivered after resume", func() bool {
+		return has(ldapd.values(subDN("gina", "Hospital G"), "userCertificate;binary"), c.DER) == 1
 	})
 }

@@ -76,6 +76,40 @@ func (w *worker) startedAt() time.Time {
 }
 
 func (w *worker) initKey() string         { return w.t.Name + "/initialised" }
+func (w *worker) pausedKey() string       { return w.t.Name + "/paused" }
+
+// loadPaused restores an operator's pause across restarts.
+func (w *worker) loadPaused(ctx context.Context) error {
+	paused := false
+	err := w.p.opts.Store.View(ctx, func(tx *store.Tx) error {
+		_, err := tx.Blob(nsPublish, w.pausedKey())
+		paused = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reading whether %s is paused: %w", w.t.Name, err)
+	}
+	w.setPaused(paused)
+	return nil
+}
+
+// retryNow makes every failed record due, and the target's own backoff
+// end (an operator's Resume).
+func (w *worker) retryNow() {
+	now := w.p.now()
+	w.mu.Lock()
+	// A new map: deliver reads the old one outside the lock.
+	m := make(map[string]FailedRecord, len(w.failed))
+	for k, f := range w.failed {
+		f.NextRetry = now
+		m[k] = f
+	}
+	w.failed = m
+	w.mu.Unlock()
+}
 func (w *worker) certKey(s string) string { return w.t.Name + "/cert/" + s }
 
 func (w *worker) poke() {
@@ -168,6 +202,9 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if err == nil {
 			err = w.loadFailed(ctx)
+		}
+		if err == nil {
+			err = w.loadPaused(ctx)
 		}
 		if err == nil {
 			break

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"errors"
+	"fmt"
 
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/ca"
@@ -25,13 +27,15 @@ func wireAdmin(c *components) error {
 	}
 	diag := c.diag
 	diag.DeltaDelay = c.cfg.CRL.DeltaDelay.D()
+	var control admin.TargetControl
 	if c.publisher != nil {
 		diag.Targets = publishTargets{c.publisher}
+		control = publishControl{c.publisher}
 	}
 	admin.New(admin.Options{
 		Store: c.core.store, Authority: c.core.ca, Credentials: c.core.ca, Auth: c.auth,
 		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes, Metrics: m,
-		Diagnostics: diag,
+		Diagnostics: diag, Publishing: control,
 	}).Register(c.api)
 	return nil
 }
@@ -110,4 +114,27 @@ func (t publishTargets) CertStatus(ctx context.Context, serial []byte) ([]admin.
 		out[i] = admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error, ErrorAt: s.ErrorAt}
 	}
 	return out, nil
+}
+
+// publishControl adapts the publisher's operator operations, mapping its
+// unknown-target error to the admin API's.
+type publishControl struct{ p *publish.Publisher }
+
+func targetErr(err error) error {
+	if errors.Is(err, publish.ErrUnknownTarget) {
+		return fmt.Errorf("%w: %w", admin.ErrNoSuchTarget, err)
+	}
+	return err
+}
+
+func (c publishControl) Pause(ctx context.Context, name string, also func(*store.Tx) error) error {
+	return targetErr(c.p.Pause(ctx, name, also))
+}
+
+func (c publishControl) Resume(ctx context.Context, name string, also func(*store.Tx) error) error {
+	return targetErr(c.p.Resume(ctx, name, also))
+}
+
+func (c publishControl) Resync(ctx context.Context, name string, also func(*store.Tx) error) error {
+	return targetErr(c.p.Resync(ctx, name, also))
 }
