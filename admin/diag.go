@@ -123,6 +123,24 @@ type TargetState struct {
 	// backoff, not holding back the others); FailedRecords are the oldest.
 	Failed        int            `json:"failed"`
 	FailedRecords []FailedRecord `json:"failed_records,omitempty"`
+	// Resyncing: a resync was requested and has not finished; LastResync
+	// is what the last one found and repaired.
+	Resyncing  bool          `json:"resyncing"`
+	LastResync *ResyncReport `json:"last_resync,omitempty"`
+}
+
+// ResyncReport is what a target's resync found (by reading the target
+// back) and repaired.
+type ResyncReport struct {
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Entries     int       `json:"entries"`
+	Unchanged   int       `json:"unchanged"`
+	Added       int       `json:"added"`
+	Replaced    int       `json:"replaced"`
+	Removed     int       `json:"removed"`
+	AbsentCerts int       `json:"absent_certs"`
+	Failed      int       `json:"failed"`
 }
 
 // FailedRecord is one record a target refused.
@@ -151,6 +169,13 @@ type TargetCertState struct {
 	PublishedAt time.Time `json:"published_at,omitzero"`
 	Error       string    `json:"error,omitempty"`
 	ErrorAt     time.Time `json:"error_at,omitzero"`
+	// DN is the certificate's entry on the target.
+	DN string `json:"dn,omitempty"`
+	// AbsentAtCheck is when the last resync read the target and did not
+	// find the certificate in its entry.
+	AbsentAtCheck time.Time `json:"absent_at_check,omitzero"`
+	// NextRetry is when a failed delivery is tried again.
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // noTargetsNote says why a diagnosis lists no targets.
@@ -551,6 +576,11 @@ func (d *Diagnoser) checkTargets(ctx context.Context, dg *CertDiagnosis, c *stor
 		case TargetFailed:
 			dg.problem("target", "target_failed", "%s: delivery failed: %s", t.Target, t.Error)
 		case TargetAbsent:
+			if !t.AbsentAtCheck.IsZero() {
+				dg.problem("target", "target_absent", "%s: the resync check at %s did not find the certificate in %s; the repair is pending",
+					t.Target, t.AbsentAtCheck.UTC().Format(time.RFC3339), t.DN)
+				continue
+			}
 			dg.problem("target", "target_absent", "%s: the certificate is not on the target", t.Target)
 		}
 	}

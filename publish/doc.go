@@ -50,7 +50,15 @@
 // certificate); a marker written with the cursor's first advance records
 // that this was done, so a crash during it repeats it.
 //
-// Resync re-delivers that whole state (adding what is missing on the
-// target and replacing what differs). It does not yet read the target back
-// to find entries the store no longer has.
+// Resync compares instead of trusting (resync.go): it reads the target's
+// base_dn subtree back with a paged search (each page streamed with
+// SearchAsync; the target is never held in memory whole), compares every
+// entry carrying a certificate or CRL with the store's expected state (a
+// hash per value), re-delivers the records of entries that are missing or
+// differ, and takes out of other entries the certificates certcenter
+// issued that they should not carry (revoked or expired per
+// remove_revoked, or mapped elsewhere), leaving values it did not issue.
+// The certificates it found absent are recorded per target
+// ("publish-check") for diagnostics, and its counts in the target's
+// LastResync. The request is durable until the resync finishes.
 package publish

@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,9 @@ type Options struct {
 	MinBackoff time.Duration
 	// Workers is how many writes one target has in flight. Default 8.
 	Workers int
+	// ResyncPageSize is the page size of a resync's paged search of the
+	// target. Default 500.
+	ResyncPageSize int
 }
 
 // Publisher runs one worker per configured target.
@@ -162,8 +166,12 @@ type TargetState struct {
 	// Delivered counts records written since start.
 	Delivered uint64 `json:"delivered"`
 	// Initialised is false until the target has received the whole state
-	// once (new target, or Resync requested).
+	// once (a new target).
 	Initialised bool `json:"initialised"`
+	// Resyncing: a resync was requested and has not finished.
+	Resyncing bool `json:"resyncing"`
+	// LastResync is what the last finished resync found and repaired.
+	LastResync *ResyncReport `json:"last_resync,omitempty"`
 }
 
 // MaxFailedShown bounds TargetState.FailedRecords.
@@ -175,6 +183,17 @@ func (p *Publisher) Targets(ctx context.Context) []TargetState {
 	for _, w := range p.workers {
 		s := w.snapshot()
 		s.Failed, s.FailedRecords = w.failedList(MaxFailedShown)
+		_ = p.opts.Store.View(ctx, func(tx *store.Tx) error {
+			_, err := tx.Blob(nsPublish, w.resyncKey())
+			s.Resyncing = err == nil
+			if b, err := tx.Blob(nsPublish, w.reportKey()); err == nil {
+				var r ResyncReport
+				if json.Unmarshal(b, &r) == nil {
+					s.LastResync = &r
+				}
+			}
+			return nil
+		})
 		if n, oldest, err := p.opts.Store.PendingFor(ctx, s.Cursor); err == nil {
 			s.Pending, s.OldestPending = n, oldest
 		}
@@ -255,26 +274,24 @@ func (p *Publisher) Resume(ctx context.Context, name string, also func(*store.Tx
 	return nil
 }
 
-// Resync makes a target receive the whole current state again (every CA,
-// its CRLs, every publishable certificate): what is missing on the target
-// is added and what differs is replaced. The request is durable: a restart
-// before it finished repeats it.
+// Resync makes the worker compare the target with the store and repair it
+// (resync.go): it reads the target's subtree with a paged search, adds
+// what is missing, replaces what differs, and removes the certificates the
+// target should not carry (revoked or expired, per remove_revoked). The
+// request is durable: a restart before it finished repeats it.
 func (p *Publisher) Resync(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
 	}
 	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
-		if err := tx.DeleteBlob(nsPublish, w.initKey()); err != nil {
+		if err := tx.PutBlob(nsPublish, w.resyncKey(), []byte(p.now().UTC().Format(time.RFC3339))); err != nil {
 			return err
 		}
 		return runAlso(tx, also)
 	}); err != nil {
 		return fmt.Errorf("requesting resync of %s: %w", name, err)
 	}
-	w.mu.Lock()
-	w.resync = true
-	w.mu.Unlock()
 	w.poke()
 	return nil
 }
@@ -299,6 +316,10 @@ type TargetCertState struct {
 	// Present says whether the last write put the certificate in the
 	// entry (false: it was removed as revoked or expired).
 	Present bool `json:"present"`
+	// AbsentAtCheck is when the last resync read the target and found the
+	// certificate missing from its entry (zero: it was there, or no resync
+	// ran). State is "absent" until the repair is written.
+	AbsentAtCheck time.Time `json:"absent_at_check,omitzero"`
 	// Error, ErrorAt, Tries and NextRetry describe a failed record.
 	Error     string    `json:"error,omitempty"`
 	ErrorAt   time.Time `json:"error_at,omitzero"`
@@ -312,6 +333,7 @@ func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCert
 	key := hex.EncodeToString(serial)
 	var c *store.Cert
 	recs := map[string]*delivered{}
+	checked := map[string]time.Time{}
 	err := p.opts.Store.View(ctx, func(tx *store.Tx) error {
 		var err error
 		if c, err = tx.Cert(serial); err != nil {
@@ -321,6 +343,7 @@ func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCert
 			if d, err := readDelivered(tx, w.certKey(key)); err == nil {
 				recs[w.t.Name] = d
 			}
+			checked[w.t.Name] = checkedAbsent(tx, w.t.Name, serial)
 		}
 		return nil
 	})
@@ -332,6 +355,12 @@ func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCert
 		s := TargetCertState{Target: w.t.Name, State: "absent"}
 		if d := recs[w.t.Name]; d != nil {
 			s.State, s.DN, s.PublishedAt, s.Present = "published", d.DN, d.At, d.Present
+		}
+		if at := checked[w.t.Name]; !at.IsZero() {
+			s.AbsentAtCheck = at
+			if s.PublishedAt.Before(at) {
+				s.State = "absent"
+			}
 		}
 		if !w.wants(c) {
 			s.State = "not-published"

@@ -34,6 +34,12 @@ type env struct {
 
 func newEnv(t *testing.T, dir string, targets ...config.PublishTarget) *env {
 	t.Helper()
+	return newEnvWith(t, dir, nil, targets...)
+}
+
+// newEnvWith is newEnv with the publisher's options adjusted by opt.
+func newEnvWith(t *testing.T, dir string, opt func(*Options), targets ...config.PublishTarget) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir}
 	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "db"), SyncWrites: true})
 	if err != nil {
@@ -68,9 +74,13 @@ func newEnv(t *testing.T, dir string, targets ...config.PublishTarget) *env {
 			t.Fatal(err)
 		}
 	}
-	e.pub, err = New(Options{Store: st, Config: config.Publish{Targets: targets, BatchSize: 50,
+	po := Options{Store: st, Config: config.Publish{Targets: targets, BatchSize: 50,
 		LagWarning: config.Duration(time.Minute), MaxBackoff: config.Duration(300 * time.Millisecond)},
-		MinBackoff: 20 * time.Millisecond})
+		MinBackoff: 20 * time.Millisecond}
+	if opt != nil {
+		opt(&po)
+	}
+	e.pub, err = New(po)
 	if err != nil {
 		t.Fatal(err)
 	}

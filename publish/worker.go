@@ -61,7 +61,6 @@ type worker struct {
 
 	mu      sync.Mutex
 	state   TargetState
-	resync  bool
 	failed  map[string]FailedRecord // by record key; mirrors nsFailed
 	started time.Time               // when run began (the initial-state lag counts from it)
 }
@@ -75,8 +74,8 @@ func (w *worker) startedAt() time.Time {
 	return w.started
 }
 
-func (w *worker) initKey() string         { return w.t.Name + "/initialised" }
-func (w *worker) pausedKey() string       { return w.t.Name + "/paused" }
+func (w *worker) initKey() string   { return w.t.Name + "/initialised" }
+func (w *worker) pausedKey() string { return w.t.Name + "/paused" }
 
 // loadPaused restores an operator's pause across restarts.
 func (w *worker) loadPaused(ctx context.Context) error {
@@ -289,10 +288,24 @@ func (w *worker) round(ctx context.Context, cursor *uint64) (progressed bool, er
 	}
 	w.mu.Lock()
 	w.state.Initialised = initialised
-	w.resync = false
 	w.mu.Unlock()
 	if !initialised {
 		return true, w.initialise(ctx, cursor)
+	}
+	resync := false
+	if err := st.View(ctx, func(tx *store.Tx) error {
+		_, err := tx.Blob(nsPublish, w.resyncKey())
+		resync = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		w.fail(err)
+		return false, err
+	}
+	if resync {
+		return true, w.resyncTarget(ctx)
 	}
 	es, err := st.ReadLog(ctx, *cursor, w.p.opts.Config.BatchSize)
 	if err != nil {

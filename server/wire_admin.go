@@ -95,7 +95,11 @@ func (t publishTargets) Targets(ctx context.Context) ([]admin.TargetState, error
 	for i, s := range ts {
 		out[i] = admin.TargetState{Name: s.Name, URL: s.URL, Connected: s.Connected, Paused: s.Paused,
 			LastSuccess: s.LastSuccess, LastError: s.LastError, LastErrorAt: s.LastErrorAt,
-			Pending: s.Pending, OldestPending: s.OldestPending, Delivered: s.Delivered, Failed: s.Failed}
+			Pending: s.Pending, OldestPending: s.OldestPending, Delivered: s.Delivered, Failed: s.Failed, Resyncing: s.Resyncing}
+		if r := s.LastResync; r != nil {
+			out[i].LastResync = &admin.ResyncReport{Started: r.Started, Finished: r.Finished, Entries: r.Entries, Unchanged: r.Unchanged,
+				Added: r.Added, Replaced: r.Replaced, Removed: r.Removed, AbsentCerts: r.AbsentCerts, Failed: r.Failed}
+		}
 		for _, f := range s.FailedRecords {
 			out[i].FailedRecords = append(out[i].FailedRecords, admin.FailedRecord{Key: f.Key, DN: f.DN, Error: f.Error,
 				Since: f.Since, Tries: f.Tries, NextRetry: f.NextRetry})
@@ -111,7 +115,8 @@ func (t publishTargets) CertStatus(ctx context.Context, serial []byte) ([]admin.
 	}
 	out := make([]admin.TargetCertState, len(cs))
 	for i, s := range cs {
-		out[i] = admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error, ErrorAt: s.ErrorAt}
+		out[i] = admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error, ErrorAt: s.ErrorAt,
+			DN: s.DN, AbsentAtCheck: s.AbsentAtCheck, NextRetry: s.NextRetry}
 	}
 	return out, nil
 }
