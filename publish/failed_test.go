@@ -115,6 +115,10 @@ func TestSchemaViolationDoesNotBlock(t *testing.T) {
 	if !strings.Contains(cs.Error, "Object Class Violation") || cs.DN != subDN("eve", "Hospital E") {
 		t.Errorf("CertStatus = %+v", cs)
 	}
+	if all, err := e.pub.CertStatuses(context.Background(), [][]byte{bad.Serial, good.Serial}); err != nil ||
+		len(all) != 2 || all[0][0].State != "failed" || all[1][0].State != "published" {
+		t.Errorf("CertStatuses = %+v, %v", all, err)
+	}
 	if s := e.state("his"); s.Failed != 1 || s.FailedRecords[0].DN != subDN("eve", "Hospital E") || s.Failures != 0 {
 		t.Errorf("target state = %+v", s)
 	}

@@ -2,7 +2,6 @@ package publish
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -330,50 +329,78 @@ type TargetCertState struct {
 // CertStatus says, per target, where the certificate with this serial
 // stands. It reads the store and memory only, not the targets.
 func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCertState, error) {
-	key := hex.EncodeToString(serial)
-	var c *store.Cert
-	recs := map[string]*delivered{}
-	checked := map[string]time.Time{}
+	all, err := p.CertStatuses(ctx, [][]byte{serial})
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// CertStatuses is CertStatus for many certificates (an organisation's):
+// the store is read in one transaction and each target's undelivered
+// changes once for all.
+func (p *Publisher) CertStatuses(ctx context.Context, serials [][]byte) ([][]TargetCertState, error) {
+	type found struct {
+		c       *store.Cert
+		recs    map[string]*delivered
+		checked map[string]time.Time
+	}
+	fs := make([]found, len(serials))
 	err := p.opts.Store.View(ctx, func(tx *store.Tx) error {
-		var err error
-		if c, err = tx.Cert(serial); err != nil {
-			return err
-		}
-		for _, w := range p.workers {
-			if d, err := readDelivered(tx, w.certKey(key)); err == nil {
-				recs[w.t.Name] = d
+		for i, serial := range serials {
+			c, err := tx.Cert(serial)
+			if err != nil {
+				return fmt.Errorf("certificate %x: %w", serial, err)
 			}
-			checked[w.t.Name] = checkedAbsent(tx, w.t.Name, serial)
+			f := found{c: c, recs: map[string]*delivered{}, checked: map[string]time.Time{}}
+			for _, w := range p.workers {
+				if d, err := readDelivered(tx, w.certKey(c.SerialHex())); err == nil {
+					f.recs[w.t.Name] = d
+				}
+				f.checked[w.t.Name] = checkedAbsent(tx, w.t.Name, serial)
+			}
+			fs[i] = f
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", key, err)
+		return nil, err
 	}
-	out := make([]TargetCertState, 0, len(p.workers))
-	for _, w := range p.workers {
-		s := TargetCertState{Target: w.t.Name, State: "absent"}
-		if d := recs[w.t.Name]; d != nil {
-			s.State, s.DN, s.PublishedAt, s.Present = "published", d.DN, d.At, d.Present
-		}
-		if at := checked[w.t.Name]; !at.IsZero() {
-			s.AbsentAtCheck = at
-			if s.PublishedAt.Before(at) {
-				s.State = "absent"
+	pending := map[string]map[string]bool{}
+	out := make([][]TargetCertState, len(serials))
+	for i, f := range fs {
+		key := f.c.SerialHex()
+		for _, w := range p.workers {
+			s := TargetCertState{Target: w.t.Name, State: "absent"}
+			if d := f.recs[w.t.Name]; d != nil {
+				s.State, s.DN, s.PublishedAt, s.Present = "published", d.DN, d.At, d.Present
 			}
-		}
-		if !w.wants(c) {
-			s.State = "not-published"
-		} else if f, ok := w.failedFor("cert/" + key); ok {
-			s.State, s.Error, s.ErrorAt, s.NextRetry, s.Tries = "failed", f.Error, f.At, f.NextRetry, f.Tries
-			if f.DN != "" {
-				s.DN = f.DN
+			if at := f.checked[w.t.Name]; !at.IsZero() {
+				s.AbsentAtCheck = at
+				if s.PublishedAt.Before(at) {
+					s.State = "absent"
+				}
 			}
-		} else if pend, err := w.pendingFor(ctx, key); err == nil && pend {
-			s.State = "pending"
+			if !w.wants(f.c) {
+				s.State = "not-published"
+			} else if fr, ok := w.failedFor("cert/" + key); ok {
+				s.State, s.Error, s.ErrorAt, s.NextRetry, s.Tries = "failed", fr.Error, fr.At, fr.NextRetry, fr.Tries
+				if fr.DN != "" {
+					s.DN = fr.DN
+				}
+			} else {
+				pk, ok := pending[w.t.Name]
+				if !ok {
+					pk, _ = w.pendingKeys(ctx) // unreadable: not shown as pending
+					pending[w.t.Name] = pk
+				}
+				if pk[key] {
+					s.State = "pending"
+				}
+			}
+			out[i] = append(out[i], s)
 		}
-		out = append(out, s)
+		sort.Slice(out[i], func(a, b int) bool { return out[i][a].Target < out[i][b].Target })
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
 	return out, nil
 }

@@ -145,18 +145,17 @@ func (w *worker) failedFor(recordKey string) (FailedRecord, bool) {
 	return f, ok
 }
 
-// pendingFor says whether an undelivered change-log entry names key.
-func (w *worker) pendingFor(ctx context.Context, key string) (bool, error) {
+// pendingKeys are the keys of the change-log entries not yet delivered.
+func (w *worker) pendingKeys(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
 	cur := w.snapshot().Cursor
 	for {
 		es, err := w.p.opts.Store.ReadLog(ctx, cur, 1000)
 		if err != nil || len(es) == 0 {
-			return false, err
+			return out, err
 		}
 		for _, e := range es {
-			if e.Key == key {
-				return true, nil
-			}
+			out[e.Key] = true
 		}
 		cur = es[len(es)-1].Seq
 	}

@@ -108,15 +108,17 @@ func (t publishTargets) Targets(ctx context.Context) ([]admin.TargetState, error
 	return out, nil
 }
 
-func (t publishTargets) CertStatus(ctx context.Context, serial []byte) ([]admin.TargetCertState, error) {
-	cs, err := t.p.CertStatus(ctx, serial)
+func (t publishTargets) CertStatuses(ctx context.Context, serials [][]byte) ([][]admin.TargetCertState, error) {
+	all, err := t.p.CertStatuses(ctx, serials)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]admin.TargetCertState, len(cs))
-	for i, s := range cs {
-		out[i] = admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error, ErrorAt: s.ErrorAt,
-			DN: s.DN, AbsentAtCheck: s.AbsentAtCheck, NextRetry: s.NextRetry}
+	out := make([][]admin.TargetCertState, len(all))
+	for i, cs := range all {
+		for _, s := range cs {
+			out[i] = append(out[i], admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error, ErrorAt: s.ErrorAt,
+				DN: s.DN, AbsentAtCheck: s.AbsentAtCheck, NextRetry: s.NextRetry})
+		}
 	}
 	return out, nil
 }

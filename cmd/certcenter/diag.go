@@ -70,6 +70,13 @@ func diagCmd() *cobra.Command {
 				for code, k := range n.Problems {
 					fmt.Fprintf(w, "  %-24s %d\n", code, k)
 				}
+				for _, t := range d.Targets {
+					fmt.Fprintf(w, "  target %s: %d published, %d pending, %d failed, %d absent, %d not published\n",
+						t.Target, t.Published, t.Pending, t.Failed, t.Absent, t.NotPublished)
+					for _, f := range t.FailedItems {
+						fmt.Fprintf(w, "    failed %s %s: %s\n", f.Serial, f.DN, f.Error)
+					}
+				}
 				for i := range d.Items {
 					it := &d.Items[i]
 					fmt.Fprintf(w, "\n%s  %s  %s  %s\n", it.Certificate.Serial, it.Certificate.Status, it.Certificate.Profile, it.Certificate.Subject)
