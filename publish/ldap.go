@@ -46,13 +46,13 @@ func dialOne(t config.PublishTarget, u string, tlsConf *tls.Config, password str
 	}
 	c, err := ldap.DialURL(u, ldap.DialWithDialer(&net.Dialer{Timeout: t.ConnectTimeout.D()}), ldap.DialWithTLSConfig(tc))
 	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+		return nil, tlsHint(t, fmt.Errorf("connecting: %w", err))
 	}
 	c.SetTimeout(t.Timeout.D())
 	if t.StartTLS {
 		if err := c.StartTLS(tc); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("StartTLS: %w", err)
+			return nil, tlsHint(t, fmt.Errorf("StartTLS: %w", err))
 		}
 	}
 	if t.BindDN != "" {
@@ -62,6 +62,23 @@ func dialOne(t config.PublishTarget, u string, tlsConf *tls.Config, password str
 		}
 	}
 	return c, nil
+}
+
+// tlsHint names what the server's certificate was checked against when it
+// did not verify: the usual cause is a ca_file that is not the target's CA.
+// (go-ldap's StartTLS error keeps only the text of the TLS error.)
+func tlsHint(t config.PublishTarget, err error) error {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	if !errors.As(err, &cv) && !errors.As(err, &ua) && !errors.As(err, &hn) && !strings.Contains(err.Error(), "failed to verify certificate") {
+		return err
+	}
+	against := "the system roots (ca_file is not set)"
+	if t.CAFile != "" {
+		against = "ca_file " + t.CAFile
+	}
+	return fmt.Errorf("%w (the server's TLS certificate does not verify against %s)", err, against)
 }
 
 func isBindRefused(err error) bool {
