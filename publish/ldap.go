@@ -194,7 +194,7 @@ func add(c *ldap.Conn, base string, e *entry) error {
 func ensureParent(c *ldap.Conn, base, dn string) error {
 	d, err := ldap.ParseDN(dn)
 	if err != nil || len(d.RDNs) < 2 {
-		return fmt.Errorf("parent of %s: %v", dn, err)
+		return recordError{fmt.Errorf("parent of %s: %v", dn, err)}
 	}
 	parent := &ldap.DN{RDNs: d.RDNs[1:]}
 	b, err := ldap.ParseDN(base)
@@ -207,7 +207,7 @@ func ensureParent(c *ldap.Conn, base, dn string) error {
 	rdn := parent.RDNs[0].Attributes[0]
 	classes, ok := parentClasses[strings.ToLower(rdn.Type)]
 	if !ok {
-		return fmt.Errorf("cannot create parent %s: no object class known for %s=", parent, rdn.Type)
+		return recordError{fmt.Errorf("cannot create parent %s: no object class known for %s=", parent, rdn.Type)}
 	}
 	a := ldap.NewAddRequest(parent.String(), nil)
 	a.Attribute("objectClass", classes)
