@@ -63,6 +63,7 @@ func (w *worker) loadFailed(ctx context.Context) error {
 	w.mu.Lock()
 	w.failed = out
 	w.mu.Unlock()
+	w.p.metrics.failedRecords.WithLabelValues(w.t.Name).Set(float64(len(out)))
 	return nil
 }
 

@@ -236,14 +236,13 @@ func (w *worker) run(ctx context.Context) {
 			w.wait(ctx, w.backoff(w.snapshot().Failures), nil)
 			continue
 		}
-		if progressed {
-			continue
-		}
-		// The log is drained: retry the records the target refused
-		// whose time has come.
-		if progressed, err = w.retryFailed(ctx); err != nil {
-			w.wait(ctx, w.backoff(w.snapshot().Failures), nil)
-			continue
+		// Retry the records the target refused whose time has come,
+		// between batches too, so a busy log does not starve them.
+		if next := w.nextRetry(); !next.IsZero() && !w.p.now().Before(next) {
+			if _, err := w.retryFailed(ctx); err != nil {
+				w.wait(ctx, w.backoff(w.snapshot().Failures), nil)
+				continue
+			}
 		}
 		if !progressed {
 			w.updatePendingMetrics(ctx)

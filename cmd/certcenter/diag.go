@@ -194,8 +194,14 @@ func printCertDiagnosis(w io.Writer, d *admin.CertDiagnosis) {
 		if !t.PublishedAt.IsZero() {
 			fmt.Fprintf(w, " at %s", when(t.PublishedAt))
 		}
+		if t.DN != "" {
+			fmt.Fprintf(w, " %s", t.DN)
+		}
 		if t.Error != "" {
-			fmt.Fprintf(w, " (%s)", t.Error)
+			fmt.Fprintf(w, " (%s; next retry %s)", t.Error, when(t.NextRetry))
+		}
+		if !t.AbsentAtCheck.IsZero() {
+			fmt.Fprintf(w, "; absent at the resync check of %s", when(t.AbsentAtCheck))
 		}
 		fmt.Fprintln(w)
 	}
