@@ -305,6 +305,13 @@ func TestWrongBindPasswordInState(t *testing.T) {
 	if s := e.state("his"); !strings.Contains(s.LastError, "bind as "+testRootDN) {
 		t.Errorf("error does not name the bind: %q", s.LastError)
 	}
+	// A refused bind is the target's failure, not a record's: the
+	// change waits in the log (pending), the failed set stays empty.
+	c := e.issue("held", "Hospital H")
+	eventually(t, "the change pending behind the refused bind", func() bool { return e.certState("his", c.Serial).State == "pending" })
+	if s := e.state("his"); s.Failed != 0 || s.Pending == 0 || s.Initialised {
+		t.Errorf("state behind a refused bind = %+v", s)
+	}
 }
 
 // Two targets, one down: the other gets everything, and failover skips a
