@@ -6,8 +6,10 @@
 // log (store/changelog.go) from its own cursor, coalesces a batch by
 // record, writes the newest state of each record with
 // github.com/go-ldap/ldap/v3, and advances the cursor only after the whole
-// batch was written. It keeps per-target state in memory (connected, last
-// success, last error, pending, delivered) for diagnostics and metrics. It
+// batch was written or, record by record, refused (see below). It keeps
+// per-target state in memory (connected, last success, last error,
+// pending, delivered) and in the store (failed records, pause, resync
+// request and report) for diagnostics and metrics. It
 // does not decide what changed (ca and crl write the log in the change's own
 // transaction) and does not serve anything.
 //
