@@ -59,6 +59,9 @@ type Options struct {
 	Now func() time.Time
 	// Diagnostics are the sources of GET /api/v1/diagnostics/...
 	Diagnostics Diagnostics
+	// Publishing pauses, resumes and resyncs publishing targets (POST
+	// /api/v1/diagnostics/targets/{name}/...); nil: no targets (404).
+	Publishing TargetControl
 }
 
 // CredentialAuthority is what enrolling staff needs of the CA: issue the
@@ -100,6 +103,7 @@ type Route = httpapi.Route
 // clients already use.
 func (a *API) Routes() []httpapi.Route {
 	readers := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}}
+	operators := httpapi.Access{Roles: []string{httpapi.RoleCAOperator}}
 	return []httpapi.Route{
 		{Method: "GET", Pattern: "/api/v1/certs", Handler: a.listCerts, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/certs/{serial}", Handler: a.showCert, Access: readers},
@@ -110,6 +114,9 @@ func (a *API) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/diagnostics/certificates/{serial}", Handler: a.diagCert, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/diagnostics/organisations/{org}", Handler: a.diagOrg, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/diagnostics/targets", Handler: a.diagTargets, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/diagnostics/targets/{name}/pause", Handler: a.targetOp("pause"), Access: operators},
+		{Method: "POST", Pattern: "/api/v1/diagnostics/targets/{name}/resume", Handler: a.targetOp("resume"), Access: operators},
+		{Method: "POST", Pattern: "/api/v1/diagnostics/targets/{name}/resync", Handler: a.targetOp("resync"), Access: operators},
 	}
 }
 

@@ -103,8 +103,9 @@ type DirectoryState struct {
 type TargetStates interface {
 	// Targets lists the targets and their delivery state.
 	Targets(ctx context.Context) ([]TargetState, error)
-	// CertStatus says, per target, where one certificate stands.
-	CertStatus(ctx context.Context, serial []byte) ([]TargetCertState, error)
+	// CertStatuses says, per certificate and target, where each of the
+	// certificates stands (one answer per serial, in order).
+	CertStatuses(ctx context.Context, serials [][]byte) ([][]TargetCertState, error)
 }
 
 // TargetState is one publishing target.
@@ -119,6 +120,39 @@ type TargetState struct {
 	Pending       int       `json:"pending"`
 	OldestPending time.Time `json:"oldest_pending,omitzero"`
 	Delivered     uint64    `json:"delivered"`
+	// Failed counts records the target refused one by one (retried with
+	// backoff, not holding back the others); FailedRecords are the oldest.
+	Failed        int            `json:"failed"`
+	FailedRecords []FailedRecord `json:"failed_records,omitempty"`
+	// Resyncing: a resync was requested and has not finished; LastResync
+	// is what the last one found and repaired.
+	Resyncing  bool          `json:"resyncing"`
+	LastResync *ResyncReport `json:"last_resync,omitempty"`
+}
+
+// ResyncReport is what a target's resync found (by reading the target
+// back) and repaired.
+type ResyncReport struct {
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Entries     int       `json:"entries"`
+	Unchanged   int       `json:"unchanged"`
+	Added       int       `json:"added"`
+	Replaced    int       `json:"replaced"`
+	Removed     int       `json:"removed"`
+	AbsentCerts int       `json:"absent_certs"`
+	Failed      int       `json:"failed"`
+}
+
+// FailedRecord is one record a target refused.
+type FailedRecord struct {
+	// Key is cert/<serial>, crl/<file> or ca/<name>.
+	Key       string    `json:"key"`
+	DN        string    `json:"dn,omitempty"`
+	Error     string    `json:"error"`
+	Since     time.Time `json:"since"`
+	Tries     int       `json:"tries"`
+	NextRetry time.Time `json:"next_retry"`
 }
 
 // Target certificate states (TargetCertState.State).
@@ -136,6 +170,13 @@ type TargetCertState struct {
 	PublishedAt time.Time `json:"published_at,omitzero"`
 	Error       string    `json:"error,omitempty"`
 	ErrorAt     time.Time `json:"error_at,omitzero"`
+	// DN is the certificate's entry on the target.
+	DN string `json:"dn,omitempty"`
+	// AbsentAtCheck is when the last resync read the target and did not
+	// find the certificate in its entry.
+	AbsentAtCheck time.Time `json:"absent_at_check,omitzero"`
+	// NextRetry is when a failed delivery is tried again.
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // noTargetsNote says why a diagnosis lists no targets.
@@ -176,9 +217,71 @@ type OrgDiagnosis struct {
 	Org    string          `json:"org"`
 	Counts OrgCounts       `json:"counts"`
 	Items  []CertDiagnosis `json:"items"`
+	// Targets counts, per publishing target, where the organisation's
+	// certificates stand, and names the first pending and failed ones.
+	Targets []OrgTargetCounts `json:"targets"`
 	// Next is the serial to pass as after for the next page.
 	Next      string    `json:"next,omitempty"`
 	CheckedAt time.Time `json:"checked_at"`
+}
+
+// OrgTargetCounts is where an organisation's certificates stand on one
+// publishing target.
+type OrgTargetCounts struct {
+	Target       string `json:"target"`
+	Published    int    `json:"published"`
+	Pending      int    `json:"pending"`
+	Failed       int    `json:"failed"`
+	Absent       int    `json:"absent"`
+	NotPublished int    `json:"not_published"`
+	// PendingSerials and Failed lists name the first MaxOrgTargetSerials.
+	PendingSerials []string       `json:"pending_serials,omitempty"`
+	FailedItems    []OrgTargetErr `json:"failed_items,omitempty"`
+}
+
+// OrgTargetErr is one certificate a target refused.
+type OrgTargetErr struct {
+	Serial string    `json:"serial"`
+	DN     string    `json:"dn,omitempty"`
+	Error  string    `json:"error"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+// MaxOrgTargetSerials bounds the serials an organisation's target counts
+// name.
+const MaxOrgTargetSerials = 50
+
+func (o *OrgDiagnosis) countTargets(serial string, ts []TargetCertState) {
+	for _, t := range ts {
+		var c *OrgTargetCounts
+		for i := range o.Targets {
+			if o.Targets[i].Target == t.Target {
+				c = &o.Targets[i]
+			}
+		}
+		if c == nil {
+			o.Targets = append(o.Targets, OrgTargetCounts{Target: t.Target})
+			c = &o.Targets[len(o.Targets)-1]
+		}
+		switch t.State {
+		case TargetPublished:
+			c.Published++
+		case TargetPending:
+			c.Pending++
+			if len(c.PendingSerials) < MaxOrgTargetSerials {
+				c.PendingSerials = append(c.PendingSerials, serial)
+			}
+		case TargetFailed:
+			c.Failed++
+			if len(c.FailedItems) < MaxOrgTargetSerials {
+				c.FailedItems = append(c.FailedItems, OrgTargetErr{Serial: serial, DN: t.DN, Error: t.Error, At: t.ErrorAt})
+			}
+		case TargetAbsent:
+			c.Absent++
+		default:
+			c.NotPublished++
+		}
+	}
 }
 
 // OrgCounts counts an organisation's certificates.
@@ -296,7 +399,7 @@ func (d *Diagnoser) Org(ctx context.Context, org string, limit int, after []byte
 	if !orgKnown && len(serials) == 0 {
 		return nil, fmt.Errorf("diagnosing organisation %q: %w", org, ErrNoSuchOrg)
 	}
-	out := &OrgDiagnosis{Org: org, Items: []CertDiagnosis{}, Counts: OrgCounts{Problems: map[string]int{}}, CheckedAt: d.now().UTC()}
+	out := &OrgDiagnosis{Org: org, Items: []CertDiagnosis{}, Targets: []OrgTargetCounts{}, Counts: OrgCounts{Problems: map[string]int{}}, CheckedAt: d.now().UTC()}
 	for start := 0; start < len(serials); start += orgChunk {
 		chunk := serials[start:min(start+orgChunk, len(serials))]
 		var recs []*certRecord
@@ -321,6 +424,7 @@ func (d *Diagnoser) Org(ctx context.Context, org string, limit int, after []byte
 			return nil, err
 		}
 		for i, dg := range diags {
+			out.countTargets(dg.Certificate.Serial, dg.Targets)
 			cnt := &out.Counts
 			cnt.Certificates++
 			switch dg.Certificate.Status {
@@ -371,6 +475,7 @@ func (d *Diagnoser) diagnose(ctx context.Context, recs []*certRecord) ([]*CertDi
 	now := d.now()
 	out := make([]*CertDiagnosis, len(recs))
 	byIssuer := map[string][]int{}
+	targets, targetsErr := d.targetStatuses(ctx, recs)
 	for i, r := range recs {
 		c := r.c
 		dg := &CertDiagnosis{
@@ -381,9 +486,7 @@ func (d *Diagnoser) diagnose(ctx context.Context, recs []*certRecord) ([]*CertDi
 		byIssuer[c.Issuer] = append(byIssuer[c.Issuer], i)
 		d.checkOCSP(ctx, dg, c, now)
 		d.checkDirectory(ctx, dg, c)
-		if err := d.checkTargets(ctx, dg, c); err != nil {
-			return nil, err
-		}
+		d.checkTargets(dg, targets, i, targetsErr)
 	}
 	for issuer, idx := range byIssuer {
 		if d.src.CRLs == nil {
@@ -520,24 +623,44 @@ func (d *Diagnoser) checkDirectory(ctx context.Context, dg *CertDiagnosis, c *st
 	}
 }
 
-func (d *Diagnoser) checkTargets(ctx context.Context, dg *CertDiagnosis, c *store.Cert) error {
+// targetStatuses asks the publisher about every certificate at once.
+func (d *Diagnoser) targetStatuses(ctx context.Context, recs []*certRecord) ([][]TargetCertState, error) {
+	if d.src.Targets == nil {
+		return nil, nil
+	}
+	serials := make([][]byte, len(recs))
+	for i, r := range recs {
+		serials[i] = r.c.Serial
+	}
+	ts, err := d.src.Targets.CertStatuses(ctx, serials)
+	if err == nil && len(ts) != len(recs) {
+		err = fmt.Errorf("the publisher answered for %d certificates, asked about %d", len(ts), len(recs))
+	}
+	return ts, err
+}
+
+func (d *Diagnoser) checkTargets(dg *CertDiagnosis, all [][]TargetCertState, i int, err error) {
 	if d.src.Targets == nil {
 		dg.TargetsNote = noTargetsNote
-		return nil
+		return
 	}
-	ts, err := d.src.Targets.CertStatus(ctx, c.Serial)
 	if err != nil {
 		dg.problem("target", "target_unavailable", "reading the publishing state: %v", err)
-		return nil
+		return
 	}
+	ts := all[i]
 	dg.Targets = append(dg.Targets, ts...)
 	for _, t := range ts {
 		switch t.State {
 		case TargetFailed:
 			dg.problem("target", "target_failed", "%s: delivery failed: %s", t.Target, t.Error)
 		case TargetAbsent:
+			if !t.AbsentAtCheck.IsZero() {
+				dg.problem("target", "target_absent", "%s: the resync check at %s did not find the certificate in %s; the repair is pending",
+					t.Target, t.AbsentAtCheck.UTC().Format(time.RFC3339), t.DN)
+				continue
+			}
 			dg.problem("target", "target_absent", "%s: the certificate is not on the target", t.Target)
 		}
 	}
-	return nil
 }

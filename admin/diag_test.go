@@ -2,7 +2,9 @@ package admin_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -20,8 +22,12 @@ type fakeTargets struct{}
 func (fakeTargets) Targets(context.Context) ([]admin.TargetState, error) {
 	return []admin.TargetState{{Name: "his-1", LastError: "invalid credentials"}}, nil
 }
-func (fakeTargets) CertStatus(context.Context, []byte) ([]admin.TargetCertState, error) {
-	return []admin.TargetCertState{{Target: "his-1", State: admin.TargetFailed, Error: "invalid credentials"}}, nil
+func (fakeTargets) CertStatuses(_ context.Context, serials [][]byte) ([][]admin.TargetCertState, error) {
+	out := make([][]admin.TargetCertState, len(serials))
+	for i := range serials {
+		out[i] = []admin.TargetCertState{{Target: "his-1", State: admin.TargetFailed, Error: "invalid credentials"}}
+	}
+	return out, nil
 }
 
 // The rules of a diagnosis, one per case, over a real store and CA with
@@ -133,4 +139,64 @@ func TestDiagnosisRules(t *testing.T) {
 			t.Errorf("targets %+v, %v", ts, err)
 		}
 	})
+}
+
+// perSerialTargets answers, per certificate, the state it was given.
+type perSerialTargets map[string]admin.TargetCertState
+
+func (perSerialTargets) Targets(context.Context) ([]admin.TargetState, error) { return nil, nil }
+func (p perSerialTargets) CertStatuses(_ context.Context, serials [][]byte) ([][]admin.TargetCertState, error) {
+	out := make([][]admin.TargetCertState, len(serials))
+	for i, s := range serials {
+		st, ok := p[hex.EncodeToString(s)]
+		if !ok {
+			st = admin.TargetCertState{Target: "his", State: admin.TargetPublished}
+		}
+		out[i] = []admin.TargetCertState{st}
+	}
+	return out, nil
+}
+
+// An organisation's diagnosis counts, per target, what is published,
+// pending and failed, and names the pending and failed certificates.
+func TestOrgTargetCounts(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	var certs []*store.Cert
+	for i := range 4 {
+		certs = append(certs, e.Issue(testenv.IssueOptions{SubscriberID: fmt.Sprintf("s%d", i)}).Cert)
+	}
+	if err := e.Store.Update(context.Background(), func(tx *store.Tx) error {
+		if err := tx.InsertOrg(&store.Org{ID: "hosp", Name: "Hospital", CreatedAt: time.Now()}); err != nil {
+			return err
+		}
+		for _, c := range certs {
+			if err := tx.PutOrgCert("hosp", c.Serial); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fake := perSerialTargets{
+		certs[1].SerialHex(): {Target: "his", State: admin.TargetPending},
+		certs[2].SerialHex(): {Target: "his", State: admin.TargetFailed, DN: "cn=x", Error: "Object Class Violation"},
+		certs[3].SerialHex(): {Target: "his", State: "not-published"},
+	}
+	d, err := admin.NewDiagnoser(e.Store, admin.Diagnostics{Targets: fake}, nil).Org(context.Background(), "hosp", 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Targets) != 1 {
+		t.Fatalf("targets = %+v", d.Targets)
+	}
+	got := d.Targets[0]
+	if got.Target != "his" || got.Published != 1 || got.Pending != 1 || got.Failed != 1 || got.NotPublished != 1 ||
+		!slices.Equal(got.PendingSerials, []string{certs[1].SerialHex()}) || len(got.FailedItems) != 1 ||
+		got.FailedItems[0].Serial != certs[2].SerialHex() || got.FailedItems[0].Error != "Object Class Violation" {
+		t.Errorf("target counts = %+v", got)
+	}
+	if d.Counts.Problems["target_failed"] != 1 {
+		t.Errorf("problems = %v", d.Counts.Problems)
+	}
 }

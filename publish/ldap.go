@@ -46,13 +46,13 @@ func dialOne(t config.PublishTarget, u string, tlsConf *tls.Config, password str
 	}
 	c, err := ldap.DialURL(u, ldap.DialWithDialer(&net.Dialer{Timeout: t.ConnectTimeout.D()}), ldap.DialWithTLSConfig(tc))
 	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+		return nil, tlsHint(t, fmt.Errorf("connecting: %w", err))
 	}
 	c.SetTimeout(t.Timeout.D())
 	if t.StartTLS {
 		if err := c.StartTLS(tc); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("StartTLS: %w", err)
+			return nil, tlsHint(t, fmt.Errorf("StartTLS: %w", err))
 		}
 	}
 	if t.BindDN != "" {
@@ -62,6 +62,23 @@ func dialOne(t config.PublishTarget, u string, tlsConf *tls.Config, password str
 		}
 	}
 	return c, nil
+}
+
+// tlsHint names what the server's certificate was checked against when it
+// did not verify: the usual cause is a ca_file that is not the target's CA.
+// (go-ldap's StartTLS error keeps only the text of the TLS error.)
+func tlsHint(t config.PublishTarget, err error) error {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	if !errors.As(err, &cv) && !errors.As(err, &ua) && !errors.As(err, &hn) && !strings.Contains(err.Error(), "failed to verify certificate") {
+		return err
+	}
+	against := "the system roots (ca_file is not set)"
+	if t.CAFile != "" {
+		against = "ca_file " + t.CAFile
+	}
+	return fmt.Errorf("%w (the server's TLS certificate does not verify against %s)", err, against)
 }
 
 func isBindRefused(err error) bool {
@@ -177,7 +194,7 @@ func add(c *ldap.Conn, base string, e *entry) error {
 func ensureParent(c *ldap.Conn, base, dn string) error {
 	d, err := ldap.ParseDN(dn)
 	if err != nil || len(d.RDNs) < 2 {
-		return fmt.Errorf("parent of %s: %v", dn, err)
+		return recordError{fmt.Errorf("parent of %s: %v", dn, err)}
 	}
 	parent := &ldap.DN{RDNs: d.RDNs[1:]}
 	b, err := ldap.ParseDN(base)
@@ -190,7 +207,7 @@ func ensureParent(c *ldap.Conn, base, dn string) error {
 	rdn := parent.RDNs[0].Attributes[0]
 	classes, ok := parentClasses[strings.ToLower(rdn.Type)]
 	if !ok {
-		return fmt.Errorf("cannot create parent %s: no object class known for %s=", parent, rdn.Type)
+		return recordError{fmt.Errorf("cannot create parent %s: no object class known for %s=", parent, rdn.Type)}
 	}
 	a := ldap.NewAddRequest(parent.String(), nil)
 	a.Attribute("objectClass", classes)

@@ -2,7 +2,7 @@ package publish
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +41,9 @@ type Options struct {
 	MinBackoff time.Duration
 	// Workers is how many writes one target has in flight. Default 8.
 	Workers int
+	// ResyncPageSize is the page size of a resync's paged search of the
+	// target. Default 500.
+	ResyncPageSize int
 }
 
 // Publisher runs one worker per configured target.
@@ -150,23 +153,46 @@ type TargetState struct {
 	LastSuccess   time.Time `json:"last_success,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
-	// FailingKeys are the records (serial, CRL file, CA name) whose
-	// delivery failed in the last attempt, with the error of each.
-	FailingKeys map[string]string `json:"failing_keys,omitempty"`
-	// Failures counts consecutive failed attempts (0 after a success).
+	// Failed counts the records the target refused one by one (a DN the
+	// mapping cannot build, a schema violation): the cursor moved past
+	// them and each is retried with backoff. FailedRecords are the oldest
+	// (at most MaxFailedShown).
+	Failed        int            `json:"failed"`
+	FailedRecords []FailedRecord `json:"failed_records,omitempty"`
+	// Failures counts consecutive failed attempts of the target as a
+	// whole (connection, bind; 0 after a success).
 	Failures int `json:"failures"`
 	// Delivered counts records written since start.
 	Delivered uint64 `json:"delivered"`
 	// Initialised is false until the target has received the whole state
-	// once (new target, or Resync requested).
+	// once (a new target).
 	Initialised bool `json:"initialised"`
+	// Resyncing: a resync was requested and has not finished.
+	Resyncing bool `json:"resyncing"`
+	// LastResync is what the last finished resync found and repaired.
+	LastResync *ResyncReport `json:"last_resync,omitempty"`
 }
+
+// MaxFailedShown bounds TargetState.FailedRecords.
+const MaxFailedShown = 20
 
 // Targets returns every target's state, with pending counts read now.
 func (p *Publisher) Targets(ctx context.Context) []TargetState {
 	out := make([]TargetState, 0, len(p.workers))
 	for _, w := range p.workers {
 		s := w.snapshot()
+		s.Failed, s.FailedRecords = w.failedList(MaxFailedShown)
+		_ = p.opts.Store.View(ctx, func(tx *store.Tx) error {
+			_, err := tx.Blob(nsPublish, w.resyncKey())
+			s.Resyncing = err == nil
+			if b, err := tx.Blob(nsPublish, w.reportKey()); err == nil {
+				var r ResyncReport
+				if json.Unmarshal(b, &r) == nil {
+					s.LastResync = &r
+				}
+			}
+			return nil
+		})
 		if n, oldest, err := p.opts.Store.PendingFor(ctx, s.Cursor); err == nil {
 			s.Pending, s.OldestPending = n, oldest
 		}
@@ -207,98 +233,174 @@ func (p *Publisher) worker(name string) (*worker, error) {
 	return w, nil
 }
 
-// Pause stops delivery to a target (its changes queue) until Resume.
-func (p *Publisher) Pause(name string) error {
+// Pause stops delivery to a target (its changes queue) until Resume. The
+// pause is durable: a restart keeps the target paused. also, if not nil,
+// runs in the same store transaction (the caller's audit record).
+func (p *Publisher) Pause(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
+	}
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.PutBlob(nsPublish, w.pausedKey(), []byte(p.now().UTC().Format(time.RFC3339))); err != nil {
+			return err
+		}
+		return runAlso(tx, also)
+	}); err != nil {
+		return fmt.Errorf("pausing publish target %s: %w", name, err)
 	}
 	w.setPaused(true)
 	return nil
 }
 
 // Resume restarts delivery to a paused target, and retries a failing one
-// at once.
-func (p *Publisher) Resume(name string) error {
+// (and its failed records) at once.
+func (p *Publisher) Resume(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
 	}
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteBlob(nsPublish, w.pausedKey()); err != nil {
+			return err
+		}
+		return runAlso(tx, also)
+	}); err != nil {
+		return fmt.Errorf("resuming publish target %s: %w", name, err)
+	}
+	w.retryNow()
 	w.setPaused(false)
 	return nil
 }
 
-// Resync makes a target receive the whole current state again (every CA,
-// its CRLs, every publishable certificate): what is missing on the target
-// is added and what differs is replaced. The request is durable: a restart
-// before it finished repeats it.
-func (p *Publisher) Resync(ctx context.Context, name string) error {
+// Resync makes the worker compare the target with the store and repair it
+// (resync.go): it reads the target's subtree with a paged search, adds
+// what is missing, replaces what differs, and removes the certificates the
+// target should not carry (revoked or expired, per remove_revoked). The
+// request is durable: a restart before it finished repeats it.
+func (p *Publisher) Resync(ctx context.Context, name string, also func(*store.Tx) error) error {
 	w, err := p.worker(name)
 	if err != nil {
 		return err
 	}
-	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteBlob(nsPublish, w.initKey()) }); err != nil {
+	if err := p.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.PutBlob(nsPublish, w.resyncKey(), []byte(p.now().UTC().Format(time.RFC3339))); err != nil {
+			return err
+		}
+		return runAlso(tx, also)
+	}); err != nil {
 		return fmt.Errorf("requesting resync of %s: %w", name, err)
 	}
-	w.mu.Lock()
-	w.resync = true
-	w.mu.Unlock()
 	w.poke()
 	return nil
+}
+
+func runAlso(tx *store.Tx, also func(*store.Tx) error) error {
+	if also == nil {
+		return nil
+	}
+	return also(tx)
 }
 
 // TargetCertState is where one certificate stands on one target.
 type TargetCertState struct {
 	Target string `json:"target"`
 	// State is "published" (written, PublishedAt says when), "pending"
-	// (a change not yet delivered), "failed" (the last attempt failed,
-	// Error says why; it is retried), "not-published" (the target's
+	// (a change not yet delivered), "failed" (the target refused the
+	// record, Error says why; it is retried with backoff on its own), "not-published" (the target's
 	// publish settings exclude it) or "absent" (never delivered).
 	State       string    `json:"state"`
 	DN          string    `json:"dn,omitempty"`
 	PublishedAt time.Time `json:"published_at,omitzero"`
 	// Present says whether the last write put the certificate in the
 	// entry (false: it was removed as revoked or expired).
-	Present bool   `json:"present"`
-	Error   string `json:"error,omitempty"`
+	Present bool `json:"present"`
+	// AbsentAtCheck is when the last resync read the target and found the
+	// certificate missing from its entry (zero: it was there, or no resync
+	// ran). State is "absent" until the repair is written.
+	AbsentAtCheck time.Time `json:"absent_at_check,omitzero"`
+	// Error, ErrorAt, Tries and NextRetry describe a failed record.
+	Error     string    `json:"error,omitempty"`
+	ErrorAt   time.Time `json:"error_at,omitzero"`
+	Tries     int       `json:"tries,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // CertStatus says, per target, where the certificate with this serial
 // stands. It reads the store and memory only, not the targets.
 func (p *Publisher) CertStatus(ctx context.Context, serial []byte) ([]TargetCertState, error) {
-	key := hex.EncodeToString(serial)
-	var c *store.Cert
-	recs := map[string]*delivered{}
+	all, err := p.CertStatuses(ctx, [][]byte{serial})
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// CertStatuses is CertStatus for many certificates (an organisation's):
+// the store is read in one transaction and each target's undelivered
+// changes once for all.
+func (p *Publisher) CertStatuses(ctx context.Context, serials [][]byte) ([][]TargetCertState, error) {
+	type found struct {
+		c       *store.Cert
+		recs    map[string]*delivered
+		checked map[string]time.Time
+	}
+	fs := make([]found, len(serials))
 	err := p.opts.Store.View(ctx, func(tx *store.Tx) error {
-		var err error
-		if c, err = tx.Cert(serial); err != nil {
-			return err
-		}
-		for _, w := range p.workers {
-			if d, err := readDelivered(tx, w.certKey(key)); err == nil {
-				recs[w.t.Name] = d
+		for i, serial := range serials {
+			c, err := tx.Cert(serial)
+			if err != nil {
+				return fmt.Errorf("certificate %x: %w", serial, err)
 			}
+			f := found{c: c, recs: map[string]*delivered{}, checked: map[string]time.Time{}}
+			for _, w := range p.workers {
+				if d, err := readDelivered(tx, w.certKey(c.SerialHex())); err == nil {
+					f.recs[w.t.Name] = d
+				}
+				f.checked[w.t.Name] = checkedAbsent(tx, w.t.Name, serial)
+			}
+			fs[i] = f
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", key, err)
+		return nil, err
 	}
-	out := make([]TargetCertState, 0, len(p.workers))
-	for _, w := range p.workers {
-		s := TargetCertState{Target: w.t.Name, State: "absent"}
-		if d := recs[w.t.Name]; d != nil {
-			s.State, s.DN, s.PublishedAt, s.Present = "published", d.DN, d.At, d.Present
+	pending := map[string]map[string]bool{}
+	out := make([][]TargetCertState, len(serials))
+	for i, f := range fs {
+		key := f.c.SerialHex()
+		for _, w := range p.workers {
+			s := TargetCertState{Target: w.t.Name, State: "absent"}
+			if d := f.recs[w.t.Name]; d != nil {
+				s.State, s.DN, s.PublishedAt, s.Present = "published", d.DN, d.At, d.Present
+			}
+			if at := f.checked[w.t.Name]; !at.IsZero() {
+				s.AbsentAtCheck = at
+				if s.PublishedAt.Before(at) {
+					s.State = "absent"
+				}
+			}
+			if !w.wants(f.c) {
+				s.State = "not-published"
+			} else if fr, ok := w.failedFor("cert/" + key); ok {
+				s.State, s.Error, s.ErrorAt, s.NextRetry, s.Tries = "failed", fr.Error, fr.At, fr.NextRetry, fr.Tries
+				if fr.DN != "" {
+					s.DN = fr.DN
+				}
+			} else {
+				pk, ok := pending[w.t.Name]
+				if !ok {
+					pk, _ = w.pendingKeys(ctx) // unreadable: not shown as pending
+					pending[w.t.Name] = pk
+				}
+				if pk[key] {
+					s.State = "pending"
+				}
+			}
+			out[i] = append(out[i], s)
 		}
-		if !w.wants(c) {
-			s.State = "not-published"
-		} else if e := w.failingFor(key); e != "" {
-			s.State, s.Error = "failed", e
-		} else if pend, err := w.pendingFor(ctx, key); err == nil && pend {
-			s.State = "pending"
-		}
-		out = append(out, s)
+		sort.Slice(out[i], func(a, b int) bool { return out[i][a].Target < out[i][b].Target })
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
 	return out, nil
 }

@@ -34,6 +34,12 @@ type env struct {
 
 func newEnv(t *testing.T, dir string, targets ...config.PublishTarget) *env {
 	t.Helper()
+	return newEnvWith(t, dir, nil, targets...)
+}
+
+// newEnvWith is newEnv with the publisher's options adjusted by opt.
+func newEnvWith(t *testing.T, dir string, opt func(*Options), targets ...config.PublishTarget) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir}
 	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "db"), SyncWrites: true})
 	if err != nil {
@@ -68,9 +74,13 @@ func newEnv(t *testing.T, dir string, targets ...config.PublishTarget) *env {
 			t.Fatal(err)
 		}
 	}
-	e.pub, err = New(Options{Store: st, Config: config.Publish{Targets: targets, BatchSize: 50,
+	po := Options{Store: st, Config: config.Publish{Targets: targets, BatchSize: 50,
 		LagWarning: config.Duration(time.Minute), MaxBackoff: config.Duration(300 * time.Millisecond)},
-		MinBackoff: 20 * time.Millisecond})
+		MinBackoff: 20 * time.Millisecond}
+	if opt != nil {
+		opt(&po)
+	}
+	e.pub, err = New(po)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +305,13 @@ func TestWrongBindPasswordInState(t *testing.T) {
 	if s := e.state("his"); !strings.Contains(s.LastError, "bind as "+testRootDN) {
 		t.Errorf("error does not name the bind: %q", s.LastError)
 	}
+	// A refused bind is the target's failure, not a record's: the
+	// change waits in the log (pending), the failed set stays empty.
+	c := e.issue("held", "Hospital H")
+	eventually(t, "the change pending behind the refused bind", func() bool { return e.certState("his", c.Serial).State == "pending" })
+	if s := e.state("his"); s.Failed != 0 || s.Pending == 0 || s.Initialised {
+		t.Errorf("state behind a refused bind = %+v", s)
+	}
 }
 
 // Two targets, one down: the other gets everything, and failover skips a
@@ -327,7 +344,7 @@ func TestOneTargetDownOtherUnaffected(t *testing.T) {
 			t.Errorf("down: %+v", x)
 		}
 	}
-	if err := e.pub.Pause("nope"); err == nil {
+	if err := e.pub.Pause(context.Background(), "nope", nil); err == nil {
 		t.Error("Pause of an unknown target succeeded")
 	}
 }
@@ -339,7 +356,7 @@ func TestPauseResumeResync(t *testing.T) {
 	ldapd := startSlapd(t)
 	e := newEnv(t, t.TempDir(), target("his", ldapd.url()))
 	eventually(t, "initial state delivered", func() bool { return e.state("his").Initialised })
-	if err := e.pub.Pause("his"); err != nil {
+	if err := e.pub.Pause(context.Background(), "his", nil); err != nil {
 		t.Fatal(err)
 	}
 	c := e.issue("dave", "Hospital D")
@@ -347,7 +364,7 @@ func TestPauseResumeResync(t *testing.T) {
 	if v := ldapd.values(subDN("dave", "Hospital D"), "userCertificate;binary"); len(v) != 0 {
 		t.Fatal("delivered while paused")
 	}
-	if err := e.pub.Resume("his"); err != nil {
+	if err := e.pub.Resume(context.Background(), "his", nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "delivered after resume", func() bool {
@@ -361,7 +378,7 @@ func TestPauseResumeResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	if err := e.pub.Resync(context.Background(), "his"); err != nil {
+	if err := e.pub.Resync(context.Background(), "his", nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "resync repaired the entry", func() bool {
@@ -397,5 +414,30 @@ func TestRemovedTargetDropsCursor(t *testing.T) {
 	eventually(t, "re-added target gets the whole state again", func() bool {
 		s := e.state("old")
 		return s.Initialised && s.Delivered > 0
+	})
+}
+
+// A pause survives a restart: the operator paused the target, not the
+// process.
+func TestPauseIsDurable(t *testing.T) {
+	t.Setenv("CERTCENTER_TEST_PUBLISH_PW", testRootPW)
+	ldapd := startSlapd(t)
+	dir := t.TempDir()
+	tg := target("his", ldapd.url())
+	e := newEnv(t, dir, tg)
+	eventually(t, "initial state delivered", func() bool { return e.state("his").Initialised })
+	audited := false
+	if err := e.pub.Pause(context.Background(), "his", func(*store.Tx) error { audited = true; return nil }); err != nil || !audited {
+		t.Fatalf("Pause: %v (also ran: %v)", err, audited)
+	}
+	e.close()
+	e = newEnv(t, dir, tg)
+	c := e.issue("gina", "Hospital G")
+	eventually(t, "still paused after restart, with the change queued", func() bool { s := e.state("his"); return s.Paused && s.Pending > 0 })
+	if err := e.pub.Resume(context.Background(), "his", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivered after resume", func() bool {
+		return has(ldapd.values(subDN("gina", "Hospital G"), "userCertificate;binary"), c.DER) == 1
 	})
 }

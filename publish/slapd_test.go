@@ -26,10 +26,18 @@ type slapd struct {
 	t    testing.TB
 	dir  string
 	addr string
-	cmd  *exec.Cmd
+	// tlsAddr is the ldaps:// listener ("" without TLS).
+	tlsAddr string
+	cmd     *exec.Cmd
 }
 
-func startSlapd(t testing.TB) *slapd {
+func startSlapd(t testing.TB) *slapd { return startSlapdTLS(t, nil) }
+
+// slapdTLS are the PEM files of a TLS slapd: it then also listens with
+// ldaps:// and offers StartTLS on ldap://.
+type slapdTLS struct{ cert, key string }
+
+func startSlapdTLS(t testing.TB, tl *slapdTLS) *slapd {
 	t.Helper()
 	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
 		t.Fatalf("/usr/sbin/slapd missing (install the Debian package slapd): %v", err)
@@ -57,6 +65,10 @@ maxsize 1073741824
 index objectClass eq
 index cn eq
 `, s.dir, testSuffix, testRootDN, testRootPW)
+	if tl != nil {
+		s.tlsAddr = freePort(t)
+		conf = fmt.Sprintf("TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", tl.cert, tl.key) + conf
+	}
 	if err := os.WriteFile(filepath.Join(s.dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +107,11 @@ func (s *slapd) url() string { return "ldap://" + s.addr }
 
 func (s *slapd) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("/usr/sbin/slapd", "-d", "0", "-f", filepath.Join(s.dir, "slapd.conf"), "-h", s.url()+"/")
+	listen := s.url() + "/"
+	if s.tlsAddr != "" {
+		listen += " ldaps://" + s.tlsAddr + "/"
+	}
+	s.cmd = exec.Command("/usr/sbin/slapd", "-d", "0", "-f", filepath.Join(s.dir, "slapd.conf"), "-h", listen)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting slapd: %v", err)
 	}

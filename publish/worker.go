@@ -61,8 +61,8 @@ type worker struct {
 
 	mu      sync.Mutex
 	state   TargetState
-	resync  bool
-	started time.Time // when run began (the initial-state lag counts from it)
+	failed  map[string]FailedRecord // by record key; mirrors nsFailed
+	started time.Time               // when run began (the initial-state lag counts from it)
 }
 
 func (w *worker) startedAt() time.Time {
@@ -74,7 +74,41 @@ func (w *worker) startedAt() time.Time {
 	return w.started
 }
 
-func (w *worker) initKey() string         { return w.t.Name + "/initialised" }
+func (w *worker) initKey() string   { return w.t.Name + "/initialised" }
+func (w *worker) pausedKey() string { return w.t.Name + "/paused" }
+
+// loadPaused restores an operator's pause across restarts.
+func (w *worker) loadPaused(ctx context.Context) error {
+	paused := false
+	err := w.p.opts.Store.View(ctx, func(tx *store.Tx) error {
+		_, err := tx.Blob(nsPublish, w.pausedKey())
+		paused = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reading whether %s is paused: %w", w.t.Name, err)
+	}
+	w.setPaused(paused)
+	return nil
+}
+
+// retryNow makes every failed record due, and the target's own backoff
+// end (an operator's Resume).
+func (w *worker) retryNow() {
+	now := w.p.now()
+	w.mu.Lock()
+	// A new map: deliver reads the old one outside the lock.
+	m := make(map[string]FailedRecord, len(w.failed))
+	for k, f := range w.failed {
+		f.NextRetry = now
+		m[k] = f
+	}
+	w.failed = m
+	w.mu.Unlock()
+}
 func (w *worker) certKey(s string) string { return w.t.Name + "/cert/" + s }
 
 func (w *worker) poke() {
@@ -87,14 +121,7 @@ func (w *worker) poke() {
 func (w *worker) snapshot() TargetState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s := w.state
-	if s.FailingKeys != nil {
-		s.FailingKeys = make(map[string]string, len(w.state.FailingKeys))
-		for k, v := range w.state.FailingKeys {
-			s.FailingKeys[k] = v
-		}
-	}
-	return s
+	return w.state
 }
 
 func (w *worker) setPaused(p bool) {
@@ -111,24 +138,24 @@ func (w *worker) paused() bool {
 	return w.state.Paused
 }
 
-func (w *worker) failingFor(key string) string {
+func (w *worker) failedFor(recordKey string) (FailedRecord, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.state.FailingKeys[key]
+	f, ok := w.failed[recordKey]
+	return f, ok
 }
 
-// pendingFor says whether an undelivered change-log entry names key.
-func (w *worker) pendingFor(ctx context.Context, key string) (bool, error) {
+// pendingKeys are the keys of the change-log entries not yet delivered.
+func (w *worker) pendingKeys(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
 	cur := w.snapshot().Cursor
 	for {
 		es, err := w.p.opts.Store.ReadLog(ctx, cur, 1000)
 		if err != nil || len(es) == 0 {
-			return false, err
+			return out, err
 		}
 		for _, e := range es {
-			if e.Key == key {
-				return true, nil
-			}
+			out[e.Key] = true
 		}
 		cur = es[len(es)-1].Seq
 	}
@@ -172,12 +199,18 @@ func (w *worker) run(ctx context.Context) {
 			err = w.p.opts.Store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteBlob(nsPublish, w.initKey()) })
 		}
 		if err == nil {
+			err = w.loadFailed(ctx)
+		}
+		if err == nil {
+			err = w.loadPaused(ctx)
+		}
+		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		w.fail(err, nil)
+		w.fail(err)
 		w.wait(ctx, w.backoff(w.snapshot().Failures), nil)
 	}
 	w.mu.Lock()
@@ -203,9 +236,21 @@ func (w *worker) run(ctx context.Context) {
 			w.wait(ctx, w.backoff(w.snapshot().Failures), nil)
 			continue
 		}
+		// Retry the records the target refused whose time has come,
+		// between batches too, so a busy log does not starve them.
+		if next := w.nextRetry(); !next.IsZero() && !w.p.now().Before(next) {
+			if _, err := w.retryFailed(ctx); err != nil {
+				w.wait(ctx, w.backoff(w.snapshot().Failures), nil)
+				continue
+			}
+		}
 		if !progressed {
 			w.updatePendingMetrics(ctx)
-			w.wait(ctx, 30*time.Second, wake)
+			d := 30 * time.Second
+			if next := w.nextRetry(); !next.IsZero() {
+				d = max(min(d, next.Sub(w.p.now())), time.Millisecond)
+			}
+			w.wait(ctx, d, wake)
 		}
 	}
 }
@@ -236,26 +281,40 @@ func (w *worker) round(ctx context.Context, cursor *uint64) (progressed bool, er
 		}
 		return err
 	}); err != nil {
-		w.fail(err, nil)
+		w.fail(err)
 		return false, err
 	}
 	w.mu.Lock()
 	w.state.Initialised = initialised
-	w.resync = false
 	w.mu.Unlock()
 	if !initialised {
 		return true, w.initialise(ctx, cursor)
 	}
+	resync := false
+	if err := st.View(ctx, func(tx *store.Tx) error {
+		_, err := tx.Blob(nsPublish, w.resyncKey())
+		resync = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		w.fail(err)
+		return false, err
+	}
+	if resync {
+		return true, w.resyncTarget(ctx)
+	}
 	es, err := st.ReadLog(ctx, *cursor, w.p.opts.Config.BatchSize)
 	if err != nil {
-		w.fail(err, nil)
+		w.fail(err)
 		return false, err
 	}
 	if len(es) == 0 {
 		return false, nil
 	}
 	last := es[len(es)-1].Seq
-	if err := w.deliver(ctx, es, last, false); err != nil {
+	if err := w.deliver(ctx, es, last, true, false); err != nil {
 		return false, err
 	}
 	*cursor = last
@@ -288,7 +347,7 @@ func (w *worker) initialise(ctx context.Context, cursor *uint64) error {
 		})
 	})
 	if err != nil {
-		w.fail(err, nil)
+		w.fail(err)
 		return err
 	}
 	// The walk is at or after the registration's head (*cursor): every
@@ -297,60 +356,106 @@ func (w *worker) initialise(ctx context.Context, cursor *uint64) error {
 	batch := max(w.p.opts.Config.BatchSize, 1)
 	for i := 0; i < len(es); i += batch {
 		part := es[i:min(i+batch, len(es))]
-		if err := w.deliver(ctx, part, *cursor, i+batch >= len(es)); err != nil {
+		if err := w.deliver(ctx, part, *cursor, true, i+batch >= len(es)); err != nil {
 			return err
 		}
 	}
 	if len(es) == 0 {
-		return w.deliver(ctx, nil, *cursor, true)
+		return w.deliver(ctx, nil, *cursor, true, true)
 	}
 	return nil
 }
 
 // deliver writes the newest state of every record es names, then, in one
-// transaction, advances the cursor to seq and records the deliveries (and,
-// with markInit, that the target has the whole state).
-func (w *worker) deliver(ctx context.Context, es []store.LogEntry, seq uint64, markInit bool) error {
+// transaction, advances the cursor to seq (with advance) and records the
+// deliveries (and, with markInit, that the target has the whole state).
+//
+// A failure of the connection or of the target as a whole (network, bind,
+// busy) fails the batch: nothing is recorded and the cursor stays. A
+// record the target refuses by itself (a DN the mapping cannot build, a
+// schema violation) does not: it is recorded as failed, with its own
+// retry time, and the cursor moves past it, so one bad entry never holds
+// back the changes after it.
+func (w *worker) deliver(ctx context.Context, es []store.LogEntry, seq uint64, advance, markInit bool) error {
 	plan, err := w.plan(ctx, es)
 	if err != nil {
-		w.fail(err, nil)
+		w.fail(err)
 		return err
+	}
+	bad := map[string]failure{}
+	for k, f := range plan.failed {
+		bad[k] = f
 	}
 	if len(plan.entries) > 0 {
 		if err := w.connect(); err != nil {
-			w.fail(err, nil)
+			w.fail(err)
 			return err
 		}
 		if failed := w.write(plan.entries); len(failed) > 0 {
-			keys := map[string]string{}
-			var first error
-			for i, e := range plan.entries {
-				if ferr := failed[i]; ferr != nil {
-					for _, k := range e.keys {
-						keys[k] = ferr.Error()
-					}
-					if first == nil {
-						first = ferr
-					}
+			for _, ferr := range failed {
+				if !isRecordErr(ferr) {
+					w.fail(ferr)
+					w.disconnect()
+					return ferr
 				}
 			}
-			w.fail(first, keys)
-			if isConnErr(first) {
-				w.disconnect()
+			for i, ferr := range failed {
+				for _, k := range plan.entries[i].keys {
+					bad[k] = failure{dn: plan.entries[i].dn, err: ferr}
+				}
 			}
-			return first
 		}
 	}
 	now := w.p.now()
+	w.mu.Lock()
+	known := w.failed
+	w.mu.Unlock()
+	newFailed := map[string]FailedRecord{}
+	var cleared []string
+	nDelivered := 0
 	err = w.p.opts.Store.Update(ctx, func(tx *store.Tx) error {
-		if err := tx.SetCursor(w.consumer, seq); err != nil {
-			return err
+		if advance {
+			if err := tx.SetCursor(w.consumer, seq); err != nil {
+				return err
+			}
 		}
 		for _, d := range plan.records {
+			if _, ok := bad[d.key]; ok {
+				continue
+			}
 			v, _ := json.Marshal(delivered{At: now, DN: d.dn, Seq: d.seq, Present: d.present})
 			if err := tx.PutBlob(nsPublish, w.t.Name+"/"+d.key, v); err != nil {
 				return err
 			}
+			nDelivered++
+		}
+		for k, f := range bad {
+			prev, ok := known[k]
+			r := FailedRecord{Key: k, DN: f.dn, Error: f.err.Error(), Since: now, At: now, Tries: 1}
+			if ok {
+				r.Since, r.Tries = prev.Since, prev.Tries+1
+			}
+			r.NextRetry = now.Add(w.recordBackoff(r.Tries))
+			v, _ := json.Marshal(r)
+			if err := tx.PutBlob(nsFailed, w.failedKey(k), v); err != nil {
+				return err
+			}
+			newFailed[k] = r
+		}
+		// A record that was failed and is now written, or no longer
+		// wanted by the target, leaves the failed set.
+		for _, e := range es {
+			k := recordKey(e)
+			if _, ok := known[k]; !ok || k == "" {
+				continue
+			}
+			if _, ok := bad[k]; ok {
+				continue
+			}
+			if err := tx.DeleteBlob(nsFailed, w.failedKey(k)); err != nil {
+				return err
+			}
+			cleared = append(cleared, k)
 		}
 		if markInit {
 			return tx.PutBlob(nsPublish, w.initKey(), []byte(now.UTC().Format(time.RFC3339)))
@@ -358,31 +463,72 @@ func (w *worker) deliver(ctx context.Context, es []store.LogEntry, seq uint64, m
 		return nil
 	})
 	if err != nil {
-		w.fail(fmt.Errorf("advancing the cursor: %w", err), nil)
+		err = fmt.Errorf("recording the delivery: %w", err)
+		w.fail(err)
 		return err
 	}
 	w.mu.Lock()
-	w.state.Cursor = seq
+	if advance {
+		w.state.Cursor = seq
+	}
 	w.state.LastSuccess = now
 	w.state.Failures = 0
-	w.state.FailingKeys = nil
-	w.state.Delivered += uint64(len(plan.records))
+	w.state.Delivered += uint64(nDelivered)
 	if markInit {
 		w.state.Initialised = true
 	}
+	if len(newFailed) > 0 || len(cleared) > 0 {
+		m := make(map[string]FailedRecord, len(w.failed)+len(newFailed))
+		for k, v := range w.failed {
+			m[k] = v
+		}
+		for _, k := range cleared {
+			delete(m, k)
+		}
+		for k, v := range newFailed {
+			m[k] = v
+		}
+		w.failed = m
+	}
+	nFailed := len(w.failed)
 	w.mu.Unlock()
-	w.p.metrics.delivered.WithLabelValues(w.t.Name).Add(float64(len(plan.records)))
+	w.p.metrics.delivered.WithLabelValues(w.t.Name).Add(float64(nDelivered))
 	w.p.metrics.lastSuccess.WithLabelValues(w.t.Name).Set(float64(now.Unix()))
+	w.p.metrics.failedRecords.WithLabelValues(w.t.Name).Set(float64(nFailed))
+	if len(newFailed) > 0 {
+		w.recordFailed(newFailed)
+	}
 	return nil
 }
 
-func (w *worker) fail(err error, keys map[string]string) {
+// recordFailed puts refused records in the target's last error (the
+// target as a whole works: Failures and its backoff are untouched).
+func (w *worker) recordFailed(fs map[string]FailedRecord) {
+	keys := make([]string, 0, len(fs))
+	for k := range fs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	f := fs[keys[0]]
+	msg := fmt.Sprintf("%d record(s) refused, retried on their own; %s", len(fs), f.Key)
+	if f.DN != "" {
+		msg += " (" + f.DN + ")"
+	}
+	msg += ": " + f.Error
+	w.mu.Lock()
+	w.state.LastError, w.state.LastErrorAt = msg, f.At
+	w.mu.Unlock()
+	w.p.metrics.failures.WithLabelValues(w.t.Name).Inc()
+	w.p.metrics.lastError.WithLabelValues(w.t.Name).Set(float64(f.At.Unix()))
+	w.log.Warn("target refused records; the cursor moves on and they are retried with backoff", "records", len(fs), "first", f.Key, "dn", f.DN, "err", f.Error)
+}
+
+func (w *worker) fail(err error) {
 	now := w.p.now()
 	w.mu.Lock()
 	w.state.LastError = err.Error()
 	w.state.LastErrorAt = now
 	w.state.Failures++
-	w.state.FailingKeys = keys
 	n := w.state.Failures
 	w.mu.Unlock()
 	w.p.metrics.failures.WithLabelValues(w.t.Name).Inc()
@@ -454,7 +600,13 @@ func (w *worker) write(es []*plannedEntry) map[int]error {
 
 type plannedEntry struct {
 	entry
-	keys []string // the log keys that led to it
+	keys []string // the records that led to it ("cert/<serial>", ...)
+}
+
+// failure is why a record could not be written, and to which entry.
+type failure struct {
+	dn  string
+	err error
 }
 
 type record struct {
@@ -467,6 +619,8 @@ type record struct {
 type plan struct {
 	entries []*plannedEntry
 	records []record
+	// failed are records refused before any write (no DN can be built).
+	failed map[string]failure
 }
 
 // wants says whether the target publishes this certificate at all.
@@ -498,7 +652,7 @@ func (w *worker) current(c *store.Cert) bool {
 // plan reads, in one transaction, the newest state of every record es
 // names (coalescing repeated keys) and turns it into target entries.
 func (w *worker) plan(ctx context.Context, es []store.LogEntry) (*plan, error) {
-	out := &plan{}
+	out := &plan{failed: map[string]failure{}}
 	lastSeq := map[string]uint64{}
 	var serials, cas []string
 	crlFiles := map[string]bool{}
@@ -563,11 +717,13 @@ func (w *worker) planCerts(tx *store.Tx, serials []string, lastSeq map[string]ui
 		}
 		x, err := x509.ParseCertificate(c.DER)
 		if err != nil {
-			return fmt.Errorf("certificate %s: %w", h, err)
+			out.failed["cert/"+h] = failure{err: recordError{fmt.Errorf("certificate %s: %w", h, err)}}
+			continue
 		}
 		dn, err := w.m.subscriberDN(x.Subject)
 		if err != nil {
-			return fmt.Errorf("certificate %s: %w", h, err)
+			out.failed["cert/"+h] = failure{err: fmt.Errorf("certificate %s: %w", h, err)}
+			continue
 		}
 		g := groups[dn]
 		if g == nil {
@@ -575,7 +731,7 @@ func (w *worker) planCerts(tx *store.Tx, serials []string, lastSeq map[string]ui
 			groups[dn] = g
 			order = append(order, dn)
 		}
-		g.keys = append(g.keys, h)
+		g.keys = append(g.keys, "cert/"+h)
 		out.records = append(out.records, record{key: "cert/" + h, dn: dn, seq: lastSeq["cert/"+h], present: w.current(c)})
 	}
 	for _, dn := range order {
@@ -640,7 +796,6 @@ func hasPersonClass(classes []string) bool {
 // planCAs makes one entry per CA that a ca-cert or CRL entry names, with
 // the attributes those entries changed.
 func (w *worker) planCAs(tx *store.Tx, cas []string, crlFiles map[string]bool, lastSeq map[string]uint64, out *plan) error {
-	pub := w.t.Publish
 	if len(crlFiles) == 0 && len(cas) == 0 {
 		return nil
 	}
@@ -650,13 +805,33 @@ func (w *worker) planCAs(tx *store.Tx, cas []string, crlFiles map[string]bool, l
 	}
 	for _, rec := range all {
 		x, err := x509.ParseCertificate(rec.CertDER)
-		if err != nil {
-			return fmt.Errorf("CA %s: %w", rec.Name, err)
+		var dn string
+		if err == nil {
+			dn, err = w.m.caDN(rec.Name, x)
 		}
-		dn, err := w.m.caDN(rec.Name, x)
-		if err != nil {
-			return fmt.Errorf("CA %s: %w", rec.Name, err)
+		if err == nil {
+			if err := w.planCA(tx, rec, x, dn, cas, crlFiles, lastSeq, out); err != nil {
+				return err
+			}
+		} else {
+			ferr := failure{err: recordError{fmt.Errorf("CA %s: %w", rec.Name, err)}}
+			if slices.Contains(cas, rec.Name) {
+				out.failed["ca/"+rec.Name] = ferr
+			}
+			for _, c := range crlscope.Published(rec.Name) {
+				if crlFiles[c.File()] {
+					out.failed["crl/"+c.File()] = ferr
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// planCA plans one CA's entry.
+func (w *worker) planCA(tx *store.Tx, rec *store.CA, x *x509.Certificate, dn string, cas []string, crlFiles map[string]bool, lastSeq map[string]uint64, out *plan) error {
+	pub := w.t.Publish
+	{
 		e := &plannedEntry{entry: entry{dn: dn, classes: w.t.ObjectClasses.CA, replace: map[string][][]byte{},
 			naming: map[string]string{"cn": x.Subject.CommonName}}}
 		if d, err := ldap.ParseDN(dn); err == nil && len(d.RDNs) > 0 {
@@ -668,7 +843,7 @@ func (w *worker) planCAs(tx *store.Tx, cas []string, crlFiles map[string]bool, l
 			if pub.CACerts {
 				e.replace["cACertificate;binary"] = [][]byte{rec.CertDER}
 			}
-			e.keys = append(e.keys, rec.Name)
+			e.keys = append(e.keys, "ca/"+rec.Name)
 			out.records = append(out.records, record{key: "ca/" + rec.Name, dn: dn, seq: lastSeq["ca/"+rec.Name], present: true})
 		}
 		for _, c := range crlscope.Published(rec.Name) {
@@ -690,7 +865,7 @@ func (w *worker) planCAs(tx *store.Tx, cas []string, crlFiles map[string]bool, l
 				return err
 			}
 			e.replace[c.LDAPAttribute()+";binary"] = [][]byte{der}
-			e.keys = append(e.keys, f)
+			e.keys = append(e.keys, "crl/"+f)
 			out.records = append(out.records, record{key: "crl/" + f, dn: dn, seq: lastSeq["crl/"+f], present: true})
 		}
 		if len(e.replace) > 0 {

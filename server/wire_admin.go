@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"errors"
+	"fmt"
 
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/ca"
@@ -25,13 +27,15 @@ func wireAdmin(c *components) error {
 	}
 	diag := c.diag
 	diag.DeltaDelay = c.cfg.CRL.DeltaDelay.D()
+	var control admin.TargetControl
 	if c.publisher != nil {
 		diag.Targets = publishTargets{c.publisher}
+		control = publishControl{c.publisher}
 	}
 	admin.New(admin.Options{
 		Store: c.core.store, Authority: c.core.ca, Credentials: c.core.ca, Auth: c.auth,
 		Logger: c.log, Audit: c.auditLog, MaxBodyBytes: c.cfg.API.MaxBodyBytes, Metrics: m,
-		Diagnostics: diag,
+		Diagnostics: diag, Publishing: control,
 	}).Register(c.api)
 	return nil
 }
@@ -91,19 +95,53 @@ func (t publishTargets) Targets(ctx context.Context) ([]admin.TargetState, error
 	for i, s := range ts {
 		out[i] = admin.TargetState{Name: s.Name, URL: s.URL, Connected: s.Connected, Paused: s.Paused,
 			LastSuccess: s.LastSuccess, LastError: s.LastError, LastErrorAt: s.LastErrorAt,
-			Pending: s.Pending, OldestPending: s.OldestPending, Delivered: s.Delivered}
+			Pending: s.Pending, OldestPending: s.OldestPending, Delivered: s.Delivered, Failed: s.Failed, Resyncing: s.Resyncing}
+		if r := s.LastResync; r != nil {
+			out[i].LastResync = &admin.ResyncReport{Started: r.Started, Finished: r.Finished, Entries: r.Entries, Unchanged: r.Unchanged,
+				Added: r.Added, Replaced: r.Replaced, Removed: r.Removed, AbsentCerts: r.AbsentCerts, Failed: r.Failed}
+		}
+		for _, f := range s.FailedRecords {
+			out[i].FailedRecords = append(out[i].FailedRecords, admin.FailedRecord{Key: f.Key, DN: f.DN, Error: f.Error,
+				Since: f.Since, Tries: f.Tries, NextRetry: f.NextRetry})
+		}
 	}
 	return out, nil
 }
 
-func (t publishTargets) CertStatus(ctx context.Context, serial []byte) ([]admin.TargetCertState, error) {
-	cs, err := t.p.CertStatus(ctx, serial)
+func (t publishTargets) CertStatuses(ctx context.Context, serials [][]byte) ([][]admin.TargetCertState, error) {
+	all, err := t.p.CertStatuses(ctx, serials)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]admin.TargetCertState, len(cs))
-	for i, s := range cs {
-		out[i] = admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error}
+	out := make([][]admin.TargetCertState, len(all))
+	for i, cs := range all {
+		for _, s := range cs {
+			out[i] = append(out[i], admin.TargetCertState{Target: s.Target, State: s.State, PublishedAt: s.PublishedAt, Error: s.Error, ErrorAt: s.ErrorAt,
+				DN: s.DN, AbsentAtCheck: s.AbsentAtCheck, NextRetry: s.NextRetry})
+		}
 	}
 	return out, nil
+}
+
+// publishControl adapts the publisher's operator operations, mapping its
+// unknown-target error to the admin API's.
+type publishControl struct{ p *publish.Publisher }
+
+func targetErr(err error) error {
+	if errors.Is(err, publish.ErrUnknownTarget) {
+		return fmt.Errorf("%w: %w", admin.ErrNoSuchTarget, err)
+	}
+	return err
+}
+
+func (c publishControl) Pause(ctx context.Context, name string, also func(*store.Tx) error) error {
+	return targetErr(c.p.Pause(ctx, name, also))
+}
+
+func (c publishControl) Resume(ctx context.Context, name string, also func(*store.Tx) error) error {
+	return targetErr(c.p.Resume(ctx, name, also))
+}
+
+func (c publishControl) Resync(ctx context.Context, name string, also func(*store.Tx) error) error {
+	return targetErr(c.p.Resync(ctx, name, also))
 }

@@ -70,6 +70,13 @@ func diagCmd() *cobra.Command {
 				for code, k := range n.Problems {
 					fmt.Fprintf(w, "  %-24s %d\n", code, k)
 				}
+				for _, t := range d.Targets {
+					fmt.Fprintf(w, "  target %s: %d published, %d pending, %d failed, %d absent, %d not published\n",
+						t.Target, t.Published, t.Pending, t.Failed, t.Absent, t.NotPublished)
+					for _, f := range t.FailedItems {
+						fmt.Fprintf(w, "    failed %s %s: %s\n", f.Serial, f.DN, f.Error)
+					}
+				}
 				for i := range d.Items {
 					it := &d.Items[i]
 					fmt.Fprintf(w, "\n%s  %s  %s  %s\n", it.Certificate.Serial, it.Certificate.Status, it.Certificate.Profile, it.Certificate.Subject)
@@ -103,6 +110,12 @@ func diagCmd() *cobra.Command {
 					fmt.Fprintf(w, "%s  %s  pending %d, delivered %d, last success %s\n", t.Name, state, t.Pending, t.Delivered, when(t.LastSuccess))
 					if t.LastError != "" {
 						fmt.Fprintf(w, "  last error at %s: %s\n", when(t.LastErrorAt), t.LastError)
+					}
+					if t.Failed > 0 {
+						fmt.Fprintf(w, "  %d failed records (retried with backoff):\n", t.Failed)
+					}
+					for _, f := range t.FailedRecords {
+						fmt.Fprintf(w, "    %s %s: %s (since %s, %d tries, next %s)\n", f.Key, f.DN, f.Error, when(f.Since), f.Tries, when(f.NextRetry))
 					}
 				}
 			})
@@ -181,8 +194,14 @@ func printCertDiagnosis(w io.Writer, d *admin.CertDiagnosis) {
 		if !t.PublishedAt.IsZero() {
 			fmt.Fprintf(w, " at %s", when(t.PublishedAt))
 		}
+		if t.DN != "" {
+			fmt.Fprintf(w, " %s", t.DN)
+		}
 		if t.Error != "" {
-			fmt.Fprintf(w, " (%s)", t.Error)
+			fmt.Fprintf(w, " (%s; next retry %s)", t.Error, when(t.NextRetry))
+		}
+		if !t.AbsentAtCheck.IsZero() {
+			fmt.Fprintf(w, "; absent at the resync check of %s", when(t.AbsentAtCheck))
 		}
 		fmt.Fprintln(w)
 	}
@@ -198,4 +217,30 @@ func printProblems(w io.Writer, ps []admin.Problem) {
 	for _, p := range ps {
 		fmt.Fprintf(w, "  [%s] %s: %s\n", p.Where, p.Code, p.Message)
 	}
+}
+
+// publishCmd pauses, resumes and resyncs publishing targets (role
+// ca_operator; each is audited).
+func publishCmd() *cobra.Command {
+	var c apiClient
+	cmd := &cobra.Command{Use: "publish", Short: "Pause, resume or resync an external publishing target through the API"}
+	c.register(cmd)
+	for _, op := range []struct{ name, short string }{
+		{"pause", "Stop delivery to a target (durable; its changes queue)"},
+		{"resume", "Restart delivery to a paused target and retry its failed records now"},
+		{"resync", "Compare the target with the store and repair it (add, replace, remove)"},
+	} {
+		cmd.AddCommand(&cobra.Command{
+			Use: op.name + " NAME", Short: op.short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var t admin.TargetState
+				if err := c.do("POST", "/api/v1/diagnostics/targets/"+url.PathEscape(args[0])+"/"+op.name, nil, &t); err != nil {
+					return err
+				}
+				fmt.Printf("%s: %s requested (paused: %v, pending %d, failed %d)\n", t.Name, op.name, t.Paused, t.Pending, t.Failed)
+				return nil
+			},
+		})
+	}
+	return cmd
 }

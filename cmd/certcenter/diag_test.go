@@ -43,6 +43,10 @@ func TestDiag(t *testing.T) {
 	if err != nil || !strings.Contains(out, "no targets") {
 		t.Errorf("diag targets: %v\n%s", err, out)
 	}
+	out, err = s.client(t, "publish", "pause", "his")
+	if err == nil || !strings.Contains(out, "no such publishing target") {
+		t.Errorf("publish pause with no targets: %v\n%s", err, out)
+	}
 	out, err = s.client(t, "diag", "org", "no-such-org")
 	if err == nil || !strings.Contains(out, "no such organisation") {
 		t.Errorf("diag org no-such-org: %v\n%s", err, out)
