@@ -196,7 +196,6 @@ func waitFor(cond func() bool) {
 	}
 }
 
-
 func startSlapd(dir, addr string, nosync bool) (*slapd.Server, error) {
 	sl, err := slapd.Start(context.Background(), slapd.Config{Dir: dir, URLs: []string{"ldap://" + addr + "/"},
 		Suffix: suffix, RootDN: rootDN, RootPW: rootPW, NoSync: nosync, MaxSize: 4 << 30})
