@@ -113,7 +113,7 @@ func run(dir string, n, revokes int, nosync bool) error {
 	go pub.Run(runCtx)
 	waitFor(func() bool { s := pub.Targets(ctx)[0]; return s.Initialised && s.Pending == 0 })
 	initial := time.Since(start)
-	report("initial state (new target)", n, initial, pub)
+	report("initial state (new target)", n, initial, pub, sl.Pid())
 
 	logf("issuing %d more certificates while the target follows the log", n)
 	start = time.Now()
@@ -123,7 +123,7 @@ func run(dir string, n, revokes int, nosync bool) error {
 	issued := time.Since(start)
 	waitFor(func() bool { return pub.Targets(ctx)[0].Pending == 0 })
 	follow := time.Since(start)
-	fmt.Printf("| followed changes (issued while publishing) | %d | %s | %.0f | issuance alone took %s |\n", n, follow.Round(time.Millisecond), float64(n)/follow.Seconds(), issued.Round(time.Millisecond))
+	fmt.Printf("| followed changes (issued while publishing) | %d | %s | %.0f | issuance alone took %s | %s |\n", n, follow.Round(time.Millisecond), float64(n)/follow.Seconds(), issued.Round(time.Millisecond), memory(sl.Pid()))
 
 	logf("revoking %d certificates in a burst", revokes)
 	start = time.Now()
@@ -157,16 +157,29 @@ func run(dir string, n, revokes int, nosync bool) error {
 		}
 		return false
 	})
-	fmt.Printf("| revocation burst: %d revocations took %s; last revocation to full CRL listing it on the target | %s (crl.delta_delay 2s) |\n",
-		revokes, burst.Round(time.Millisecond), (time.Since(start) - burst).Round(time.Millisecond))
+	fmt.Printf("| revocation burst: %d revocations took %s; last revocation to full CRL listing it on the target | %s (crl.delta_delay 2s) | %s |\n",
+		revokes, burst.Round(time.Millisecond), (time.Since(start) - burst).Round(time.Millisecond), memory(sl.Pid()))
+	sync := "slapd fsyncs every write (back-mdb default)"
+	if nosync {
+		sync = "slapd with dbnosync (no fsync per write)"
+	}
+	fmt.Printf("\n%s; certcenter's store with SyncWrites\n", sync)
 	fmt.Printf("\n%d CPUs, %s, %s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version())
 	return nil
 }
 
-func report(what string, n int, d time.Duration, pub *publish.Publisher) {
-	fmt.Println("| phase | certificates | time | entries/s | note |")
-	fmt.Println("|---|---:|---:|---:|---|")
-	fmt.Printf("| %s | %d | %s | %.0f | delivered records %d |\n", what, n, d.Round(time.Millisecond), float64(n)/d.Seconds(), pub.Targets(context.Background())[0].Delivered)
+func report(what string, n int, d time.Duration, pub *publish.Publisher, slapdPid int) {
+	fmt.Println("| phase | certificates | time | entries/s | note | RssAnon / RssFile after the phase |")
+	fmt.Println("|---|---:|---:|---:|---|---|")
+	fmt.Printf("| %s | %d | %s | %.0f | delivered records %d | %s |\n", what, n, d.Round(time.Millisecond), float64(n)/d.Seconds(), pub.Targets(context.Background())[0].Delivered, memory(slapdPid))
+}
+
+// memory is the resident memory of this process (store, CA, CRL builder
+// and publisher: certcenter's side) and of slapd, from /proc/PID/status.
+func memory(slapdPid int) string {
+	ca, cf := slapd.RSS(os.Getpid())
+	sa, sf := slapd.RSS(slapdPid)
+	return fmt.Sprintf("certcenter %s / %s; slapd %s / %s", ca, cf, sa, sf)
 }
 
 func issue(ctx context.Context, auth *ca.Authority, n, offset int) ([]*store.Cert, error) {
