@@ -269,6 +269,8 @@ func TestTargetDownThenBack(t *testing.T) {
 
 // Changes committed while the target was unreachable are delivered by the
 // next run: the queue is the store's change log, not memory.
+// (cmd/certcenter's TestPublishQueueSurvivesSIGKILL does the same with
+// the real binary killed with SIGKILL, also in the middle of a delivery.)
 func TestPendingQueueSurvivesRestart(t *testing.T) {
 	t.Setenv("CERTCENTER_TEST_PUBLISH_PW", testRootPW)
 	ldapd := startSlapd(t)

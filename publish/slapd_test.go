@@ -1,15 +1,13 @@
 package publish
 
 import (
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"context"
 	"testing"
-	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/certcenter/certcenter/internal/slapd"
+	"github.com/certcenter/certcenter/internal/slapd/slapdtest"
 )
 
 const (
@@ -19,72 +17,27 @@ const (
 	testRootPW = "secret"
 )
 
-// slapd is a throwaway OpenLDAP server: its own config and back-mdb
-// database in a temp dir, on a loopback port that stays the same across
-// stop and start (the way bench/ldap starts one).
-type slapd struct {
-	t    testing.TB
-	dir  string
-	addr string
+// ldapServer is a throwaway OpenLDAP slapd (internal/slapd) holding
+// testBase, on loopback ports that stay the same across stop and start.
+type ldapServer struct {
+	t testing.TB
+	*slapd.Server
 	// tlsAddr is the ldaps:// listener ("" without TLS).
 	tlsAddr string
-	cmd     *exec.Cmd
 }
 
-func startSlapd(t testing.TB) *slapd { return startSlapdTLS(t, nil) }
+func startSlapd(t testing.TB) *ldapServer { return startSlapdTLS(t, nil) }
 
-// slapdTLS are the PEM files of a TLS slapd: it then also listens with
-// ldaps:// and offers StartTLS on ldap://.
-type slapdTLS struct{ cert, key string }
-
-func startSlapdTLS(t testing.TB, tl *slapdTLS) *slapd {
+// startSlapdTLS with tl also listens with ldaps:// and offers StartTLS on
+// ldap://.
+func startSlapdTLS(t testing.TB, tl *slapd.TLS) *ldapServer {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
-		t.Fatalf("/usr/sbin/slapd missing (install the Debian package slapd): %v", err)
-	}
-	s := &slapd{t: t, dir: t.TempDir(), addr: freePort(t)}
-	if err := os.MkdirAll(filepath.Join(s.dir, "db"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// core.schema carries RFC 4523's pkiUser, pkiCA, cRLDistributionPoint
-	// and deltaCRL classes and the certificate and CRL attributes.
-	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-pidfile %[1]s/slapd.pid
-argsfile %[1]s/slapd.args
-modulepath /usr/lib/ldap
-moduleload back_mdb
-loglevel 0
-database mdb
-suffix "%[2]s"
-rootdn "%[3]s"
-rootpw %[4]s
-directory %[1]s/db
-maxsize 1073741824
-index objectClass eq
-index cn eq
-`, s.dir, testSuffix, testRootDN, testRootPW)
-	if tl != nil {
-		s.tlsAddr = freePort(t)
-		conf = fmt.Sprintf("TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", tl.cert, tl.key) + conf
-	}
-	if err := os.WriteFile(filepath.Join(s.dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.start()
-	t.Cleanup(s.stop)
-	c := s.dial()
-	defer c.Close()
-	for _, a := range []*ldap.AddRequest{
-		addReq(testSuffix, "organization", "o", "test"),
-		addReq(testBase, "organizationalUnit", "ou", "pki"),
-	} {
-		if err := c.Add(a); err != nil {
-			t.Fatalf("adding %s: %v", a.DN, err)
-		}
-	}
-	return s
+	s := slapdtest.Start(t, slapdtest.Options{Suffix: testSuffix, RootDN: testRootDN, RootPW: testRootPW, TLS: tl,
+		Entries: []slapd.Entry{
+			{DN: testSuffix, Attrs: map[string][]string{"objectClass": {"organization"}, "o": {"test"}}},
+			{DN: testBase, Attrs: map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {"pki"}}},
+		}})
+	return &ldapServer{t: t, Server: s, tlsAddr: s.Addr("ldaps")}
 }
 
 func addReq(dn, class, attr, val string) *ldap.AddRequest {
@@ -95,69 +48,35 @@ func addReq(dn, class, attr, val string) *ldap.AddRequest {
 }
 
 func freePort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := slapd.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
-func (s *slapd) url() string { return "ldap://" + s.addr }
+func (s *ldapServer) url() string { return s.URL() }
 
-func (s *slapd) start() {
+func (s *ldapServer) start() {
 	s.t.Helper()
-	listen := s.url() + "/"
-	if s.tlsAddr != "" {
-		listen += " ldaps://" + s.tlsAddr + "/"
-	}
-	s.cmd = exec.Command("/usr/sbin/slapd", "-d", "0", "-f", filepath.Join(s.dir, "slapd.conf"), "-h", listen)
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("starting slapd: %v", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := ldap.DialURL(s.url()); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.t.Fatalf("slapd on %s did not answer", s.addr)
-}
-
-// stop ends slapd (SIGTERM, so back-mdb closes cleanly) and waits for it.
-func (s *slapd) stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-	s.cmd = nil
-}
-
-func (s *slapd) dial() *ldap.Conn {
-	s.t.Helper()
-	c, err := ldap.DialURL(s.url())
-	if err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
-	if err := c.Bind(testRootDN, testRootPW); err != nil {
-		c.Close()
+}
+
+func (s *ldapServer) stop() { s.Stop() }
+
+func (s *ldapServer) dial() *ldap.Conn {
+	s.t.Helper()
+	c, err := s.Dial()
+	if err != nil {
 		s.t.Fatal(err)
 	}
 	return c
 }
 
 // values reads one attribute of one entry (nil if the entry is missing).
-func (s *slapd) values(dn, attr string) [][]byte {
+func (s *ldapServer) values(dn, attr string) [][]byte {
 	s.t.Helper()
 	c := s.dial()
 	defer c.Close()

@@ -14,11 +14,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certcenter/certcenter/internal/slapd"
 )
 
 // testCA writes a CA certificate (ca.pem) and, if leaf, a server
 // certificate for 127.0.0.1 it signed (server.pem, server.key) into dir.
-func testCA(t *testing.T, dir, name string, leaf bool) (caFile string, tl *slapdTLS) {
+func testCA(t *testing.T, dir, name string, leaf bool) (caFile string, tl *slapd.TLS) {
 	t.Helper()
 	write := func(file, typ string, der []byte) string {
 		p := filepath.Join(dir, file)
@@ -59,7 +61,7 @@ func testCA(t *testing.T, dir, name string, leaf bool) (caFile string, tl *slapd
 	if err != nil {
 		t.Fatal(err)
 	}
-	return caFile, &slapdTLS{cert: write(name+"-server.pem", "CERTIFICATE", der), key: write(name+"-server.key", "PRIVATE KEY", p8)}
+	return caFile, &slapd.TLS{CertFile: write(name+"-server.pem", "CERTIFICATE", der), KeyFile: write(name+"-server.key", "PRIVATE KEY", p8)}
 }
 
 // Delivery works over ldaps:// and over StartTLS with the target's

@@ -30,6 +30,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/certcenter/certcenter/internal/slapd"
 )
 
 const suffix = "o=certcenter,c=CN"
@@ -50,10 +52,8 @@ func main() {
 }
 
 func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) error {
-	for _, tool := range []string{"/usr/sbin/slapd", "/usr/sbin/slapadd"} {
-		if _, err := os.Stat(tool); err != nil {
-			return fmt.Errorf("%s missing: install the Debian package slapd", tool)
-		}
+	if err := slapd.Installed(); err != nil {
+		return err
 	}
 	data := filepath.Join(dir, "certcenter")
 	if _, err := os.Stat(filepath.Join(data, "seeded")); err != nil {
@@ -81,14 +81,11 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		return err
 	}
 	log("exported %d entries", n)
-	slapd, err := startSlapd(dir, ldif, slapdAddr)
+	sl, err := startSlapd(dir, ldif, slapdAddr)
 	if err != nil {
 		return err
 	}
-	defer func() { slapd.Process.Signal(os.Interrupt); slapd.Wait() }()
-	if err := waitLDAP(slapdAddr, 30*time.Second); err != nil {
-		return fmt.Errorf("slapd: %w", err)
-	}
+	defer sl.Stop()
 	type round struct{ r [2]stats }
 	workloads := []string{"base", "sub-eq-cn"}
 	results := map[string][]round{}
@@ -103,7 +100,7 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 			}
 			for _, i := range order {
 				name, addr := [...]string{"certcenter", "slapd"}[i], [...]string{ccAddr, slapdAddr}[i]
-				pid := [...]int{cc.Process.Pid, slapd.Process.Pid}[i]
+				pid := [...]int{cc.Process.Pid, sl.Pid()}[i]
 				log("round %d: %s: %s warm-up %s", n+1, name, w, warm)
 				if _, err := load(addr, w, count, conns, warm); err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
@@ -142,8 +139,8 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 	fmt.Println()
 	fmt.Println("| process | RssAnon | RssFile |")
 	fmt.Println("|---|---|---|")
-	for i, p := range []*os.Process{cc.Process, slapd.Process} {
-		anon, file := rss(p.Pid)
+	for i, pid := range []int{cc.Process.Pid, sl.Pid()} {
+		anon, file := slapd.RSS(pid)
 		fmt.Printf("| %s | %s | %s |\n", [...]string{"certcenter", "slapd"}[i], anon, file)
 	}
 	return nil
@@ -157,24 +154,6 @@ func cmpFloat(a, b float64) int {
 		return 1
 	}
 	return 0
-}
-
-// rss reads a process's resident anonymous and file-backed memory (Linux).
-func rss(pid int) (anon, file string) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "?", "?"
-	}
-	anon, file = "?", "?"
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
-			anon = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
-			file = strings.TrimSpace(v)
-		}
-	}
-	return anon, file
 }
 
 func log(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...) }
@@ -240,43 +219,23 @@ func export(addr, file string) (int, error) {
 	return n, w.Flush()
 }
 
-func startSlapd(dir, ldif, addr string) (*exec.Cmd, error) {
-	sd := filepath.Join(dir, "slapd")
-	os.RemoveAll(sd)
-	if err := os.MkdirAll(filepath.Join(sd, "db"), 0o700); err != nil {
+// startSlapd loads ldif into a fresh back-mdb with slapadd and starts
+// slapd on addr.
+func startSlapd(dir, ldif, addr string) (*slapd.Server, error) {
+	cfg := slapd.Config{Dir: filepath.Join(dir, "slapd"), URLs: []string{"ldap://" + addr + "/"}, Suffix: suffix,
+		SizeLimit: 1000, MaxSize: 4 << 30, Indexes: []string{"objectClass eq", "cn,uid,mail,serialNumber eq"}}
+	os.RemoveAll(cfg.Dir)
+	if err := cfg.WriteConf(); err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-pidfile %[1]s/slapd.pid
-argsfile %[1]s/slapd.args
-modulepath /usr/lib/ldap
-moduleload back_mdb
-loglevel 0
-sizelimit 1000
-database mdb
-suffix "%[2]s"
-directory %[1]s/db
-maxsize 4294967296
-index objectClass eq
-index cn,uid,mail,serialNumber eq
-`, sd, suffix)
-	cf := filepath.Join(sd, "slapd.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		return nil, err
-	}
-	// -s: X.520 serialNumber is not in any of OpenLDAP's person classes;
-	// the entries are loaded as certcenter serves them.
+	// no schema check: X.520 serialNumber is not in any of OpenLDAP's
+	// person classes; the entries are loaded as certcenter serves them.
 	log("slapadd into back-mdb")
-	if out, err := exec.Command("/usr/sbin/slapadd", "-q", "-s", "-f", cf, "-l", ldif).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
+	if err := cfg.Slapadd(ldif, false); err != nil {
+		return nil, err
 	}
-	cmd := exec.Command("/usr/sbin/slapd", "-d", "0", "-f", cf, "-h", "ldap://"+addr+"/")
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting slapd: %w", err)
-	}
-	return cmd, nil
+	sl := slapd.New(cfg)
+	return sl, sl.Start(context.Background())
 }
 
 // cpuTime is the user and system CPU a process has used (Linux; clock

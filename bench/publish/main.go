@@ -14,9 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -26,6 +24,7 @@ import (
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/crl"
+	"github.com/certcenter/certcenter/internal/slapd"
 	"github.com/certcenter/certcenter/publish"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
@@ -55,12 +54,15 @@ func logf(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:
 func run(dir string, n, revokes int, nosync bool) error {
 	os.RemoveAll(dir)
 	ctx := context.Background()
-	addr := freePort()
+	addr, err := slapd.FreeAddr()
+	if err != nil {
+		return err
+	}
 	sl, err := startSlapd(filepath.Join(dir, "slapd"), addr, nosync)
 	if err != nil {
 		return err
 	}
-	defer func() { sl.Process.Signal(os.Interrupt); sl.Wait() }()
+	defer sl.Stop()
 
 	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "db"), SyncWrites: true})
 	if err != nil {
@@ -111,7 +113,7 @@ func run(dir string, n, revokes int, nosync bool) error {
 	go pub.Run(runCtx)
 	waitFor(func() bool { s := pub.Targets(ctx)[0]; return s.Initialised && s.Pending == 0 })
 	initial := time.Since(start)
-	report("initial state (new target)", n, initial, pub)
+	report("initial state (new target)", n, initial, pub, sl.Pid())
 
 	logf("issuing %d more certificates while the target follows the log", n)
 	start = time.Now()
@@ -121,7 +123,7 @@ func run(dir string, n, revokes int, nosync bool) error {
 	issued := time.Since(start)
 	waitFor(func() bool { return pub.Targets(ctx)[0].Pending == 0 })
 	follow := time.Since(start)
-	fmt.Printf("| followed changes (issued while publishing) | %d | %s | %.0f | issuance alone took %s |\n", n, follow.Round(time.Millisecond), float64(n)/follow.Seconds(), issued.Round(time.Millisecond))
+	fmt.Printf("| followed changes (issued while publishing) | %d | %s | %.0f | issuance alone took %s | %s |\n", n, follow.Round(time.Millisecond), float64(n)/follow.Seconds(), issued.Round(time.Millisecond), memory(sl.Pid()))
 
 	logf("revoking %d certificates in a burst", revokes)
 	start = time.Now()
@@ -155,16 +157,29 @@ func run(dir string, n, revokes int, nosync bool) error {
 		}
 		return false
 	})
-	fmt.Printf("| revocation burst: %d revocations took %s; last revocation to full CRL listing it on the target | %s (crl.delta_delay 2s) |\n",
-		revokes, burst.Round(time.Millisecond), (time.Since(start) - burst).Round(time.Millisecond))
+	fmt.Printf("| revocation burst: %d revocations took %s; last revocation to full CRL listing it on the target | %s (crl.delta_delay 2s) | %s |\n",
+		revokes, burst.Round(time.Millisecond), (time.Since(start) - burst).Round(time.Millisecond), memory(sl.Pid()))
+	sync := "slapd fsyncs every write (back-mdb default)"
+	if nosync {
+		sync = "slapd with dbnosync (no fsync per write)"
+	}
+	fmt.Printf("\n%s; certcenter's store with SyncWrites\n", sync)
 	fmt.Printf("\n%d CPUs, %s, %s\n", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version())
 	return nil
 }
 
-func report(what string, n int, d time.Duration, pub *publish.Publisher) {
-	fmt.Println("| phase | certificates | time | entries/s | note |")
-	fmt.Println("|---|---:|---:|---:|---|")
-	fmt.Printf("| %s | %d | %s | %.0f | delivered records %d |\n", what, n, d.Round(time.Millisecond), float64(n)/d.Seconds(), pub.Targets(context.Background())[0].Delivered)
+func report(what string, n int, d time.Duration, pub *publish.Publisher, slapdPid int) {
+	fmt.Println("| phase | certificates | time | entries/s | note | RssAnon / RssFile after the phase |")
+	fmt.Println("|---|---:|---:|---:|---|---|")
+	fmt.Printf("| %s | %d | %s | %.0f | delivered records %d | %s |\n", what, n, d.Round(time.Millisecond), float64(n)/d.Seconds(), pub.Targets(context.Background())[0].Delivered, memory(slapdPid))
+}
+
+// memory is the resident memory of this process (store, CA, CRL builder
+// and publisher: certcenter's side) and of slapd, from /proc/PID/status.
+func memory(slapdPid int) string {
+	ca, cf := slapd.RSS(os.Getpid())
+	sa, sf := slapd.RSS(slapdPid)
+	return fmt.Sprintf("certcenter %s / %s; slapd %s / %s", ca, cf, sa, sf)
 }
 
 func issue(ctx context.Context, auth *ca.Authority, n, offset int) ([]*store.Cert, error) {
@@ -194,65 +209,18 @@ func waitFor(cond func() bool) {
 	}
 }
 
-func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func startSlapd(dir, addr string, nosync bool) (*slapd.Server, error) {
+	sl, err := slapd.Start(context.Background(), slapd.Config{Dir: dir, URLs: []string{"ldap://" + addr + "/"},
+		Suffix: suffix, RootDN: rootDN, RootPW: rootPW, NoSync: nosync, MaxSize: 4 << 30})
 	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func startSlapd(dir, addr string, nosync bool) (*exec.Cmd, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-pidfile %[1]s/slapd.pid
-argsfile %[1]s/slapd.args
-modulepath /usr/lib/ldap
-moduleload back_mdb
-loglevel 0
-database mdb
-suffix "%[2]s"
-rootdn "%[3]s"
-rootpw %[4]s
-directory %[1]s/db
-maxsize 4294967296
-index objectClass eq
-index cn eq
-`, dir, suffix, rootDN, rootPW)
-	if nosync {
-		conf += "dbnosync\n"
-	}
-	cf := filepath.Join(dir, "slapd.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+	if err := sl.AddEntries(
+		slapd.Entry{DN: suffix, Attrs: map[string][]string{"objectClass": {"organization"}, "o": {"bench"}}},
+		slapd.Entry{DN: base, Attrs: map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {"pki"}}},
+	); err != nil {
+		sl.Stop()
 		return nil, err
 	}
-	cmd := exec.Command("/usr/sbin/slapd", "-d", "0", "-f", cf, "-h", "ldap://"+addr+"/")
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting slapd: %w", err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		c, err := ldap.DialURL("ldap://" + addr)
-		if err != nil {
-			continue
-		}
-		defer c.Close()
-		if err := c.Bind(rootDN, rootPW); err != nil {
-			return cmd, err
-		}
-		for _, e := range [][4]string{{suffix, "organization", "o", "bench"}, {base, "organizationalUnit", "ou", "pki"}} {
-			a := ldap.NewAddRequest(e[0], nil)
-			a.Attribute("objectClass", []string{e[1]})
-			a.Attribute(e[2], []string{e[3]})
-			if err := c.Add(a); err != nil {
-				return cmd, fmt.Errorf("adding %s: %w", e[0], err)
-			}
-		}
-		return cmd, nil
-	}
-	return cmd, fmt.Errorf("slapd on %s did not answer", addr)
+	return sl, nil
 }
