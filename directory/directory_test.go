@@ -167,7 +167,7 @@ func sub(n int) string { return fmt.Sprintf("cn=%s,ou=unit-%02d,%s", seed.Name(n
 
 func TestFilters(t *testing.T) {
 	// serialNumber published, to test its matching
-	e := newEnv(t, 40, func(l *config.LDAP) { l.HiddenAttributes = nil })
+	e := newEnv(t, 40, func(l *config.LDAP) { l.HiddenAttributes, l.PublicAttributes = nil, nil })
 	// serial and issuer of seed-0000005's certificate, for certificateExactMatch
 	var serial *big.Int
 	_ = e.st.View(context.Background(), func(tx *store.Tx) error {
