@@ -222,4 +222,3 @@ func CheckLDAPAccount(tx *store.Tx, acct *store.DirAccount) error {
 		return nil
 	})
 }
-
