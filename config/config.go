@@ -141,6 +141,12 @@ type LDAP struct {
 	// a service account or a directory account allowed all attributes.
 	// Default objectClass, cn, sn, uid, mail, o, ou, userCertificate.
 	PublicAttributes []string `yaml:"public_attributes"`
+	// BindFailuresBurst is how many failed password binds one source
+	// address may make in a row; then its binds are refused (busy, with
+	// the wait) until BindFailureRefill has passed per further attempt.
+	// Defaults 5 and 10s.
+	BindFailuresBurst int      `yaml:"bind_failures_burst"`
+	BindFailureRefill Duration `yaml:"bind_failure_refill"`
 }
 
 // Values of ldap.anonymous_people.
@@ -296,6 +302,7 @@ func Default() *Config {
 			MaxPending: 32, MaxPDUBytes: 256 << 10, SizeLimit: 1000, TimeLimit: Duration(60 * time.Second),
 			HiddenAttributes: []string{"serialNumber"},
 			AnonymousPeople:  AnonymousPeopleAll, AnonymousProfiles: []string{},
+			BindFailuresBurst: 5, BindFailureRefill: Duration(10 * time.Second),
 			PublicAttributes: []string{"objectClass", "cn", "sn", "uid", "mail", "o", "ou", "userCertificate"},
 		},
 		API: API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
@@ -659,6 +666,12 @@ func (c *Config) validateLDAP(bad func(key, format string, a ...any)) {
 		if !slices.ContainsFunc(HideableLDAPAttributes, func(h string) bool { return strings.EqualFold(h, a) }) {
 			bad(fmt.Sprintf("ldap.hidden_attributes[%d]", i), "%q cannot be hidden: one of %s", a, strings.Join(HideableLDAPAttributes, ", "))
 		}
+	}
+	if l.BindFailuresBurst < 1 {
+		bad("ldap.bind_failures_burst", "must be at least 1")
+	}
+	if l.BindFailureRefill <= 0 {
+		bad("ldap.bind_failure_refill", "must be a positive duration")
 	}
 	switch l.AnonymousPeople {
 	case AnonymousPeopleAll, AnonymousPeopleNone:

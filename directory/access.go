@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/certcenter/certcenter/config"
 )
 
@@ -53,8 +55,10 @@ type grant struct {
 	// keeps the server's.
 	sizeLimit int
 	timeLimit time.Duration
-	// account names the identity in metrics ("anonymous" for none).
-	account string
+	// account names the identity in metrics ("anonymous" for none), and
+	// searches counts its searches.
+	account  string
+	searches prometheus.Counter
 }
 
 // Entry views kept on an entry (Entry.views).
@@ -200,5 +204,8 @@ func (d *Directory) seesNoPeople(g *grant) bool {
 	return d.rules.people == config.AnonymousPeopleNone
 }
 
-// anonymousGrant is the grant of a connection that has not bound.
-func anonymousGrant() *grant { return &grant{level: accessAnonymous, account: "anonymous"} }
+// counted gives g its search counter.
+func (d *Directory) counted(g *grant) *grant {
+	g.searches = d.metrics.searches.WithLabelValues(g.account)
+	return g
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/certcenter/certcenter/ca"
@@ -297,5 +298,55 @@ for dn, a in c.search_s(sys.argv[4], ldap.SCOPE_SUBTREE, "(objectClass=pkiCA)", 
 	s := string(out)
 	if strings.Count(s, "Hospital A") != 2 || strings.Contains(s, "Hospital B") || strings.Contains(s, "seed-") || !strings.Contains(s, "crl ") || strings.Contains(s, "crl cn=certcenter Demo Root CA,o=certcenter,c=CN 0") {
 		t.Errorf("python-ldap as his-a:\n%s", s)
+	}
+}
+
+// TestFailedBindsSlowed: after ldap.bind_failures_burst failed binds from
+// one address its binds are refused at once with busy and the wait, even
+// with the right password, while another account's binds and anonymous
+// reads go on; binds, failures and searches are counted per account.
+func TestFailedBindsSlowed(t *testing.T) {
+	f := newAccessEnv(t, func(l *config.LDAP) {
+		l.AnonymousPeople = config.AnonymousPeopleNone
+		l.BindFailuresBurst, l.BindFailureRefill = 3, config.Duration(time.Hour)
+	})
+	a := f.bound(t, "his-a")
+	people(t, a)
+	people(t, a)
+	c := f.dial(t)
+	for i := range 3 {
+		if err := c.Bind(accountDN("his-b"), "guess"); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	start := time.Now()
+	err := c.Bind(accountDN("his-b"), "his-b")
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultBusy) || !strings.Contains(err.Error(), "retry in") {
+		t.Fatalf("bind after 3 failures: %v, want busy with the wait", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %v: it must not hang", d)
+	}
+	// another connection from the same address is refused too
+	if err := f.dial(t).Bind(accountDN("his-a"), "his-a"); !ldap.IsErrorWithCode(err, ldap.LDAPResultBusy) {
+		t.Errorf("bind from the same address on a new connection: %v", err)
+	}
+	f.seesCRL(t, c) // anonymous reads go on
+
+	m := f.d.metrics
+	for _, want := range []struct {
+		c    prometheus.Counter
+		n    float64
+		name string
+	}{
+		{m.binds.WithLabelValues("his-a", "success"), 1, "his-a binds"},
+		{m.binds.WithLabelValues("his-b", "invalid"), 3, "his-b failed binds"},
+		{m.binds.WithLabelValues("unknown", "throttled"), 2, "throttled binds"},
+		{m.searches.WithLabelValues("his-a"), 2, "his-a searches"},
+		{m.searches.WithLabelValues("anonymous"), 1, "anonymous searches"},
+	} {
+		if got := counter(t, want.c); got != want.n {
+			t.Errorf("%s: %v, want %v", want.name, got, want.n)
+		}
 	}
 }

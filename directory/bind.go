@@ -81,7 +81,7 @@ func (d *Directory) checkPassword(ctx context.Context, name string, password []b
 	// and fails the same way: the client learns nothing from the timing
 	if bcrypt.CompareHashAndPassword(a.hash, password) != nil || !usable {
 		d.log.Info("ldap bind failed", "dn", a.dn, "usable", usable)
-		return account{}, resultInvalidCredentials
+		return a, resultInvalidCredentials // the account, for its metrics only
 	}
 	return a, resultSuccess
 }
@@ -130,7 +130,7 @@ func (d *Directory) directoryAccount(ctx context.Context, n string) (a account, 
 		if len(g.orgs) == 0 {
 			g.level = accessAnonymous // an account without an approved scope reads what anyone does
 		}
-		a = account{dn: rec.DN, norm: n, hash: []byte(rec.PasswordHash), grant: g}
+		a = account{dn: rec.DN, norm: n, hash: []byte(rec.PasswordHash), grant: d.counted(g)}
 		found, usable = true, rec.Usable(now)
 		return nil
 	})
@@ -197,6 +197,12 @@ func (c *conn) bind(m *message, start time.Time) error {
 	case !c.isTLS.Load() && !c.d.opts.Config.AllowCleartextBind:
 		r = result{code: resultConfidentialityRequired, diag: "a password bind needs TLS: use ldaps:// or StartTLS"}
 	default:
+		src := sourceOf(c.nc.RemoteAddr())
+		if wait := c.d.limiter.wait(src); wait > 0 {
+			c.d.metrics.binds.WithLabelValues("unknown", "throttled").Inc()
+			r = result{code: resultBusy, diag: fmt.Sprintf("too many failed binds from %s: retry in %ds", src, int(wait.Seconds())+1)}
+			break
+		}
 		done := make(chan struct{})
 		c.binding = done
 		c.inflight.Add(1)
@@ -204,8 +210,19 @@ func (c *conn) bind(m *message, start time.Time) error {
 			defer c.inflight.Done()
 			defer close(done) // after the response: later requests answer after the bind
 			a, code := c.d.checkPassword(c.ctx, name, password)
-			if code == resultSuccess {
+			label := "unknown"
+			if a.grant != nil {
+				label = a.grant.account
+			}
+			switch code {
+			case resultSuccess:
 				c.setAccount(&a)
+				c.d.metrics.binds.WithLabelValues(label, "success").Inc()
+			case resultInvalidCredentials:
+				c.d.limiter.failed(src)
+				c.d.metrics.binds.WithLabelValues(label, "invalid").Inc()
+			default:
+				c.d.metrics.binds.WithLabelValues(label, "error").Inc()
 			}
 			c.respond(m.id, opBindResponse, "bind", start, result{code: code}, nil)
 		}()

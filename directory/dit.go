@@ -68,6 +68,8 @@ type Directory struct {
 	accounts  map[string]account
 	dummyHash []byte
 	dummyOnce sync.Once
+	// limiter slows failed binds per source address (ratelimit.go).
+	limiter *bindLimiter
 	// bindSem bounds the bcrypt comparisons running at once to the cores.
 	bindSem chan struct{}
 	// rules are the access rules and anonymous the grant of clients that
@@ -150,7 +152,12 @@ func New(opts Options) (*Directory, error) {
 	if d.rules, err = newAccessRules(opts.Config); err != nil {
 		return nil, err
 	}
-	d.anonymous = anonymousGrant()
+	d.anonymous = d.counted(&grant{level: accessAnonymous, account: "anonymous"})
+	for n, a := range d.accounts {
+		d.counted(a.grant)
+		d.accounts[n] = a
+	}
+	d.limiter = newBindLimiter(opts.Config.BindFailuresBurst, opts.Config.BindFailureRefill.D(), opts.Now)
 	d.hidden = map[*attrType]bool{}
 	for _, name := range opts.Config.HiddenAttributes {
 		at := attrByName[strings.ToLower(name)]

@@ -590,6 +590,9 @@ func (c *conn) finishSearch(w *respWriter, out searchOutcome, start time.Time) {
 	}
 	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
+	if g := c.access(); g.searches != nil {
+		g.searches.Inc()
+	}
 }
 
 func (c *conn) handleCompare(ctx context.Context, m *message, start time.Time) {
