@@ -44,6 +44,18 @@ type DirAccount struct {
 	RevokedBy  string    `json:"revoked_by,omitempty"`
 }
 
+// RALDAPAccess is a request for a directory account for an organisation's
+// system, made by its certificate administrator and approved in the RA;
+// its execution creates the DirAccount. The password is kept only as its
+// hash: the requester chose it and knows it.
+type RALDAPAccess struct {
+	AccountID     string `json:"account_id"`
+	DN            string `json:"dn"`
+	PasswordHash  string `json:"password_hash"`
+	ValidDays     int    `json:"valid_days"`
+	AllAttributes bool   `json:"all_attributes,omitempty"`
+}
+
 // Usable says whether the account may bind at now.
 func (a *DirAccount) Usable(now time.Time) bool {
 	return !a.Revoked && now.Before(a.ExpiresAt)
