@@ -117,6 +117,9 @@ func (a *API) Routes() []httpapi.Route {
 		{Method: "POST", Pattern: "/api/v1/diagnostics/targets/{name}/pause", Handler: a.targetOp("pause"), Access: operators},
 		{Method: "POST", Pattern: "/api/v1/diagnostics/targets/{name}/resume", Handler: a.targetOp("resume"), Access: operators},
 		{Method: "POST", Pattern: "/api/v1/diagnostics/targets/{name}/resync", Handler: a.targetOp("resync"), Access: operators},
+		{Method: "GET", Pattern: "/api/v1/ldap/accounts", Handler: a.listLDAPAccounts, Access: operators},
+		{Method: "POST", Pattern: "/api/v1/ldap/accounts", Handler: a.createLDAPAccount, Access: operators},
+		{Method: "POST", Pattern: "/api/v1/ldap/accounts/{id}/revoke", Handler: a.revokeLDAPAccount, Access: operators},
 	}
 }
 

@@ -129,7 +129,36 @@ type LDAP struct {
 	// (the RA's id_number, a national ID document number), mail, o, ou.
 	// Default ["serialNumber"]: the directory is public.
 	HiddenAttributes []string `yaml:"hidden_attributes"`
+	// AnonymousPeople is what anonymous clients (and accounts outside their
+	// approved organisations) see of people's entries: all, none, or
+	// profiles (only certificates of AnonymousProfiles). CA entries and
+	// CRLs are always public. Default all (the demo); production: none.
+	AnonymousPeople string `yaml:"anonymous_people"`
+	// AnonymousProfiles are the certificate profiles anonymous clients see
+	// with anonymous_people: profiles. Default [].
+	AnonymousProfiles []string `yaml:"anonymous_profiles"`
+	// PublicAttributes are the subscriber attributes returned to anyone but
+	// a service account or a directory account allowed all attributes.
+	// Default objectClass, cn, sn, uid, mail, o, ou, userCertificate.
+	PublicAttributes []string `yaml:"public_attributes"`
+	// BindFailuresBurst is how many failed password binds one source
+	// address may make in a row; then its binds are refused (busy, with
+	// the wait) until BindFailureRefill has passed per further attempt.
+	// Defaults 5 and 10s.
+	BindFailuresBurst int      `yaml:"bind_failures_burst"`
+	BindFailureRefill Duration `yaml:"bind_failure_refill"`
 }
+
+// Values of ldap.anonymous_people.
+const (
+	AnonymousPeopleAll      = "all"
+	AnonymousPeopleNone     = "none"
+	AnonymousPeopleProfiles = "profiles"
+)
+
+// PublishableLDAPAttributes are the subscriber attributes
+// ldap.public_attributes may list.
+var PublishableLDAPAttributes = []string{"objectClass", "cn", "sn", "uid", "mail", "o", "ou", "serialNumber", "userCertificate"}
 
 // HideableLDAPAttributes are the subscriber attributes ldap.hidden_attributes
 // may name: not the RDN's (cn, uid), not what person requires (sn) and not
@@ -272,6 +301,9 @@ func Default() *Config {
 			MaxConnections: 4096, IdleTimeout: Duration(15 * time.Minute), WriteTimeout: Duration(30 * time.Second),
 			MaxPending: 32, MaxPDUBytes: 256 << 10, SizeLimit: 1000, TimeLimit: Duration(60 * time.Second),
 			HiddenAttributes: []string{"serialNumber"},
+			AnonymousPeople:  AnonymousPeopleAll, AnonymousProfiles: []string{},
+			BindFailuresBurst: 5, BindFailureRefill: Duration(10 * time.Second),
+			PublicAttributes: []string{"objectClass", "cn", "sn", "uid", "mail", "o", "ou", "userCertificate"},
 		},
 		API: API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
 		CA: CA{
@@ -633,6 +665,31 @@ func (c *Config) validateLDAP(bad func(key, format string, a ...any)) {
 	for i, a := range l.HiddenAttributes {
 		if !slices.ContainsFunc(HideableLDAPAttributes, func(h string) bool { return strings.EqualFold(h, a) }) {
 			bad(fmt.Sprintf("ldap.hidden_attributes[%d]", i), "%q cannot be hidden: one of %s", a, strings.Join(HideableLDAPAttributes, ", "))
+		}
+	}
+	if l.BindFailuresBurst < 1 {
+		bad("ldap.bind_failures_burst", "must be at least 1")
+	}
+	if l.BindFailureRefill <= 0 {
+		bad("ldap.bind_failure_refill", "must be a positive duration")
+	}
+	switch l.AnonymousPeople {
+	case AnonymousPeopleAll, AnonymousPeopleNone:
+	case AnonymousPeopleProfiles:
+		if len(l.AnonymousProfiles) == 0 {
+			bad("ldap.anonymous_profiles", "must name at least one profile when ldap.anonymous_people is profiles")
+		}
+	default:
+		bad("ldap.anonymous_people", "%q is not one of all, none, profiles", l.AnonymousPeople)
+	}
+	for i, p := range l.AnonymousProfiles {
+		if strings.TrimSpace(p) == "" {
+			bad(fmt.Sprintf("ldap.anonymous_profiles[%d]", i), "is empty")
+		}
+	}
+	for i, a := range l.PublicAttributes {
+		if !slices.ContainsFunc(PublishableLDAPAttributes, func(h string) bool { return strings.EqualFold(h, a) }) {
+			bad(fmt.Sprintf("ldap.public_attributes[%d]", i), "%q is not a subscriber attribute: one of %s", a, strings.Join(PublishableLDAPAttributes, ", "))
 		}
 	}
 	seen := map[string]bool{}

@@ -2,6 +2,8 @@ package directory
 
 import (
 	"testing"
+
+	"github.com/certcenter/certcenter/config"
 )
 
 func benchEntry() *Entry {
@@ -44,5 +46,38 @@ func BenchmarkParseSearch(b *testing.B) {
 		if req.filter.eval(e) != triTrue {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// BenchmarkAccessView is the access rules' cost per entry a search looks
+// at: anonymous with the default public attributes, and an account in and
+// out of its organisations.
+func BenchmarkAccessView(b *testing.B) {
+	cfg := config.Default().LDAP
+	cfg.HiddenAttributes = nil
+	rules, err := newAccessRules(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &Directory{rules: rules}
+	e := benchEntry()
+	e.subscriber, e.org = "seed-0000001", "certcenter"
+	for _, tc := range []struct {
+		name string
+		g    *grant
+	}{
+		{"anonymous", &grant{level: accessAnonymous}},
+		{"account-in-scope", &grant{level: accessScoped, orgs: map[string]bool{"certcenter": true}}},
+		{"account-out-of-scope", &grant{level: accessScoped, orgs: map[string]bool{"other": true}}},
+		{"service", &grant{level: accessService}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if d.view(tc.g, e) == nil {
+					b.Fatal("invisible")
+				}
+			}
+		})
 	}
 }

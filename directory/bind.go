@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/store"
 )
 
 // readOnly answers every write: the RA publishes the directory.
@@ -19,6 +20,8 @@ type account struct {
 	dn   string // as configured, returned by WhoAmI
 	norm string
 	hash []byte
+	// grant is what the account may read.
+	grant *grant
 }
 
 // accounts indexes the configured service accounts by normalized DN and
@@ -38,7 +41,7 @@ func loadAccounts(cfg []config.LDAPAccount) (map[string]account, []byte, error) 
 			return nil, nil, fmt.Errorf("ldap.accounts: password hash of %q: %w", a.DN, err)
 		}
 		cost = max(cost, c)
-		accounts[n] = account{dn: a.DN, norm: n, hash: []byte(a.PasswordHash)}
+		accounts[n] = account{dn: a.DN, norm: n, hash: []byte(a.PasswordHash), grant: &grant{level: accessService, account: a.DN}}
 	}
 	if len(accounts) == 0 {
 		return accounts, nil, nil // every name is unknown: there is nothing to hide
@@ -62,17 +65,76 @@ func (d *Directory) checkPassword(ctx context.Context, name string, password []b
 	defer func() { <-d.bindSem }()
 	n, ok := normDN(name)
 	a, known := d.accounts[n]
-	if !ok || !known {
-		if d.dummyHash != nil {
-			_ = bcrypt.CompareHashAndPassword(d.dummyHash, password)
+	usable := true
+	if ok && !known {
+		var err error
+		if a, known, usable, err = d.directoryAccount(ctx, n); err != nil {
+			d.log.Error("ldap bind: reading directory accounts", "err", err)
+			return account{}, resultUnavailable
 		}
+	}
+	if !ok || !known {
+		_ = bcrypt.CompareHashAndPassword(d.unknownHash(), password)
 		return account{}, resultInvalidCredentials
 	}
-	if bcrypt.CompareHashAndPassword(a.hash, password) != nil {
-		d.log.Info("ldap bind failed", "dn", a.dn)
-		return account{}, resultInvalidCredentials
+	// an expired or revoked account costs the same bcrypt as a live one
+	// and fails the same way: the client learns nothing from the timing
+	if bcrypt.CompareHashAndPassword(a.hash, password) != nil || !usable {
+		d.log.Info("ldap bind failed", "dn", a.dn, "usable", usable)
+		return a, resultInvalidCredentials // the account, for its metrics only
 	}
 	return a, resultSuccess
+}
+
+// unknownHash is the hash an unknown name's password is checked against:
+// of the service accounts' highest cost, else of the cost directory
+// accounts are made with, made once on first use.
+func (d *Directory) unknownHash() []byte {
+	d.dummyOnce.Do(func() {
+		if d.dummyHash == nil {
+			d.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no account has this password"), bcrypt.DefaultCost)
+		}
+	})
+	return d.dummyHash
+}
+
+// directoryAccount finds the directory account (store.DirAccount) with
+// normalized bind DN n, and the grant it has now: its approved
+// organisations, resolved to the names their entries carry. usable is
+// false for an expired or revoked one. Accounts are few (one per system),
+// so a scan costs less than the bcrypt that follows.
+func (d *Directory) directoryAccount(ctx context.Context, n string) (a account, found, usable bool, err error) {
+	now := d.now()
+	err = d.st.View(ctx, func(tx *store.Tx) error {
+		var rec *store.DirAccount
+		if err := tx.EachDirAccount(func(r *store.DirAccount) error {
+			if dn, ok := normDN(r.DN); ok && dn == n && (rec == nil || !rec.Usable(now) && r.Usable(now)) {
+				rec = r
+			}
+			return nil
+		}); err != nil || rec == nil {
+			return err
+		}
+		g := &grant{level: accessScoped, orgs: map[string]bool{}, allAttrs: rec.AllAttributes,
+			sizeLimit: rec.SizeLimit, timeLimit: time.Duration(rec.TimeLimitSeconds) * time.Second, account: rec.ID}
+		for _, id := range rec.Orgs {
+			o, err := tx.Org(id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // an organisation that is gone approves nothing
+			}
+			if err != nil {
+				return err
+			}
+			g.orgs[normalize(o.Name)] = true
+		}
+		if len(g.orgs) == 0 {
+			g.level = accessAnonymous // an account without an approved scope reads what anyone does
+		}
+		a = account{dn: rec.DN, norm: n, hash: []byte(rec.PasswordHash), grant: d.counted(g)}
+		found, usable = true, rec.Usable(now)
+		return nil
+	})
+	return a, found, usable, err
 }
 
 var errBadBind = errors.New("bad bind request")
@@ -135,6 +197,12 @@ func (c *conn) bind(m *message, start time.Time) error {
 	case !c.isTLS.Load() && !c.d.opts.Config.AllowCleartextBind:
 		r = result{code: resultConfidentialityRequired, diag: "a password bind needs TLS: use ldaps:// or StartTLS"}
 	default:
+		src := sourceOf(c.nc.RemoteAddr())
+		if wait := c.d.limiter.wait(src); wait > 0 {
+			c.d.metrics.binds.WithLabelValues("unknown", "throttled").Inc()
+			r = result{code: resultBusy, diag: fmt.Sprintf("too many failed binds from %s: retry in %ds", src, int(wait.Seconds())+1)}
+			break
+		}
 		done := make(chan struct{})
 		c.binding = done
 		c.inflight.Add(1)
@@ -142,8 +210,19 @@ func (c *conn) bind(m *message, start time.Time) error {
 			defer c.inflight.Done()
 			defer close(done) // after the response: later requests answer after the bind
 			a, code := c.d.checkPassword(c.ctx, name, password)
-			if code == resultSuccess {
+			label := "unknown"
+			if a.grant != nil {
+				label = a.grant.account
+			}
+			switch code {
+			case resultSuccess:
 				c.setAccount(&a)
+				c.d.metrics.binds.WithLabelValues(label, "success").Inc()
+			case resultInvalidCredentials:
+				c.d.limiter.failed(src)
+				c.d.metrics.binds.WithLabelValues(label, "invalid").Inc()
+			default:
+				c.d.metrics.binds.WithLabelValues(label, "error").Inc()
 			}
 			c.respond(m.id, opBindResponse, "bind", start, result{code: code}, nil)
 		}()
@@ -158,9 +237,9 @@ func (c *conn) setAccount(a *account) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bound = a != nil
-	c.boundDN, c.boundID = "", ""
+	c.boundDN, c.boundID, c.grant = "", "", nil
 	if a != nil {
-		c.boundDN, c.boundID = a.dn, a.norm
+		c.boundDN, c.boundID, c.grant = a.dn, a.norm, a.grant
 	}
 }
 

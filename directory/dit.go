@@ -67,8 +67,15 @@ type Directory struct {
 	// name's password is checked against dummyHash (bind.go).
 	accounts  map[string]account
 	dummyHash []byte
+	dummyOnce sync.Once
+	// limiter slows failed binds per source address (ratelimit.go).
+	limiter *bindLimiter
 	// bindSem bounds the bcrypt comparisons running at once to the cores.
 	bindSem chan struct{}
+	// rules are the access rules and anonymous the grant of clients that
+	// have not bound (access.go).
+	rules     *accessRules
+	anonymous *grant
 	// hidden are the subscriber attributes ldap.hidden_attributes keeps
 	// out of the directory.
 	hidden map[*attrType]bool
@@ -142,6 +149,15 @@ func New(opts Options) (*Directory, error) {
 		return nil, err
 	}
 	d.bindSem = make(chan struct{}, runtime.GOMAXPROCS(0))
+	if d.rules, err = newAccessRules(opts.Config); err != nil {
+		return nil, err
+	}
+	d.anonymous = d.counted(&grant{level: accessAnonymous, account: "anonymous"})
+	for n, a := range d.accounts {
+		d.counted(a.grant)
+		d.accounts[n] = a
+	}
+	d.limiter = newBindLimiter(opts.Config.BindFailuresBurst, opts.Config.BindFailureRefill.D(), opts.Now)
 	d.hidden = map[*attrType]bool{}
 	for _, name := range opts.Config.HiddenAttributes {
 		at := attrByName[strings.ToLower(name)]
@@ -178,6 +194,9 @@ func (d *Directory) Start(ctx context.Context) error {
 		return err
 	}
 	d.unwatch = unwatch
+	if d.opts.Config.AnonymousRead && d.rules.people == config.AnonymousPeopleAll {
+		d.log.Info("anonymous LDAP clients can read every person's entry (ldap.anonymous_people: all, the demo default); set it to none in production")
+	}
 	go d.applyChanges()
 	return nil
 }
@@ -266,20 +285,24 @@ func (d *Directory) rebuildStatic(ctx context.Context) error {
 		children[mustNorm(s.containerDN(c[0], c[1]))] = true
 		if on := mustNorm(odn); on != s.suffixNorm && !orgSeen[on] {
 			orgSeen[on] = true
-			orgs = append(orgs, newEntry(odn, "organization", true, []attrSpec{
+			oe := newEntry(odn, "organization", true, []attrSpec{
 				{name: "objectClass", values: []string{"top", "organization"}},
 				{name: "o", values: []string{c[0]}},
-			}, nil))
+			}, nil)
+			oe.org = normalize(c[0])
+			orgs = append(orgs, oe)
 			children[s.suffixNorm] = true
 		}
 		if c[1] != "" {
 			udn := s.containerDN(c[0], c[1])
 			if un := mustNorm(udn); !orgSeen[un] {
 				orgSeen[un] = true
-				units = append(units, newEntry(udn, "organizationalUnit", true, []attrSpec{
+				ue := newEntry(udn, "organizationalUnit", true, []attrSpec{
 					{name: "objectClass", values: []string{"top", "organizationalUnit"}},
 					{name: "ou", values: []string{c[1]}},
-				}, nil))
+				}, nil)
+				ue.org = normalize(c[0])
+				units = append(units, ue)
 				children[mustNorm(odn)] = true
 			}
 		}
@@ -504,7 +527,7 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 			}
 		}
 		certs = append(certs, string(c.DER))
-		infos = append(infos, &certInfo{serial: new(big.Int).SetBytes(c.Serial), issuer: st.issuerDN[c.Issuer]})
+		infos = append(infos, &certInfo{serial: new(big.Int).SetBytes(c.Serial), issuer: st.issuerDN[c.Issuer], profile: c.Profile})
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("reading certificates of %s: %w", s.ID, err)
@@ -537,5 +560,6 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	e.expires = expires
 	e.subscriber = s.ID
 	e.serials = serials
+	e.org = normalize(s.Organization)
 	return e, nil
 }

@@ -3,6 +3,7 @@ package directory
 import (
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,11 @@ type Entry struct {
 	// serials are the hex serials of all the subscriber's certificates,
 	// published or not: a change to any of them drops the cached entry.
 	serials []string
+	// org is the normalized organisation of a subscriber or container
+	// entry, which access rules decide on (access.go); "" for the others.
+	org string
+	// views are the restricted copies access rules return, made on first use.
+	views [numViews]atomic.Pointer[Entry]
 }
 
 type entryAttr struct {
@@ -44,6 +50,8 @@ type entryAttr struct {
 type certInfo struct {
 	serial *big.Int
 	issuer string // normalized issuer DN
+	// profile is the certificate's profile (ldap.anonymous_profiles).
+	profile string
 }
 
 // outName is the name an attribute is returned under when the client did

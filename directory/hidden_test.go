@@ -38,7 +38,12 @@ func TestHiddenAttributes(t *testing.T) {
 		hidden []string
 	}{{"default", config.Default().LDAP.HiddenAttributes}, {"published", nil}} {
 		t.Run(mode.name, func(t *testing.T) {
-			e := newEnv(t, 10, func(l *config.LDAP) { l.HiddenAttributes = mode.hidden })
+			e := newEnv(t, 10, func(l *config.LDAP) {
+				l.HiddenAttributes = mode.hidden
+				if mode.hidden == nil {
+					l.PublicAttributes = nil // and every attribute is public
+				}
+			})
 			hidden := mode.hidden != nil
 			for _, p := range probes {
 				t.Run(p.name, func(t *testing.T) {

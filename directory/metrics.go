@@ -9,6 +9,12 @@ type metrics struct {
 	latency *prometheus.HistogramVec
 	conns   *prometheus.GaugeVec
 	closed  *prometheus.CounterVec
+	// binds counts password binds by account and result (success,
+	// invalid, throttled); searches counts searches by account. The
+	// account is a configured or stored one, "anonymous", or "unknown"
+	// for a name that is neither, so clients cannot grow the label set.
+	binds    *prometheus.CounterVec
+	searches *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,8 +36,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "certcenter_ldap_connections_closed_total",
 			Help: "LDAP connections closed by the server, by reason.",
 		}, []string{"reason"}),
+		binds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certcenter_ldap_binds_total",
+			Help: "LDAP password binds by account and result (success, invalid, throttled, error).",
+		}, []string{"account", "result"}),
+		searches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certcenter_ldap_searches_total",
+			Help: "LDAP searches by bound account (anonymous when none).",
+		}, []string{"account"}),
 	}
-	for _, c := range []prometheus.Collector{m.ops, m.latency, m.conns, m.closed} {
+	for _, c := range []prometheus.Collector{m.ops, m.latency, m.conns, m.closed, m.binds, m.searches} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -57,6 +57,7 @@ type searchPlan struct {
 	st       *staticDIT
 	baseNorm string
 	identity string // paging cookies are bound to it
+	grant    *grant // what the client may read (access.go)
 	// only is the one entry a base search of the rootDSE or the
 	// subschema tests; it needs no store read.
 	only *Entry
@@ -88,6 +89,9 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 		// the hot path: a base read of a cached entry reads nothing from
 		// the store, so it needs no transaction
 		if p.base = d.cachedEntry(p.st, p.baseNorm, true); p.base != nil {
+			if p.base = d.view(p.grant, p.base); p.base == nil {
+				return d.absent(p)
+			}
 			res, err := d.execute(ctx, nil, p, out)
 			return d.outcome(ctx, req, res, err)
 		}
@@ -140,6 +144,9 @@ func (d *Directory) searchNow(sess session, req *searchRequest, out sink) (searc
 	if p.base = d.cachedEntry(p.st, p.baseNorm, false); p.base == nil {
 		return searchOutcome{}, false
 	}
+	if p.base = d.view(p.grant, p.base); p.base == nil {
+		return d.absent(p), true
+	}
 	ctx := context.Background()
 	res, err := d.execute(ctx, nil, p, out)
 	return d.outcome(ctx, req, res, err), true
@@ -170,13 +177,16 @@ func (d *Directory) plan(sess session, req *searchRequest) (*searchPlan, *search
 	if !sess.mayRead(d.opts.Config.AnonymousRead) {
 		return nil, &searchOutcome{result: result{code: resultInsufficientAccess, diag: "anonymous read is disabled: bind as a service account"}}
 	}
-	p.identity = sess.identity()
+	p.identity, p.grant = sess.identity(), sess.access()
 
 	// Without paging the lower of the server's and the client's size limit
 	// bounds the search. With paging the server's bounds each page and the
 	// client's the whole search across its pages (RFC 4511 4.5.1.4; slapd
 	// does the same): totalLeft is what the client may still receive.
 	p.limit = int64(d.opts.Config.SizeLimit)
+	if p.grant.sizeLimit > 0 {
+		p.limit = min(p.limit, int64(p.grant.sizeLimit))
+	}
 	if req.paged {
 		if req.pageSize == 0 { // the client abandons the paged search
 			return nil, &searchOutcome{paged: true}
@@ -194,6 +204,9 @@ func (d *Directory) plan(sess session, req *searchRequest) (*searchPlan, *search
 		p.limit = min(p.limit, req.sizeLimit)
 	}
 	timeLimit := d.opts.Config.TimeLimit.D()
+	if p.grant.timeLimit > 0 {
+		timeLimit = min(timeLimit, p.grant.timeLimit)
+	}
 	if req.timeLimit > 0 && time.Duration(req.timeLimit)*time.Second < timeLimit {
 		timeLimit = time.Duration(req.timeLimit) * time.Second
 	}
@@ -210,11 +223,15 @@ func (d *Directory) locate(tx *store.Tx, p *searchPlan) (*searchOutcome, error) 
 		if p.base, err = d.lookupDN(tx, p.st, p.baseNorm); err != nil {
 			return nil, err
 		}
+		if p.base != nil {
+			p.base = d.view(p.grant, p.base)
+		}
 		if p.base == nil {
-			return &searchOutcome{paged: p.req.paged, result: result{code: resultNoSuchObject, matched: d.matchedDN(p.st, p.baseNorm), diag: "no such entry"}}, nil
+			out := d.absent(p)
+			return &out, nil
 		}
 	}
-	if p.req.scope == scopeBase {
+	if p.req.scope == scopeBase || d.seesNoPeople(p.grant) {
 		return nil, nil
 	}
 	ids, ok, err := d.indexed(tx, p.req.filter)
@@ -228,6 +245,12 @@ func (d *Directory) locate(tx *store.Tx, p *searchPlan) (*searchOutcome, error) 
 		p.scanSubs = d.subscribersMayBeUnder(p.st, p.baseNorm)
 	}
 	return nil, nil
+}
+
+// absent is the answer to a search whose base does not exist or is out of
+// the client's access: the same in both cases, so it leaks nothing.
+func (d *Directory) absent(p *searchPlan) searchOutcome {
+	return searchOutcome{paged: p.req.paged, result: result{code: resultNoSuchObject, matched: d.matchedDN(p.st, p.grant, p.baseNorm), diag: "no such entry"}}
 }
 
 // inScope reports whether the entry with normalized DN n is in the scope.
@@ -329,7 +352,7 @@ func (x *execution) visit(id string) error {
 
 // emit sends e if it matches, or stops the scan at the limit.
 func (x *execution) emit(e *Entry, pos cursor) error {
-	if x.p.req.filter.eval(e) != triTrue {
+	if e = x.d.view(x.p.grant, e); e == nil || x.p.req.filter.eval(e) != triTrue {
 		return nil
 	}
 	if x.sent == x.p.limit {
@@ -417,10 +440,10 @@ func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, 
 	return nil, nil
 }
 
-// matchedDN is the longest existing ancestor of a missing entry.
-func (d *Directory) matchedDN(st *staticDIT, norm string) string {
+// matchedDN is the longest ancestor of a missing entry that exists and g sees.
+func (d *Directory) matchedDN(st *staticDIT, g *grant, norm string) string {
 	for n := parentOf(norm); n != ""; n = parentOf(n) {
-		if e := st.byNorm[n]; e != nil {
+		if e := st.byNorm[n]; e != nil && d.view(g, e) != nil {
 			return e.DN
 		}
 	}
@@ -510,4 +533,6 @@ type session interface {
 	// identity is the bound name ("" when anonymous), to which paging
 	// cookies are bound.
 	identity() string
+	// access is what the bound identity may read.
+	access() *grant
 }

@@ -158,6 +158,7 @@ type conn struct {
 	bound   bool   // bound as a service account
 	boundDN string // that account's DN as configured (WhoAmI)
 	boundID string // and normalized (paging cookies)
+	grant   *grant // what it may read; anonymous until a bind succeeds
 	ops     map[int64]context.CancelFunc
 }
 
@@ -185,6 +186,15 @@ func (c *conn) mayRead(anonymousRead bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bound
+}
+
+func (c *conn) access() *grant {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.grant == nil {
+		return c.d.anonymous
+	}
+	return c.grant
 }
 
 func (c *conn) identity() string {
@@ -580,6 +590,9 @@ func (c *conn) finishSearch(w *respWriter, out searchOutcome, start time.Time) {
 	}
 	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
+	if g := c.access(); g.searches != nil {
+		g.searches.Inc()
+	}
 }
 
 func (c *conn) handleCompare(ctx context.Context, m *message, start time.Time) {
@@ -630,8 +643,12 @@ func (c *conn) compare(ctx context.Context, body []byte) result {
 			return result{code: resultOther, diag: "internal error"}
 		}
 	}
+	g := c.access()
+	if e != nil {
+		e = c.d.view(g, e) // out of the client's access is as absent
+	}
 	if e == nil {
-		return result{code: resultNoSuchObject, matched: c.d.matchedDN(st, norm)}
+		return result{code: resultNoSuchObject, matched: c.d.matchedDN(st, g, norm)}
 	}
 	switch f.eval(e) {
 	case triTrue:

@@ -24,6 +24,10 @@ const (
 	KindIssue  = "issue"
 	KindRenew  = "renew"
 	KindRevoke = "revoke"
+	// KindLDAPAccess asks for a directory account (ldapaccess.go); it is
+	// submitted as JSON by the organisation's certificate administrator,
+	// not as a signed application.
+	KindLDAPAccess = "ldap_access"
 )
 
 // Application is the JSON document an organisation's certificate

@@ -68,6 +68,8 @@ func (r *RA) execute(ctx context.Context, id string, wait bool) (*store.RAReques
 		return r.issue(ctx, rq, org)
 	case StateRevoking:
 		return r.revoke(ctx, rq)
+	case StateGranting:
+		return r.grantAccess(ctx, rq)
 	}
 	return rq, nil
 }

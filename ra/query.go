@@ -47,6 +47,8 @@ type requestView struct {
 	LastError     string `json:"last_error,omitempty"`
 	// OldRevoked: a renewal's superseded certificate was revoked.
 	OldRevoked bool `json:"old_revoked,omitempty"`
+	// LDAPAccount is the directory account a directory access request asks for.
+	LDAPAccount string `json:"ldap_account,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
@@ -76,6 +78,9 @@ func (r *RA) view(rq *store.RARequest) requestView {
 		v.SigningSerial = hex.EncodeToString(rq.SigningSerial)
 	}
 	v.Attempts, v.LastError, v.OldRevoked = rq.Attempts, rq.LastError, rq.OldRevoked
+	if rq.LDAPAccess != nil {
+		v.LDAPAccount = rq.LDAPAccess.AccountID
+	}
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
 	}

@@ -223,6 +223,7 @@ func (r *RA) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/ra/orgs", Handler: r.listOrgs, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/orgs/{org}/admins", Handler: r.createCertAdmin, Access: adminOnly},
 		{Method: "POST", Pattern: "/api/v1/applications", Handler: r.submit, Access: staffAndAdmins},
+		{Method: "POST", Pattern: "/api/v1/ra/ldap-access", Handler: r.submitLDAPAccess, Access: httpapi.Access{Admins: true}},
 		{Method: "GET", Pattern: "/api/v1/applications/{id}", Handler: r.showApplication, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/requests", Handler: r.listRequests, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/requests/{id}", Handler: r.showRequest, Access: readers},

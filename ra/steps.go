@@ -29,6 +29,10 @@ const (
 	StateRevoked   = "revoked"
 	StateRejected  = "rejected"
 	StateFailed    = "failed"
+	// A directory access request (KindLDAPAccess) is granting between its
+	// last approval and the account's creation, then granted.
+	StateGranting = "granting"
+	StateGranted  = "granted"
 )
 
 // party is who may decide a level: staff holding one of roles (an
@@ -75,11 +79,26 @@ var levels = []level{
 		who:  party{roles: []string{httpapi.RoleCAOperator}, refusal: "only a CA operator executes a revocation"},
 		need: func(config.RA) int { return 1 },
 	},
+	// Directory access (SPEC Art. 14) is approved by the managing
+	// organisation: the superior's certificate administrator, or an RA
+	// officer for an organisation with no superior.
+	{
+		state: StateSuperior, kinds: []string{KindLDAPAccess},
+		applies: func(o *store.Org) bool { return o.ParentID != "" },
+		who:     party{superiorAdmin: true, refusal: "only a certificate administrator of the superior organisation approves directory access"},
+		need:    func(config.RA) int { return 1 },
+	},
+	{
+		state: StateCAReview, kinds: []string{KindLDAPAccess}, ca: true,
+		applies: func(o *store.Org) bool { return o.ParentID == "" },
+		who:     party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer approves directory access for an organisation without a superior"},
+		need:    func(config.RA) int { return 1 },
+	},
 }
 
 // executes is the state a kind of request moves to after its last
 // approval; the Authority then carries it out (Execute).
-var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking}
+var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking, KindLDAPAccess: StateGranting}
 
 // outcomes are the moves after approval: execution succeeds or fails, and
 // an issued certificate is delivered.
@@ -87,6 +106,7 @@ var outcomes = map[string][]string{
 	StateIssuing:  {StateIssued, StateFailed},
 	StateRevoking: {StateRevoked, StateFailed},
 	StateIssued:   {StateDelivered},
+	StateGranting: {StateGranted, StateFailed},
 }
 
 // immediate says who may have a request of a kind executed at submission,
@@ -146,7 +166,7 @@ func isExecution(state string) bool {
 // isFinal says whether a request in state is closed.
 func isFinal(state string) bool {
 	switch state {
-	case StateIssued, StateRevoked, StateRejected, StateFailed:
+	case StateIssued, StateRevoked, StateRejected, StateFailed, StateGranted:
 		return true
 	}
 	return false

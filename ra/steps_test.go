@@ -28,9 +28,9 @@ var stepActors = map[string]*caller{
 	"metrics":        {Staff: &store.Staff{ID: "scrape", Role: httpapi.RoleMetrics}},
 }
 
-var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed}
+var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed, StateGranting, StateGranted}
 
-var allKinds = []string{KindIssue, KindRenew, KindRevoke}
+var allKinds = []string{KindIssue, KindRenew, KindRevoke, KindLDAPAccess}
 
 // decisionPolicy is who decides each (kind, state) and where the last
 // approval of it leads; every other (kind, state) takes no decision.
@@ -43,6 +43,8 @@ var decisionPolicy = []struct {
 	{KindIssue, StateCAReview, []string{"ra-officer", "staff-admin"}, StateIssuing},
 	{KindRenew, StateCAReview, []string{"ra-officer", "staff-admin"}, StateIssuing},
 	{KindRevoke, StateCAReview, []string{"ca-operator", "staff-admin"}, StateRevoking},
+	{KindLDAPAccess, StateSuperior, []string{"superior-admin"}, StateGranting},
+	{KindLDAPAccess, StateCAReview, []string{"ra-officer", "staff-admin"}, StateGranting},
 }
 
 // multiOrg is a multi-level organisation: its issue requests pass every level.
@@ -53,6 +55,10 @@ var multiOrg = &store.Org{ID: "child", Name: "Child", ParentID: "parent", MultiL
 func requestAt(cfg config.RA, kind, state string) *store.RARequest {
 	rq := &store.RARequest{ID: "req-1", Kind: kind, State: state, OrgID: multiOrg.ID, SubmittedBy: "admin:submitter", Open: true}
 	rq.Steps = stepsFor(cfg, kind, multiOrg)
+	if kind == KindLDAPAccess && state == StateCAReview {
+		// an organisation without a superior: its RA officer level
+		rq.Steps = stepsFor(cfg, kind, &store.Org{ID: "plain"})
+	}
 	rq.Step = len(rq.Steps)
 	for i, s := range rq.Steps {
 		if s.Name == state {
@@ -147,6 +153,8 @@ func TestStepsApprovalsNeeded(t *testing.T) {
 		{"ok/issue single-level", KindIssue, plain, []store.RAStep{{Name: StateCAReview, Need: 3}}},
 		{"ok/renew skips the superior", KindRenew, multiOrg, []store.RAStep{{Name: StateCAReview, Need: 3}}},
 		{"ok/revoke needs one operator", KindRevoke, multiOrg, []store.RAStep{{Name: StateCAReview, Need: 1}}},
+		{"ok/directory access by the superior", KindLDAPAccess, multiOrg, []store.RAStep{{Name: StateSuperior, Need: 1}}},
+		{"ok/directory access without a superior by an RA officer", KindLDAPAccess, plain, []store.RAStep{{Name: StateCAReview, Need: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := stepsFor(cfg, tc.kind, tc.org)

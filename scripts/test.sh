@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 opensc slapd ldap-utils openssl curl wrk ca-certificates openjdk-17-jdk-headless e2fsprogs libnss3-tools)
+packages=(softhsm2 opensc slapd ldap-utils openssl curl wrk ca-certificates openjdk-17-jdk-headless e2fsprogs libnss3-tools python3-ldap)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -167,6 +167,8 @@ type RARequest struct {
 
 	// Leader is the leader's approval the application carried.
 	Leader *RALeader `json:"leader,omitempty"`
+	// LDAPAccess is what a directory access request asks for (kind ldap_access).
+	LDAPAccess *RALDAPAccess `json:"ldap_access,omitempty"`
 }
 
 // ---- organisations and administrators ----

@@ -82,6 +82,17 @@ func TestWalkthrough(t *testing.T) {
 		t.Errorf("delivered certificate: %v\n%s", err, out)
 	}
 
+	// The hospital's information system gets a directory account (Art. 14).
+	out = step("password (shown once): ", "ldap-account", "add", "his", "--dn", "cn=his,ou=systems,o=certcenter,c=CN", "--org", "hospital", "--valid-days", "90")
+	if out, err := s.client(t, "ldap-account", "add", "his2", "--dn", "cn=his2", "--org", "nowhere"); err == nil || !strings.Contains(out, "no organisation nowhere") {
+		t.Errorf("ldap-account add for an unknown organisation: %v\n%s", err, out)
+	}
+	step("his  ", "ldap-account", "list")
+	step("directory account his revoked", "ldap-account", "revoke", "his")
+	if out := step("his", "ldap-account", "list"); !regexp.MustCompile(`(?m)^his\s+revoked`).MatchString(out) {
+		t.Errorf("ldap-account list after revoke:\n%s", out)
+	}
+
 	t.Run("fail/revoking the last administrator credential", func(t *testing.T) {
 		out := step("bootstrap-admin", "cert", "list", "--cn", "bootstrap-admin")
 		m := regexp.MustCompile(`(?m)^([0-9a-f]{40})\s+valid\s+cert-admin`).FindStringSubmatch(out)

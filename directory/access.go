@@ -1,0 +1,211 @@
+package directory
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certcenter/certcenter/config"
+)
+
+// Access rules (SPEC Art. 14: access to people's entries is approved by
+// their managing organisation). Every search and compare asks the session's
+// grant for the view of each entry it would return or test: the entry
+// itself, a copy with fewer attributes or certificates, or nil — invisible,
+// answered exactly as if the entry did not exist. The decision is a few map
+// lookups on what the entry recorded when it was built (its organisation,
+// the profiles of its certificates); the copies are made once per entry and
+// kept on it, so the hot path allocates nothing.
+//
+// Who sees what:
+//   - everyone: the suffix and the CA entries (certificates, CRLs, ARLs);
+//   - anonymous and accounts without an approved scope: people per
+//     ldap.anonymous_people — all, none, or only entries holding a
+//     certificate of ldap.anonymous_profiles (with only those
+//     certificates) — and of them ldap.public_attributes;
+//   - a directory account (store.DirAccount): the people and containers of
+//     its approved organisations, with ldap.public_attributes, or every
+//     published attribute when the account's record says so;
+//   - a service account (ldap.accounts): everything published.
+//
+// ldap.hidden_attributes stay out of every entry, whoever reads.
+
+// accessLevel orders what a grant may read.
+type accessLevel uint8
+
+const (
+	accessAnonymous accessLevel = iota // anonymous, or an account with no approved scope
+	accessScoped                       // a directory account: its organisations
+	accessService                      // a service account: everything
+)
+
+// grant is what one bound identity may read; it is fixed at bind time and
+// shared by the connection's requests.
+type grant struct {
+	level accessLevel
+	// orgs are the normalized names of the organisations a scoped grant
+	// reads (the o= of their entries).
+	orgs map[string]bool
+	// allAttrs returns every published attribute, not only the public ones.
+	allAttrs bool
+	// sizeLimit and timeLimit tighten the server's for this identity; zero
+	// keeps the server's.
+	sizeLimit int
+	timeLimit time.Duration
+	// account names the identity in metrics ("anonymous" for none), and
+	// searches counts its searches.
+	account  string
+	searches prometheus.Counter
+}
+
+// Entry views kept on an entry (Entry.views).
+const (
+	viewPublic   = iota // public attributes only
+	viewProfiles        // public attributes and certificates of ldap.anonymous_profiles
+	numViews
+)
+
+// invisibleEntry marks a cached view that shows nothing.
+var invisibleEntry = &Entry{}
+
+// accessRules is the configuration of the rules, resolved once.
+type accessRules struct {
+	people   string // config.AnonymousPeople*
+	profiles map[string]bool
+	// public are the subscriber attributes returned to anyone below a
+	// service account; nil: all of them.
+	public map[*attrType]bool
+}
+
+func newAccessRules(cfg config.LDAP) (*accessRules, error) {
+	r := &accessRules{people: cfg.AnonymousPeople, profiles: map[string]bool{}}
+	if r.people == "" {
+		r.people = config.AnonymousPeopleAll
+	}
+	for _, p := range cfg.AnonymousProfiles {
+		r.profiles[p] = true
+	}
+	if cfg.PublicAttributes != nil {
+		r.public = map[*attrType]bool{}
+		for _, name := range cfg.PublicAttributes {
+			at := attrByName[strings.ToLower(name)]
+			if at == nil {
+				return nil, fmt.Errorf("ldap.public_attributes: unknown attribute %q", name)
+			}
+			r.public[at] = true
+		}
+	}
+	return r, nil
+}
+
+// view is what g sees of e: e, a view of it, or nil when e is out of its
+// scope.
+func (d *Directory) view(g *grant, e *Entry) *Entry {
+	person := e.subscriber != ""
+	if g.level == accessService || e.org == "" && !person {
+		return e // the suffix, the CA entries, rootDSE and subschema
+	}
+	r := d.rules
+	var v *Entry
+	switch {
+	case g.level == accessScoped && g.orgs[e.org]:
+		if !person || g.allAttrs {
+			return e
+		}
+		v = d.cachedView(e, viewPublic)
+	// outside its scopes an account sees what anonymous clients see:
+	// binding never shows less
+	case r.people == config.AnonymousPeopleNone:
+		return nil
+	case !person:
+		return e
+	case r.people == config.AnonymousPeopleProfiles:
+		v = d.cachedView(e, viewProfiles)
+	default:
+		v = d.cachedView(e, viewPublic)
+	}
+	if v == invisibleEntry {
+		return nil
+	}
+	return v
+}
+
+// cachedView returns view kind of a subscriber entry, making it on first use.
+// Two searches making it at once make equal copies; either is kept.
+func (d *Directory) cachedView(e *Entry, kind int) *Entry {
+	if v := e.views[kind].Load(); v != nil {
+		return v
+	}
+	v := d.makeView(e, kind)
+	e.views[kind].Store(v)
+	return v
+}
+
+func (d *Directory) makeView(e *Entry, kind int) *Entry {
+	r := d.rules
+	keepCert := func(c *certInfo) bool { return kind != viewProfiles || r.profiles[c.profile] }
+	changed := false
+	var attrs []entryAttr
+	for _, a := range e.attrs {
+		if !a.at.operational && r.public != nil && !r.public[a.at] {
+			changed = true
+			continue
+		}
+		if a.certs != nil && kind == viewProfiles {
+			var vals [][]byte
+			var certs []*certInfo
+			for i, c := range a.certs {
+				if keepCert(c) {
+					vals, certs = append(vals, a.values[i]), append(certs, c)
+				}
+			}
+			if len(certs) == 0 {
+				return invisibleEntry // none of its certificates is public
+			}
+			if len(certs) != len(a.certs) {
+				changed = true
+				a.values, a.certs = vals, certs
+				a.tlv = appendAttr(nil, a.at.outName(), a.values, false)
+			}
+		}
+		attrs = append(attrs, a)
+	}
+	if kind == viewProfiles && !slices.ContainsFunc(attrs, func(a entryAttr) bool { return a.certs != nil }) {
+		return invisibleEntry // no certificate at all
+	}
+	if !changed {
+		return e
+	}
+	v := &Entry{DN: e.DN, norm: e.norm, rdns: e.rdns, dnTLV: e.dnTLV, attrs: attrs,
+		expires: e.expires, subscriber: e.subscriber, serials: e.serials, org: e.org}
+	for i := range attrs {
+		if !attrs[i].at.operational {
+			v.allUser = append(v.allUser, attrs[i].tlv...)
+			v.allUserTypes = append(v.allUserTypes, attrs[i].typesTLV...)
+		}
+	}
+	return v
+}
+
+// seesNoPeople says whether g can see no subscriber at all, so a search
+// need not look at any.
+func (d *Directory) seesNoPeople(g *grant) bool {
+	switch g.level {
+	case accessService:
+		return false
+	case accessScoped:
+		if len(g.orgs) > 0 {
+			return false
+		}
+	}
+	return d.rules.people == config.AnonymousPeopleNone
+}
+
+// counted gives g its search counter.
+func (d *Directory) counted(g *grant) *grant {
+	g.searches = d.metrics.searches.WithLabelValues(g.account)
+	return g
+}
