@@ -90,7 +90,7 @@ type Store struct {
 	MinFreeMB int64 `yaml:"min_free_mb"`
 	// CacheMB is Badger's memory, in MiB: its block cache (3/4) and index
 	// cache (1/4), and each of its 3 memtables is a quarter of it (at most
-	// 64 MiB, and at most a quarter of min_free_mb). Default 64.
+	// 64 MiB, and at most a quarter of min_free_mb). Default 48.
 	CacheMB int64 `yaml:"cache_mb"`
 }
 
@@ -154,7 +154,7 @@ type LDAP struct {
 	// CacheMB bounds the directory's cache of built subscriber entries, in
 	// MiB (an entry with one certificate is about 10 KB: its values are
 	// kept decoded for filters and encoded for answers). Entries not cached
-	// are built from the store when read. Default 64.
+	// are built from the store when read. Default 32.
 	CacheMB int `yaml:"cache_mb"`
 }
 
@@ -287,7 +287,7 @@ func Default() *Config {
 	return &Config{
 		DataDir: "./data",
 		Log:     Log{Level: "info", Format: "text"},
-		Store:   Store{SyncWrites: true, MinFreeMB: 256, CacheMB: 64},
+		Store:   Store{SyncWrites: true, MinFreeMB: 256, CacheMB: 48},
 		HTTP: HTTP{
 			Addr:              ":8080",
 			ReadHeaderTimeout: Duration(5 * time.Second),
@@ -303,7 +303,7 @@ func Default() *Config {
 			MaxConnections: 4096, IdleTimeout: Duration(15 * time.Minute), WriteTimeout: Duration(30 * time.Second),
 			MaxPending: 32, MaxPDUBytes: 256 << 10, SizeLimit: 1000, TimeLimit: Duration(60 * time.Second),
 			HiddenAttributes: []string{"serialNumber"},
-			CacheMB:          64,
+			CacheMB:          32,
 		},
 		API: API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
 		CA: CA{

@@ -102,7 +102,7 @@ func FuzzParse(f *testing.F) {
 // that bad values are refused naming the key.
 func TestMemoryKeys(t *testing.T) {
 	d := Default()
-	if d.Store.CacheMB != 64 || d.OCSP.CacheMB != 32 || d.LDAP.CacheMB != 64 || d.Server.MemoryLimit != 0 {
+	if d.Store.CacheMB != 48 || d.OCSP.CacheMB != 32 || d.LDAP.CacheMB != 32 || d.Server.MemoryLimit != 0 {
 		t.Fatalf("defaults: store %d, ocsp %d, ldap %d MiB, memory limit %d", d.Store.CacheMB, d.OCSP.CacheMB, d.LDAP.CacheMB, d.Server.MemoryLimit)
 	}
 	for _, tc := range []struct {

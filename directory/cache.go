@@ -18,7 +18,7 @@ import (
 
 // DefaultCacheBytes bounds the entry cache when Options.CacheBytes is 0
 // (ldap.cache_mb's default).
-const DefaultCacheBytes = 64 << 20
+const DefaultCacheBytes = 32 << 20
 
 // cnGroupSlack is how many more cn groups than cached entries may be kept:
 // searches by cn cache groups whose entries are not built.

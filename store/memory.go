@@ -5,7 +5,7 @@ import "github.com/dgraph-io/badger/v4"
 // DefaultCacheBytes is Badger's memory budget when Options.CacheBytes is 0
 // (store.cache_mb's default): with it a store of 100 000 certificates
 // stays well inside the server's 400 MB.
-const DefaultCacheBytes = 64 << 20
+const DefaultCacheBytes = 48 << 20
 
 // Where Badger's memory goes, and what bounds each part (measured with
 // pprof at 100 000 certificates; README "Memory"):

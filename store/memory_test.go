@@ -16,7 +16,7 @@ func TestMemoryBudget(t *testing.T) {
 		cache, floor               int64
 		block, index, memtable, vl int64
 	}{
-		{name: "ok/default", cache: 0, floor: 256 * mib, block: 48 * mib, index: 16 * mib, memtable: 16 * mib, vl: 64 * mib},
+		{name: "ok/default", cache: 0, floor: 256 * mib, block: 36 * mib, index: 12 * mib, memtable: 12 * mib, vl: 64 * mib},
 		{name: "ok/large", cache: 512 * mib, floor: 256 * mib, block: 384 * mib, index: 128 * mib, memtable: 64 * mib, vl: 64 * mib},
 		{name: "ok/floor caps memtable", cache: 64 * mib, floor: 16 * mib, block: 48 * mib, index: 16 * mib, memtable: 4 * mib, vl: 4 * mib},
 		{name: "ok/small budget", cache: 8 * mib, floor: 256 * mib, block: 6 * mib, index: 2 * mib, memtable: 2 * mib, vl: 64 * mib},
