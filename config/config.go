@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -39,6 +40,19 @@ type Config struct {
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
+
+	// Server configures the process as a whole.
+	Server Server `yaml:"server"`
+}
+
+// Server configures the process as a whole.
+type Server struct {
+	// MemoryLimit is the Go runtime's soft memory limit (runtime/debug
+	// SetMemoryLimit, like GOMEMLIMIT): near it the collector runs more
+	// often instead of letting the heap double. A size: "0" (off), or a
+	// number with B, KiB, MiB, GiB (or KB, MB, GB). Default "0": off, and a
+	// GOMEMLIMIT in the environment then still applies.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // Metrics configures where Prometheus scrapes. /metrics on the API listener
@@ -49,6 +63,10 @@ type Metrics struct {
 	// own plain HTTP listener, for scrapers on a trusted network. Default
 	// "" (off).
 	Addr string `yaml:"addr"`
+	// Pprof also serves net/http/pprof under /debug/pprof/ on Addr's
+	// listener (which then needs to be set), to find where memory and CPU
+	// go under load. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Log configures operational logs.
@@ -70,6 +88,10 @@ type Store struct {
 	// to a quarter of it (at most 64 MiB), so what Badger writes on its own
 	// fits in the floor. Default 256.
 	MinFreeMB int64 `yaml:"min_free_mb"`
+	// CacheMB is Badger's memory, in MiB: its block cache (3/4) and index
+	// cache (1/4), and each of its 3 memtables is a quarter of it (at most
+	// 64 MiB, and at most a quarter of min_free_mb). Default 48.
+	CacheMB int64 `yaml:"cache_mb"`
 }
 
 // HTTP configures the public listener (OCSP, CRLs, CA certificates, health).
@@ -147,6 +169,11 @@ type LDAP struct {
 	// Defaults 5 and 10s.
 	BindFailuresBurst int      `yaml:"bind_failures_burst"`
 	BindFailureRefill Duration `yaml:"bind_failure_refill"`
+	// CacheMB bounds the directory's cache of built subscriber entries, in
+	// MiB (an entry with one certificate is about 10 KB: its values are
+	// kept decoded for filters and encoded for answers). Entries not cached
+	// are built from the store when read. Default 32.
+	CacheMB int `yaml:"cache_mb"`
 }
 
 // Values of ldap.anonymous_people.
@@ -255,6 +282,10 @@ type OCSP struct {
 	Backdate Duration `yaml:"backdate"`
 	// CacheEntries bounds the in-memory response cache. Default 100000.
 	CacheEntries int `yaml:"cache_entries"`
+	// CacheMB bounds the same cache in MiB (responses, their headers and
+	// the cache's own bookkeeping); whichever bound is reached first
+	// evicts. 0 disables the cache. Default 32.
+	CacheMB int `yaml:"cache_mb"`
 	// ResponderID is "name" or "key". Default "key".
 	ResponderID string `yaml:"responder_id"`
 	// Nonce is "ignore" (RFC 5019) or "sign" (echo it in a live-signed response). Default "ignore".
@@ -285,7 +316,7 @@ func Default() *Config {
 	return &Config{
 		DataDir: "./data",
 		Log:     Log{Level: "info", Format: "text"},
-		Store:   Store{SyncWrites: true, MinFreeMB: 256},
+		Store:   Store{SyncWrites: true, MinFreeMB: 256, CacheMB: 48},
 		HTTP: HTTP{
 			Addr:              ":8080",
 			ReadHeaderTimeout: Duration(5 * time.Second),
@@ -304,6 +335,7 @@ func Default() *Config {
 			AnonymousPeople:  AnonymousPeopleAll, AnonymousProfiles: []string{},
 			BindFailuresBurst: 5, BindFailureRefill: Duration(10 * time.Second),
 			PublicAttributes: []string{"objectClass", "cn", "sn", "uid", "mail", "o", "ou", "userCertificate"},
+			CacheMB:          32,
 		},
 		API: API{Addr: ":8443", Hosts: []string{"localhost", "127.0.0.1", "::1"}, MaxBodyBytes: 1 << 20},
 		CA: CA{
@@ -321,6 +353,7 @@ func Default() *Config {
 			Validity:        Duration(72 * time.Hour),
 			Backdate:        Duration(time.Hour),
 			CacheEntries:    100000,
+			CacheMB:         32,
 			ResponderID:     "key",
 			Nonce:           "ignore",
 			MaxRequestBytes: 8192,
@@ -471,6 +504,9 @@ func (c *Config) Validate() error {
 	checkAddr("ldap.ldaps_addr", c.LDAP.LDAPSAddr, true)
 	checkAddr("api.addr", c.API.Addr, false)
 	checkAddr("metrics.addr", c.Metrics.Addr, true)
+	if c.Metrics.Pprof && c.Metrics.Addr == "" {
+		bad("metrics.pprof", "needs metrics.addr: profiles are served only on that listener")
+	}
 	for key, d := range map[string]Duration{
 		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
 		"http.read_timeout":        c.HTTP.ReadTimeout,
@@ -550,6 +586,18 @@ func (c *Config) Validate() error {
 	}
 	if c.OCSP.Backdate < 0 || c.OCSP.Backdate.D() > c.OCSP.Validity.D()/2 {
 		bad("ocsp.backdate", "must be between 0 and half of ocsp.validity")
+	}
+	if c.OCSP.CacheMB < 0 {
+		bad("ocsp.cache_mb", "must not be negative")
+	}
+	if c.LDAP.CacheMB < 1 {
+		bad("ldap.cache_mb", "must be at least 1 (MiB)")
+	}
+	if c.Store.CacheMB < 8 {
+		bad("store.cache_mb", "must be at least 8 (MiB)")
+	}
+	if c.Server.MemoryLimit < 0 || (c.Server.MemoryLimit > 0 && c.Server.MemoryLimit < 64<<20) {
+		bad("server.memory_limit", "must be 0 (off) or at least 64MiB, got %d bytes", int64(c.Server.MemoryLimit))
 	}
 	if c.OCSP.CacheEntries < 0 {
 		bad("ocsp.cache_entries", "must not be negative")
@@ -639,6 +687,38 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ByteSize is a size in bytes, written with a unit in YAML: "512MiB",
+// "1.5GiB", "2GB", or a plain number of bytes.
+type ByteSize int64
+
+// ParseByteSize reads a size: a number and one of B, KiB, MiB, GiB, TiB
+// (powers of 1024) or KB, MB, GB, TB (powers of 1000); no unit is bytes.
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r >= 'A' && r <= 'z' })
+	unit := strings.TrimSpace(s[len(num):])
+	mult := map[string]float64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if mult == 0 || err != nil || f < 0 || f*mult > math.MaxInt64 {
+		return 0, fmt.Errorf("bad size %q: want a number and a unit (B, KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	return ByteSize(f * mult), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (b ByteSize) MarshalYAML() (any, error) { return strconv.FormatInt(int64(b), 10), nil }
 
 func (c *Config) validateLDAP(bad func(key, format string, a ...any)) {
 	l := c.LDAP

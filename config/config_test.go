@@ -97,3 +97,44 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestMemoryKeys checks the memory keys' defaults, sizes with units and
+// that bad values are refused naming the key.
+func TestMemoryKeys(t *testing.T) {
+	d := Default()
+	if d.Store.CacheMB != 48 || d.OCSP.CacheMB != 32 || d.LDAP.CacheMB != 32 || d.Server.MemoryLimit != 0 {
+		t.Fatalf("defaults: store %d, ocsp %d, ldap %d MiB, memory limit %d", d.Store.CacheMB, d.OCSP.CacheMB, d.LDAP.CacheMB, d.Server.MemoryLimit)
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		limit      ByteSize
+		err        string
+	}{
+		{name: "ok/mib", yaml: "server:\n  memory_limit: 350MiB\n", limit: 350 << 20},
+		{name: "ok/fraction gib", yaml: "server:\n  memory_limit: 1.5GiB\n", limit: 3 << 29},
+		{name: "ok/gb", yaml: "server:\n  memory_limit: 2GB\n", limit: 2e9},
+		{name: "ok/off", yaml: "server:\n  memory_limit: \"0\"\n", limit: 0},
+		{name: "fail/unit", yaml: "server:\n  memory_limit: 12 parsecs\n", err: "bad size"},
+		{name: "fail/too small", yaml: "server:\n  memory_limit: 1MiB\n", err: "server.memory_limit"},
+		{name: "fail/store cache", yaml: "store:\n  cache_mb: 2\n", err: "store.cache_mb"},
+		{name: "fail/ocsp cache", yaml: "ocsp:\n  cache_mb: -1\n", err: "ocsp.cache_mb"},
+		{name: "fail/ldap cache", yaml: "ldap:\n  cache_mb: 0\n", err: "ldap.cache_mb"},
+		{name: "fail/pprof without addr", yaml: "metrics:\n  pprof: true\n", err: "metrics.pprof"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error naming %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Server.MemoryLimit != tc.limit {
+				t.Fatalf("memory_limit = %d, want %d", c.Server.MemoryLimit, tc.limit)
+			}
+		})
+	}
+}

@@ -243,20 +243,3 @@ func (d *Directory) dropGroupLocked(cn string) {
 	}
 	delete(d.cnGroup, cn)
 }
-
-// evictLocked removes one cached entry and its certificates' references.
-func (d *Directory) evictLocked(id string) {
-	e := d.byID[id]
-	if e == nil {
-		return
-	}
-	for _, s := range e.serials {
-		if d.bySerial[s] == id {
-			delete(d.bySerial, s)
-		}
-	}
-	if d.byDN[e.norm] == e {
-		delete(d.byDN, e.norm)
-	}
-	delete(d.byID, id)
-}

@@ -53,6 +53,9 @@ type Options struct {
 	VendorVersion string
 	// CacheEntries bounds the encoded subscriber entries kept; default 250000.
 	CacheEntries int
+	// CacheBytes bounds the same cache in bytes (cache.go); default
+	// Config.CacheMB (ldap.cache_mb), else DefaultCacheBytes.
+	CacheBytes int64
 }
 
 // Directory maps the store to a DIT and answers searches from it.
@@ -97,7 +100,9 @@ type Directory struct {
 	// to their subscriber, so a certificate's change drops its entry
 	// without reading the store.
 	bySerial map[string]string
-	gen      atomic.Uint64
+	// cacheBytes is what the entries in byID cost (entrySize).
+	cacheBytes int64
+	gen        atomic.Uint64
 
 	changes changeQueue
 	unwatch func()
@@ -132,6 +137,12 @@ func New(opts Options) (*Directory, error) {
 	}
 	if opts.CacheEntries <= 0 {
 		opts.CacheEntries = 250000
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = int64(opts.Config.CacheMB) << 20
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = DefaultCacheBytes
 	}
 	d := &Directory{
 		opts: opts, st: opts.Store, log: opts.Logger.With("component", "directory"), now: opts.Now,
@@ -434,21 +445,7 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 	}
 	d.cacheMu.Lock()
 	if d.gen.Load() == gen {
-		if len(d.byID) >= d.opts.CacheEntries {
-			n := 0
-			for k := range d.byID { // map order is random enough for eviction
-				d.evictLocked(k)
-				if n++; n > d.opts.CacheEntries/8 {
-					break
-				}
-			}
-		}
-		d.evictLocked(id)
-		d.byID[id] = e
-		d.byDN[e.norm] = e
-		for _, serial := range e.serials {
-			d.bySerial[serial] = id
-		}
+		d.cacheLocked(id, e)
 	}
 	d.cacheMu.Unlock()
 	return e, nil

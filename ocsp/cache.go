@@ -1,11 +1,13 @@
 package ocsp
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // cacheKey identifies a response in the cache: the CertID hash algorithm
@@ -108,41 +110,73 @@ type maxAgeMemo struct {
 // cache is a bounded map of responses: sharded, each shard evicting with the
 // CLOCK algorithm (a hit only sets a bit under the read lock, so hot readers
 // never contend for the write lock the way an LRU list would make them).
+// Each shard holds at most perShard entries and perShardBytes bytes (as
+// entry.size counts them), whichever is reached first.
 //
 // A generation number per shard keeps a slow reader from putting back a
 // response that a re-signing replaced while the reader was in the store:
 // readers take the generation before reading (begin) and fill only if it
 // did not move; put and invalidate move it.
 type cache struct {
-	shards   []cacheShard
-	perShard int
+	shards        []cacheShard
+	perShard      int
+	perShardBytes int64
 }
 
 type cacheShard struct {
-	mu   sync.RWMutex
-	m    map[cacheKey]*slot
-	ring []*slot
-	hand int
-	gen  atomic.Uint64
-	_    [40]byte // keep shards on separate cache lines
+	mu    sync.RWMutex
+	m     map[cacheKey]*slot
+	ring  []*slot
+	hand  int
+	bytes int64
+	gen   atomic.Uint64
+	_     [32]byte // keep shards on separate cache lines
 }
 
 type slot struct {
-	key cacheKey
-	e   *entry
-	ref atomic.Bool
-	pos int
+	key  cacheKey
+	e    *entry
+	size int64
+	ref  atomic.Bool
+	pos  int
 }
 
 const cacheShards = 64
 
-// newCache returns a cache of at most size entries; size 0 disables it.
-func newCache(size int) *cache {
+// minShardBytes is the least byte bound a shard gets, about ten responses.
+const minShardBytes = 16 << 10
+
+// entryOverhead is what a cached response costs besides its variable
+// bytes: the entry and slot structs, the header slices' string headers,
+// and the map's key, pointer and bucket share.
+const entryOverhead = int64(unsafe.Sizeof(entry{}) + unsafe.Sizeof(slot{}) + 4*unsafe.Sizeof("") + 2*unsafe.Sizeof(cacheKey{}) + 16)
+
+// size is what e costs the cache, in bytes.
+func (e *entry) size() int64 {
+	n := int64(len(e.der) + len(e.issuer))
+	for _, h := range [][]string{e.contentLength, e.lastModified, e.expires, e.etag} {
+		for _, v := range h {
+			n += int64(len(v))
+		}
+	}
+	return n + entryOverhead
+}
+
+// newCache returns a cache of at most size entries and maxBytes bytes;
+// size 0 disables it, maxBytes 0 bounds entries only.
+func newCache(size int, maxBytes int64) *cache {
 	if size <= 0 {
 		return &cache{}
 	}
 	n := min(cacheShards, size)
-	c := &cache{shards: make([]cacheShard, n), perShard: max(size/n, 1)}
+	if maxBytes > 0 {
+		// Fewer shards for a small bound, so each holds a few responses.
+		n = int(min(int64(n), max(maxBytes/minShardBytes, 1)))
+	}
+	c := &cache{shards: make([]cacheShard, n), perShard: max(size/n, 1), perShardBytes: math.MaxInt64}
+	if maxBytes > 0 {
+		c.perShardBytes = max(maxBytes/int64(n), 1)
+	}
 	for i := range c.shards {
 		c.shards[i].m = make(map[cacheKey]*slot)
 	}
@@ -218,33 +252,28 @@ func (c *cache) invalidate(k *cacheKey) {
 	sh.mu.Lock()
 	sh.gen.Add(1)
 	if s := sh.m[*k]; s != nil {
-		delete(sh.m, *k)
-		last := sh.ring[len(sh.ring)-1]
-		sh.ring[s.pos] = last
-		last.pos = s.pos
-		sh.ring = sh.ring[:len(sh.ring)-1]
-		if sh.hand >= len(sh.ring) {
-			sh.hand = 0
-		}
+		sh.remove(s)
 	}
 	sh.mu.Unlock()
 }
 
-func (c *cache) insert(sh *cacheShard, k *cacheKey, e *entry) {
-	if s := sh.m[*k]; s != nil {
-		s.e = e
-		s.ref.Store(true)
-		return
+// remove takes s out of the map and the ring; mu is held.
+func (sh *cacheShard) remove(s *slot) {
+	delete(sh.m, s.key)
+	last := sh.ring[len(sh.ring)-1]
+	sh.ring[s.pos] = last
+	last.pos = s.pos
+	sh.ring = sh.ring[:len(sh.ring)-1]
+	sh.bytes -= s.size
+	if sh.hand >= len(sh.ring) {
+		sh.hand = 0
 	}
-	s := &slot{key: *k, e: e}
-	if len(sh.ring) < c.perShard {
-		s.pos = len(sh.ring)
-		sh.ring = append(sh.ring, s)
-		sh.m[*k] = s
-		return
-	}
-	// CLOCK: pass over referenced slots, clearing their bit, and replace the
-	// first one not used since the hand last came by.
+}
+
+// evict removes one entry by CLOCK: it passes over referenced slots,
+// clearing their bit, and takes the first one not used since the hand
+// last came by. mu is held and the ring is not empty.
+func (sh *cacheShard) evict() {
 	for {
 		victim := sh.ring[sh.hand]
 		if victim.ref.Load() {
@@ -252,13 +281,43 @@ func (c *cache) insert(sh *cacheShard, k *cacheKey, e *entry) {
 			sh.hand = (sh.hand + 1) % len(sh.ring)
 			continue
 		}
-		delete(sh.m, victim.key)
-		s.pos = sh.hand
-		sh.ring[sh.hand] = s
-		sh.m[*k] = s
-		sh.hand = (sh.hand + 1) % len(sh.ring)
+		sh.remove(victim)
 		return
 	}
+}
+
+func (c *cache) insert(sh *cacheShard, k *cacheKey, e *entry) {
+	size := e.size()
+	old := sh.m[*k]
+	if old != nil {
+		// A re-signed response may be larger: drop the old one and
+		// admit the new one like any other, keeping its use bit.
+		sh.remove(old)
+	}
+	if size > c.perShardBytes {
+		return
+	}
+	for len(sh.ring) > 0 && (len(sh.ring) >= c.perShard || sh.bytes+size > c.perShardBytes) {
+		sh.evict()
+	}
+	s := &slot{key: *k, e: e, size: size, pos: len(sh.ring)}
+	if old != nil {
+		s.ref.Store(true)
+	}
+	sh.ring = append(sh.ring, s)
+	sh.m[*k] = s
+	sh.bytes += size
+}
+
+// bytes sums what the entries cost (tests and metrics).
+func (c *cache) bytes() int64 {
+	var n int64
+	for i := range c.shards {
+		c.shards[i].mu.RLock()
+		n += c.shards[i].bytes
+		c.shards[i].mu.RUnlock()
+	}
+	return n
 }
 
 // len counts the entries (tests and metrics).

@@ -79,6 +79,10 @@ func newMetrics(reg prometheus.Registerer, r *Responder) *metrics {
 			Help: "Responses held in the in-memory cache.",
 		}, func() float64 { return float64(r.cache.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "certcenter_ocsp_cache_bytes",
+			Help: "Bytes the in-memory cache holds (bounded by ocsp.cache_mb).",
+		}, func() float64 { return float64(r.cache.bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "certcenter_ocsp_cache_hit_ratio",
 			Help: "Cache hits / lookups since start (use the lookup counter's rates for a window).",
 		}, func() float64 {

@@ -63,6 +63,9 @@ type Options struct {
 	Backdate time.Duration
 	// CacheEntries bounds the in-memory cache; 0 disables it.
 	CacheEntries int
+	// CacheBytes also bounds it, in bytes (responses, their headers and
+	// the cache's bookkeeping); 0 bounds entries only.
+	CacheBytes int64
 	// ResponderIDByName writes byName responder IDs instead of byKey.
 	ResponderIDByName bool
 	// SignNonces answers a request with a nonce with a live-signed response
@@ -163,7 +166,7 @@ func New(opts Options) (*Responder, error) {
 		auth:       opts.Authority,
 		log:        opts.Logger.With("component", "ocsp"),
 		now:        opts.Now,
-		cache:      newCache(opts.CacheEntries),
+		cache:      newCache(opts.CacheEntries, opts.CacheBytes),
 		live:       newLimiter(opts.LiveRate, opts.Now),
 		hdrOCSP:    []string{"application/ocsp-response"},
 		hdrNoCache: []string{"max-age=0, no-cache"},

@@ -84,7 +84,7 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	if c.signers, err = openSigner(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	c.store, err = store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: cfg.Store.SyncWrites, MinFreeBytes: cfg.Store.MinFreeMB << 20, Logger: log})
+	c.store, err = store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: cfg.Store.SyncWrites, MinFreeBytes: cfg.Store.MinFreeMB << 20, CacheBytes: cfg.Store.CacheMB << 20, Logger: log})
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,15 @@ func (s *Server) routeMetrics() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
+	if c.cfg.Metrics.Pprof {
+		// Its own mux, never http.DefaultServeMux (which importing
+		// net/http/pprof fills as a side effect nobody serves).
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	c.addService(s.httpService("metrics", c.cfg.Metrics.Addr, func(func(http.Handler) http.Handler) http.Handler { return mux }, nil))
 }
 

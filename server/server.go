@@ -103,6 +103,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	addrs map[string]string
+	// restoreMemoryLimit puts back the runtime's memory limit that
+	// server.memory_limit replaced (server/memory.go).
+	restoreMemoryLimit func()
 }
 
 // Run starts the server and blocks until ctx is cancelled, then shuts down
@@ -124,13 +127,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // started is stopped again.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	begin := time.Now()
+	restoreMemoryLimit := applyMemoryLimit(cfg, log)
 	core, err := openCore(ctx, cfg, log)
 	if err != nil {
+		restoreMemoryLimit()
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			core.Close()
+			restoreMemoryLimit()
 		}
 	}()
 	// An empty data directory gets a demo CA; every start then completes
@@ -156,7 +162,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 		auth:     &httpapi.Authenticator{Store: core.store, Now: time.Now, Log: log},
 		auditLog: audit.New(audit.Options{Store: core.store, Logger: log}),
 	}
-	s := &Server{c: c, addrs: map[string]string{}, storeJobs: newLoop("store", log, core.store.Run)}
+	s := &Server{c: c, addrs: map[string]string{}, storeJobs: newLoop("store", log, core.store.Run), restoreMemoryLimit: restoreMemoryLimit}
 	c.setAddr = s.setAddr
 	s.storeJobs.start(ctx)
 
@@ -214,6 +220,7 @@ func (s *Server) setAddr(name, addr string) {
 // drains what it has in flight) and closes the store.
 func (s *Server) Stop(ctx context.Context) error {
 	s.ready.Store(false)
+	defer s.restoreMemoryLimit()
 	var errs []error
 	for i := len(s.started) - 1; i >= 0; i-- {
 		if err := s.started[i].stop(ctx); err != nil {

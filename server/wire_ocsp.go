@@ -39,7 +39,8 @@ func newOCSPResponder(cfg *config.Config, core *core, log *slog.Logger, reg prom
 		Registerer:        reg,
 		Validity:          cfg.OCSP.Validity.D(),
 		Backdate:          cfg.OCSP.Backdate.D(),
-		CacheEntries:      cfg.OCSP.CacheEntries,
+		CacheEntries:      ocspCacheEntries(cfg.OCSP),
+		CacheBytes:        int64(cfg.OCSP.CacheMB) << 20,
 		ResponderIDByName: cfg.OCSP.ResponderID == "name",
 		SignNonces:        cfg.OCSP.Nonce == "sign",
 		MaxRequestBytes:   cfg.OCSP.MaxRequestBytes,
@@ -50,4 +51,13 @@ func newOCSPResponder(cfg *config.Config, core *core, log *slog.Logger, reg prom
 		return nil, fmt.Errorf("building the OCSP responder: %w", err)
 	}
 	return r, nil
+}
+
+// ocspCacheEntries is the cache's entry bound: ocsp.cache_mb 0 disables
+// the cache as ocsp.cache_entries 0 does.
+func ocspCacheEntries(c config.OCSP) int {
+	if c.CacheMB == 0 {
+		return 0
+	}
+	return c.CacheEntries
 }

@@ -66,7 +66,11 @@ type Options struct {
 	// quarter of it (at most 64 MiB), so that what Badger writes without
 	// asking always fits (see space.go). 0 disables the gate (tests).
 	MinFreeBytes int64
-	Logger       *slog.Logger
+	// CacheBytes is Badger's memory budget (see memory.go): its block and
+	// index caches share it, and its memtables are a quarter of it each.
+	// 0 means DefaultCacheBytes.
+	CacheBytes int64
+	Logger     *slog.Logger
 }
 
 // Store is the embedded database. It is safe for concurrent use.
@@ -113,14 +117,18 @@ func Open(opts Options) (*Store, error) {
 		WithSyncWrites(opts.SyncWrites).
 		WithNumVersionsToKeep(1).
 		WithMetricsEnabled(false)
+	bopts = withMemory(bopts, opts.CacheBytes)
 	if opts.MinFreeBytes > 0 && !opts.InMemory {
 		mt, vl := sizesFor(opts.MinFreeBytes)
-		// Badger refuses a value threshold above its largest batch (15 %
-		// of a memtable); small floors (tests) have small memtables.
-		bopts = bopts.WithMemTableSize(mt).WithValueLogFileSize(vl).
-			WithValueThreshold(min(bopts.ValueThreshold, mt*15/100/2))
+		// The floor caps what the memory budget chose: a memtable is also
+		// what Badger writes to disk without asking.
+		mt = min(mt, bopts.MemTableSize)
+		bopts = bopts.WithMemTableSize(mt).WithValueLogFileSize(vl)
 		s.dir, s.floor = opts.Dir, opts.MinFreeBytes
 	}
+	// Badger refuses a value threshold above its largest batch (15 % of a
+	// memtable); small floors and budgets have small memtables.
+	bopts = bopts.WithValueThreshold(min(bopts.ValueThreshold, bopts.MemTableSize*15/100/2))
 	if opts.InMemory {
 		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
 	} else {

@@ -1,0 +1,73 @@
+package directory
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/certcenter/certcenter/config"
+)
+
+// TestEntryCacheByteBound reads more entries than the cache's byte bound
+// holds, whole-subtree paged and one by one, and checks after each pass
+// that the bytes counted never pass the bound and agree with the entries
+// cached, that the cn groups stay bounded with them, and that every entry
+// is still answered.
+func TestEntryCacheByteBound(t *testing.T) {
+	const n, bound = 300, 256 << 10
+	e := newEnv(t, n, func(c *config.LDAP) { c.CacheMB = 1 })
+	if e.d.opts.CacheBytes != 1<<20 {
+		t.Fatalf("ldap.cache_mb 1 gave a bound of %d bytes", e.d.opts.CacheBytes)
+	}
+	e.d.cacheMu.Lock()
+	e.d.opts.CacheBytes = bound // below a megabyte: the test's 300 entries are about 3 MB
+	e.d.cacheMu.Unlock()
+	c := e.dial(t)
+	defer c.Close()
+	check := func(pass string) {
+		t.Helper()
+		d := e.d
+		d.cacheMu.RLock()
+		defer d.cacheMu.RUnlock()
+		var sum int64
+		for id, en := range d.byID {
+			sum += entrySize(en)
+			if d.byDN[en.norm] != en {
+				t.Fatalf("%s: %s cached without its DN", pass, id)
+			}
+		}
+		if d.cacheBytes > bound || sum != d.cacheBytes {
+			t.Fatalf("%s: cache counts %d bytes, holds %d, bound %d", pass, d.cacheBytes, sum, bound)
+		}
+		if len(d.byID) == 0 || len(d.byID) >= n {
+			t.Fatalf("%s: %d entries cached of %d; the bound should keep some and not all", pass, len(d.byID), n)
+		}
+		if len(d.cnGroup) > len(d.byID)+cnGroupSlack {
+			t.Fatalf("%s: %d cn groups for %d entries", pass, len(d.cnGroup), len(d.byID))
+		}
+	}
+	for pass := range 2 {
+		r, err := c.SearchWithPaging(ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(objectClass=inetOrgPerson)", []string{"cn", "userCertificate;binary"}, nil), 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Entries) != n {
+			t.Fatalf("pass %d: %d subscriber entries, want %d", pass, len(r.Entries), n)
+		}
+		for _, en := range r.Entries {
+			if len(en.GetRawAttributeValue("userCertificate;binary")) == 0 {
+				t.Fatalf("%s without its certificate", en.DN)
+			}
+		}
+		check(fmt.Sprintf("paged pass %d", pass))
+	}
+	for i := range n {
+		cn := fmt.Sprintf("seed-%07d", i)
+		r, err := c.Search(ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(cn="+cn+")", []string{"cn"}, nil))
+		if err != nil || len(r.Entries) != 1 {
+			t.Fatalf("(cn=%s): %v, %v", cn, r, err)
+		}
+	}
+	check("searches by cn")
+}

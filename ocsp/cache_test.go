@@ -1,0 +1,98 @@
+package ocsp
+
+import (
+	"crypto"
+	"encoding/binary"
+	"testing"
+	"time"
+)
+
+func testEntry(derLen int) *entry {
+	now := time.Now()
+	return newEntry(&record{der: make([]byte, derLen), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)})
+}
+
+// TestCacheByteBound inserts far more bytes than the cache may hold, in
+// responses of varied sizes and with re-signings that grow them, and checks
+// after every insert that the bytes held never pass the bound, that the
+// count agrees with the entries present, and that the entry bound still
+// holds too.
+func TestCacheByteBound(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		entries  int
+		maxBytes int64
+	}{
+		{name: "ok/bytes bind first", entries: 100000, maxBytes: 256 << 10},
+		{name: "ok/entries bind first", entries: 128, maxBytes: 64 << 20},
+		{name: "ok/one shard", entries: 1, maxBytes: 4 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCache(tc.entries, tc.maxBytes)
+			var inserted int64
+			for i := range 20000 {
+				var serial [8]byte
+				binary.BigEndian.PutUint64(serial[:], uint64(i%5000)*0x9e3779b97f4a7c15)
+				k, _ := makeKey(HashAlg(i%2), serial[:])
+				e := testEntry(200 + (i*37)%1500)
+				inserted += e.size()
+				if i%3 == 0 {
+					c.put(&k, e)
+				} else {
+					c.fill(&k, e, c.begin(&k))
+				}
+				if i%500 == 0 || i == 19999 {
+					checkCache(t, c, tc.entries, tc.maxBytes)
+				}
+			}
+			if inserted < 4*tc.maxBytes && tc.entries > 1000 {
+				t.Fatalf("test inserted only %d bytes for a bound of %d", inserted, tc.maxBytes)
+			}
+			if c.len() == 0 {
+				t.Fatal("cache holds nothing")
+			}
+		})
+	}
+}
+
+func checkCache(t *testing.T, c *cache, maxEntries int, maxBytes int64) {
+	t.Helper()
+	if got := c.bytes(); got > maxBytes {
+		t.Fatalf("cache holds %d bytes, bound %d", got, maxBytes)
+	}
+	if got := c.len(); got > maxEntries {
+		t.Fatalf("cache holds %d entries, bound %d", got, maxEntries)
+	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		var sum int64
+		for pos, s := range sh.ring {
+			if s.pos != pos || sh.m[s.key] != s || s.size != s.e.size() {
+				t.Fatalf("shard %d: slot at %d inconsistent", i, pos)
+			}
+			sum += s.size
+		}
+		if sum != sh.bytes || len(sh.m) != len(sh.ring) {
+			t.Fatalf("shard %d: counted %d bytes, %d map entries; holds %d bytes, %d ring entries", i, sh.bytes, len(sh.m), sum, len(sh.ring))
+		}
+	}
+}
+
+// TestResponderCacheBytes serves more certificates than the responder's
+// byte bound holds, through a real store and HTTP, and checks the bound.
+func TestResponderCacheBytes(t *testing.T) {
+	const bound = 8 << 10
+	e := newEnv(t, func(o *Options) { o.CacheEntries, o.CacheBytes = 1000, bound })
+	iss := e.issuer("demo")
+	for range 60 {
+		_, x := e.issue("")
+		r := parse(t, e.post(e.request(x, iss.Cert, crypto.SHA1)), x, iss.Cert)
+		if r.SerialNumber.Cmp(x.SerialNumber) != 0 {
+			t.Fatal("wrong serial answered")
+		}
+		checkCache(t, e.r.cache, 1000, bound)
+	}
+	if e.r.cache.len() == 0 {
+		t.Fatal("nothing cached")
+	}
+}
