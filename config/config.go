@@ -88,9 +88,9 @@ type Store struct {
 	// to a quarter of it (at most 64 MiB), so what Badger writes on its own
 	// fits in the floor. Default 256.
 	MinFreeMB int64 `yaml:"min_free_mb"`
-	// CacheMB is Badger's memory, in MiB: its block cache (3/4) and index
-	// cache (1/4), and each of its 3 memtables is a quarter of it (at most
-	// 64 MiB, and at most a quarter of min_free_mb). Default 48.
+	// CacheMB is Badger's cache memory, in MiB: its block cache (3/4) and
+	// index cache (1/4). Its memtables (2, each a quarter of min_free_mb,
+	// at most 32 MiB) come on top. Default 48.
 	CacheMB int64 `yaml:"cache_mb"`
 }
 

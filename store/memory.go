@@ -16,24 +16,30 @@ const DefaultCacheBytes = 48 << 20
 //   - table indexes and bloom filters stayed in memory for every table
 //     (IndexCacheSize 0): a quarter of the budget, so they no longer grow
 //     with the store;
-//   - memtables are skiplist arenas on the heap (64 MiB each, up to 5 of
-//     them while flushes lag): a quarter of the budget each, at most
-//     numMemtables, and never more than the free-space floor allows
-//     (space.go);
+//   - memtables are skiplist arenas on the heap (64 MiB, resident from the
+//     start), up to 5 of them while flushes lag. Their size is not the
+//     budget's: it sets the largest transaction Badger takes (15 % of a
+//     memtable), so it is maxMemTable, or less when the free-space floor
+//     says so (space.go). 32 MiB takes 4.8 MB in one transaction, four
+//     times the largest certcenter writes (the seed's 500 certificates,
+//     about 1.3 MB). Their count drops to numMemtables: one being written,
+//     one being flushed;
 //   - value-log files are mmap'd and count as RssFile, not heap: sized by
 //     the floor only.
-const numMemtables = 3
+const numMemtables = 2
 
-// withMemory sizes Badger's caches and memtables for a budget of
-// cacheBytes (0: DefaultCacheBytes).
+// maxMemTable is the memtable size unless the floor asks for less.
+const maxMemTable = 32 << 20
+
+// withMemory sizes Badger's caches for a budget of cacheBytes (0:
+// DefaultCacheBytes) and bounds the number of memtables.
 func withMemory(o badger.Options, cacheBytes int64) badger.Options {
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes
 	}
 	index := cacheBytes / 4
-	mt := min(max(cacheBytes/4, 1<<20), 64<<20)
 	return o.WithBlockCacheSize(cacheBytes - index).
 		WithIndexCacheSize(index).
-		WithMemTableSize(mt).
+		WithMemTableSize(min(o.MemTableSize, maxMemTable)).
 		WithNumMemtables(numMemtables)
 }

@@ -63,12 +63,12 @@ type Options struct {
 	// MinFreeBytes is the floor of free space on Dir's file system: below it
 	// writes fail with ErrReadOnly (reads go on), and Open opens the database
 	// read-only. It also sizes Badger's memtables and value-log files to a
-	// quarter of it (at most 64 MiB), so that what Badger writes without
-	// asking always fits (see space.go). 0 disables the gate (tests).
+	// quarter of it (at most 64 MiB; memtables at most 32 MiB, memory.go),
+	// so that what Badger writes without asking always fits (see space.go).
+	// 0 disables the gate (tests).
 	MinFreeBytes int64
-	// CacheBytes is Badger's memory budget (see memory.go): its block and
-	// index caches share it, and its memtables are a quarter of it each.
-	// 0 means DefaultCacheBytes.
+	// CacheBytes is Badger's cache budget (see memory.go): its block and
+	// index caches share it. 0 means DefaultCacheBytes.
 	CacheBytes int64
 	Logger     *slog.Logger
 }
@@ -120,15 +120,13 @@ func Open(opts Options) (*Store, error) {
 	bopts = withMemory(bopts, opts.CacheBytes)
 	if opts.MinFreeBytes > 0 && !opts.InMemory {
 		mt, vl := sizesFor(opts.MinFreeBytes)
-		// The floor caps what the memory budget chose: a memtable is also
-		// what Badger writes to disk without asking.
-		mt = min(mt, bopts.MemTableSize)
-		bopts = bopts.WithMemTableSize(mt).WithValueLogFileSize(vl)
+		mt = min(mt, bopts.MemTableSize) // the budget's cap (memory.go)
+		// Badger refuses a value threshold above its largest batch (15 %
+		// of a memtable); small floors (tests) have small memtables.
+		bopts = bopts.WithMemTableSize(mt).WithValueLogFileSize(vl).
+			WithValueThreshold(min(bopts.ValueThreshold, mt*15/100/2))
 		s.dir, s.floor = opts.Dir, opts.MinFreeBytes
 	}
-	// Badger refuses a value threshold above its largest batch (15 % of a
-	// memtable); small floors and budgets have small memtables.
-	bopts = bopts.WithValueThreshold(min(bopts.ValueThreshold, bopts.MemTableSize*15/100/2))
 	if opts.InMemory {
 		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
 	} else {
