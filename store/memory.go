@@ -16,13 +16,14 @@ const DefaultCacheBytes = 48 << 20
 //   - table indexes and bloom filters stayed in memory for every table
 //     (IndexCacheSize 0): a quarter of the budget, so they no longer grow
 //     with the store;
-//   - memtables are skiplist arenas on the heap (64 MiB, resident from the
-//     start), up to 5 of them while flushes lag. Their size is not the
-//     budget's: it sets the largest transaction Badger takes (15 % of a
-//     memtable), so it is maxMemTable, or less when the free-space floor
-//     says so (space.go). 32 MiB takes 4.8 MB in one transaction, four
-//     times the largest certcenter writes (the seed's 500 certificates,
-//     about 1.3 MB). Their count drops to numMemtables: one being written,
+//   - memtables are skiplist arenas on the heap (Badger's default 64 MiB,
+//     resident from the start), up to 5 of them while flushes lag. Their
+//     size is not the budget's: it sets the largest transaction Badger
+//     takes (15 % of a memtable), so it is maxMemTable, or less when the
+//     free-space floor says so (space.go). 32 MiB takes 4.8 MB in one
+//     transaction, several times the largest certcenter writes (the seed's
+//     500 certificates, an estimated 1.3 MB); 12 MiB was too small for a
+//     test's 1 000. Their count drops to numMemtables: one being written,
 //     one being flushed;
 //   - value-log files are mmap'd and count as RssFile, not heap: sized by
 //     the floor only.

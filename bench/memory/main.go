@@ -293,6 +293,23 @@ func report(w io.Writer, f flags, idle sample, s []sample, heap string, walks, e
 		f.window, (last.anon-from.anon)>>10, (last.file-from.file)>>10, (last.anon+last.file-from.anon-from.file)>>10)
 	fmt.Fprintf(w, "| window peak − start of window | %+d MB | %+d MB | %+d MB |\n",
 		(winPeak.anon-from.anon)>>10, (winPeak.file-from.file)>>10, (winPeak.anon+winPeak.file-from.anon-from.file)>>10)
+	// Single samples catch the collector's sawtooth; a minute's mean does not.
+	mean := func(lo, hi time.Duration) (anon, file int64) {
+		var n int64
+		for _, x := range s {
+			if x.at >= lo && x.at <= hi {
+				anon, file, n = anon+x.anon, file+x.file, n+1
+			}
+		}
+		if n == 0 {
+			return 0, 0
+		}
+		return anon / n, file / n
+	}
+	a0, f0 := mean(from.at, from.at+time.Minute)
+	a1, f1 := mean(last.at-time.Minute, last.at)
+	fmt.Fprintf(w, "| mean of the window's last minute − mean of its first minute | %+d MB | %+d MB | %+d MB |\n",
+		(a1-a0)>>10, (f1-f0)>>10, (a1+f1-a0-f0)>>10)
 	fmt.Fprintf(w, "\nGo heap at the end: %s\n", heap)
 }
 
