@@ -31,6 +31,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/certcenter/certcenter/internal/benchproc"
 	"github.com/certcenter/certcenter/internal/slapd"
 )
 
@@ -140,8 +141,8 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 	fmt.Println("| process | RssAnon | RssFile |")
 	fmt.Println("|---|---|---|")
 	for i, pid := range []int{cc.Process.Pid, sl.Pid()} {
-		anon, file := slapd.RSS(pid)
-		fmt.Printf("| %s | %s | %s |\n", [...]string{"certcenter", "slapd"}[i], anon, file)
+		m := benchproc.MemOf(pid)
+		fmt.Printf("| %s | %d MB | %d MB |\n", [...]string{"certcenter", "slapd"}[i], m.AnonKB>>10, m.FileKB>>10)
 	}
 	return nil
 }

@@ -33,7 +33,6 @@ import (
 	"io"
 	"log"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +49,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 	xocsp "golang.org/x/crypto/ocsp"
 
+	"github.com/certcenter/certcenter/internal/benchproc"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -117,7 +117,10 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	ports := freePorts(4)
+	ports, err := benchproc.FreePorts(4)
+	if err != nil {
+		return err
+	}
 	cfg := fmt.Sprintf("http:\n  addr: %s\nldap:\n  addr: %s\n  ldaps_addr: \"\"\napi:\n  addr: %s\nmetrics:\n  addr: %s\n  pprof: true\n%s\n",
 		ports[0], ports[1], ports[2], ports[3], f.configYAML)
 	cfgFile := filepath.Join(work, "certcenter.yaml")
@@ -136,8 +139,8 @@ func run(ctx context.Context, f flags) error {
 	if err := cc.Start(); err != nil {
 		return err
 	}
-	defer stop(cc)
-	if err := waitReady(ctx, "http://"+ports[0]+"/readyz", 5*time.Minute); err != nil {
+	defer benchproc.Stop(cc)
+	if err := benchproc.WaitHTTP(ctx, "http://"+ports[0]+"/readyz", 5*time.Minute); err != nil {
 		return fmt.Errorf("certcenter not ready: %w (log in %s)", err, logFile)
 	}
 	pid := cc.Process.Pid
@@ -388,26 +391,8 @@ func ocspGet(ctx context.Context, c *http.Client, u string) error {
 }
 
 func readMem(pid int) sample {
-	var m sample
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return m
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		f := strings.Fields(v)
-		if !ok || len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		switch k {
-		case "RssAnon":
-			m.anon = n
-		case "RssFile":
-			m.file = n
-		}
-	}
-	return m
+	m := benchproc.MemOf(pid)
+	return sample{anon: m.AnonKB, file: m.FileKB}
 }
 
 // goHeap reads the Go runtime's heap figures from /metrics.
@@ -445,55 +430,4 @@ func fetch(u, file string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func freePorts(n int) []string {
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			log.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
-
-func waitReady(ctx context.Context, u string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		res, err := http.Get(u)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", res.StatusCode)
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// stop ends the server this bench started, by its own handle.
-func stop(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
 }

@@ -53,6 +53,7 @@ import (
 
 	xocsp "golang.org/x/crypto/ocsp"
 
+	"github.com/certcenter/certcenter/internal/benchproc"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -147,7 +148,10 @@ func run(ctx context.Context, f flags) error {
 	}
 
 	// certcenter
-	ports := freePorts(4)
+	ports, err := benchproc.FreePorts(5)
+	if err != nil {
+		return err
+	}
 	cc := exec.Command(f.bin, "serve", "--data", data,
 		"--http-addr", ports[0], "--api-addr", ports[1], "--ldap-addr", ports[2], "--ldaps-addr", ports[3])
 	logf, err := os.Create(filepath.Join(work, "certcenter.log"))
@@ -160,8 +164,8 @@ func run(ctx context.Context, f flags) error {
 	if err := cc.Start(); err != nil {
 		return err
 	}
-	defer stop(cc)
-	if err := waitHTTP(ctx, "http://"+ports[0]+"/readyz", 10*time.Minute); err != nil {
+	defer benchproc.Stop(cc)
+	if err := benchproc.WaitHTTP(ctx, "http://"+ports[0]+"/readyz", 10*time.Minute); err != nil {
 		return fmt.Errorf("certcenter not ready: %w (log in %s)", err, logf.Name())
 	}
 	ready := time.Since(begin)
@@ -172,7 +176,7 @@ func run(ctx context.Context, f flags) error {
 	if err := fetchAll(ctx, "http://"+ports[0], ds.paths, mapFile); err != nil {
 		return err
 	}
-	barePort := freePorts(1)[0]
+	barePort := ports[4]
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -182,8 +186,8 @@ func run(ctx context.Context, f flags) error {
 	if err := bare.Start(); err != nil {
 		return err
 	}
-	defer stop(bare)
-	if err := waitHTTP(ctx, "http://"+barePort+ds.paths[0], time.Minute); err != nil {
+	defer benchproc.Stop(bare)
+	if err := benchproc.WaitHTTP(ctx, "http://"+barePort+ds.paths[0], time.Minute); err != nil {
 		return fmt.Errorf("bare server: %w", err)
 	}
 
@@ -219,7 +223,7 @@ func run(ctx context.Context, f flags) error {
 				return err
 			}
 			res.name = t.name
-			res.mem = readMem(t.pid)
+			res.mem = benchproc.MemOf(t.pid)
 			pair[i] = res
 			log.Printf("wrk, keep-alive, round %d: %s", round, res)
 		}
@@ -451,45 +455,11 @@ type result struct {
 	p50, p99, max time.Duration
 	errors        int64
 	note          string
-	mem           mem // of the server, right after its run
+	mem           benchproc.Mem // of the server, right after its run
 }
 
 func (r result) String() string {
 	return fmt.Sprintf("%s: %.0f req/s, p50 %s, p99 %s, errors %d, %s %s", r.name, r.rps, r.p50, r.p99, r.errors, r.mem, r.note)
-}
-
-// mem is a process's resident memory from /proc/PID/status: anonymous
-// (heap, stacks) and file-backed (mapped binary, Badger's mmapped tables).
-type mem struct{ anonKB, fileKB int64 }
-
-func (m mem) String() string {
-	return fmt.Sprintf("RssAnon %d MB, RssFile %d MB", m.anonKB>>10, m.fileKB>>10)
-}
-
-func readMem(pid int) mem {
-	var m mem
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return m
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		switch k {
-		case "RssAnon":
-			m.anonKB = n
-		case "RssFile":
-			m.fileKB = n
-		}
-	}
-	return m
 }
 
 const wrkScript = `
@@ -720,7 +690,11 @@ type opensslPeer struct {
 }
 
 func startOpenSSL(ctx context.Context, ds *dataset, work string) (*opensslPeer, error) {
-	addr := freePorts(1)[0]
+	ports, err := benchproc.FreePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	addr := ports[0]
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command("openssl", "ocsp", "-index", ds.index, "-port", port, "-rsigner", ds.rcert, "-rkey", ds.rkey,
 		"-CA", ds.caPEM, "-multi", "2", "-ndays", "3")
@@ -741,7 +715,7 @@ func startOpenSSL(ctx context.Context, ds *dataset, work string) (*opensslPeer, 
 	p := &opensslPeer{cmd: cmd, addr: addr}
 	log.Printf("openssl ocsp started, process group %d (if this bench is killed with -9: kill -- -%d)", cmd.Process.Pid, cmd.Process.Pid)
 	base := "http://" + addr
-	if err := waitHTTP(ctx, base+ds.opensslPaths[0], time.Minute); err != nil {
+	if err := benchproc.WaitHTTP(ctx, base+ds.opensslPaths[0], time.Minute); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("openssl ocsp not answering: %w", err)
 	}
@@ -872,7 +846,7 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nEvery round (certcenter / ceiling; resident memory right after the server's run, MB anonymous + file-backed):\n\n| round | certcenter req/s | ceiling req/s | req/s ratio | p99 ratio | certcenter RssAnon+RssFile | ceiling RssAnon+RssFile |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for i, p := range r.rounds {
 		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.2fx | %.2fx | %d + %d | %d + %d |\n", i+1, p[0].rps, p[1].rps, p[0].rps/p[1].rps, float64(p[0].p99)/float64(p[1].p99),
-			p[0].mem.anonKB>>10, p[0].mem.fileKB>>10, p[1].mem.anonKB>>10, p[1].mem.fileKB>>10)
+			p[0].mem.AnonKB>>10, p[0].mem.FileKB>>10, p[1].mem.AnonKB>>10, p[1].mem.FileKB>>10)
 	}
 	fmt.Fprintf(w, "\nOne connection per request (Go closed-loop client, %d workers, Connection: close):\n\n", f.conns)
 	table(w, r.conn)
@@ -908,60 +882,5 @@ func table(w io.Writer, rs []result) {
 			name += " " + r.note
 		}
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d | %s | %s |\n", name, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Microsecond), r.errors, ratio, p99r)
-	}
-}
-
-func freePorts(n int) []string {
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			log.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
-
-func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		res, err := noKeepAlive.Do(req)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", res.StatusCode)
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// stop ends a process this bench started, by its own handle.
-func stop(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
 	}
 }

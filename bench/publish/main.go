@@ -24,6 +24,7 @@ import (
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/crl"
+	"github.com/certcenter/certcenter/internal/benchproc"
 	"github.com/certcenter/certcenter/internal/slapd"
 	"github.com/certcenter/certcenter/publish"
 	"github.com/certcenter/certcenter/signer"
@@ -177,9 +178,7 @@ func report(what string, n int, d time.Duration, pub *publish.Publisher, slapdPi
 // memory is the resident memory of this process (store, CA, CRL builder
 // and publisher: certcenter's side) and of slapd, from /proc/PID/status.
 func memory(slapdPid int) string {
-	ca, cf := slapd.RSS(os.Getpid())
-	sa, sf := slapd.RSS(slapdPid)
-	return fmt.Sprintf("certcenter %s / %s; slapd %s / %s", ca, cf, sa, sf)
+	return fmt.Sprintf("certcenter %s; slapd %s", benchproc.MemOf(os.Getpid()), benchproc.MemOf(slapdPid))
 }
 
 func issue(ctx context.Context, auth *ca.Authority, n, offset int) ([]*store.Cert, error) {

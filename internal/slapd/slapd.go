@@ -355,25 +355,6 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// RSS is a process's resident anonymous and file-backed memory as
-// /proc/PID/status reports them ("12345 kB"; "?" if unknown, Linux only).
-func RSS(pid int) (anon, file string) {
-	anon, file = "?", "?"
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return anon, file
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
-			anon = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
-			file = strings.TrimSpace(v)
-		}
-	}
-	return anon, file
-}
-
 // lockedBuffer collects slapd's output while Start reads it.
 type lockedBuffer struct {
 	mu sync.Mutex
