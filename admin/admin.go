@@ -167,7 +167,7 @@ func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
 		}
 		if len(out) == limit {
 			more = true
-			return errFull
+			return httpapi.ErrPageFull
 		}
 		out = append(out, viewOf(c, false))
 		return nil
@@ -196,17 +196,15 @@ func (a *API) listCerts(w http.ResponseWriter, r *http.Request) error {
 			start = next
 		}
 	})
-	if err != nil && !errors.Is(err, errFull) {
+	if err != nil && !errors.Is(err, httpapi.ErrPageFull) {
 		return err
 	}
-	resp := map[string]any{"items": out}
+	next := ""
 	if more {
-		resp["next"] = out[len(out)-1].Serial
+		next = out[len(out)-1].Serial
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, resp)
+	return httpapi.WritePage(w, out, next)
 }
-
-var errFull = errors.New("page full")
 
 func (a *API) showCert(w http.ResponseWriter, r *http.Request) error {
 	serial, err := httpapi.ParseSerial(r.PathValue("serial"))

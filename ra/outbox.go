@@ -216,18 +216,14 @@ func (r *RA) listNotifications(w http.ResponseWriter, req *http.Request) error {
 			}
 			if len(out) == limit {
 				next = out[len(out)-1].ID
-				return errFull
+				return httpapi.ErrPageFull
 			}
 			out = append(out, n)
 			return nil
 		})
 	})
-	if err != nil && !errors.Is(err, errFull) {
+	if err != nil && !errors.Is(err, httpapi.ErrPageFull) {
 		return err
 	}
-	resp := map[string]any{"items": out}
-	if next != "" {
-		resp["next"] = next
-	}
-	return httpapi.WriteJSON(w, http.StatusOK, resp)
+	return httpapi.WritePage(w, out, next)
 }

@@ -131,23 +131,17 @@ func (r *RA) listRequests(w http.ResponseWriter, req *http.Request) error {
 			}
 			if len(out) == limit {
 				next = out[len(out)-1].ID
-				return errFull
+				return httpapi.ErrPageFull
 			}
 			out = append(out, r.view(rq))
 			return nil
 		})
 	})
-	if err != nil && !errors.Is(err, errFull) {
+	if err != nil && !errors.Is(err, httpapi.ErrPageFull) {
 		return err
 	}
-	resp := map[string]any{"items": out}
-	if next != "" {
-		resp["next"] = next
-	}
-	return httpapi.WriteJSON(w, http.StatusOK, resp)
+	return httpapi.WritePage(w, out, next)
 }
-
-var errFull = errors.New("page full")
 
 // visibleRequest reads a request the caller may see (404 otherwise, so an
 // administrator cannot probe other organisations' request IDs).
@@ -450,7 +444,7 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 			}
 			if len(out) == limit {
 				next = out[len(out)-1].Serial
-				return errFull
+				return httpapi.ErrPageFull
 			}
 			o := httpapi.CertViewOptions{Now: r.now(), Org: owner}
 			if by, err := tx.SupersededBy(ct.Serial); err == nil {
@@ -480,14 +474,10 @@ func (r *RA) queryCerts(w http.ResponseWriter, req *http.Request) error {
 		}
 		return tx.EachCert(collect)
 	})
-	if err != nil && !errors.Is(err, errFull) {
+	if err != nil && !errors.Is(err, httpapi.ErrPageFull) {
 		return err
 	}
-	resp := map[string]any{"items": out}
-	if next != "" {
-		resp["next"] = next
-	}
-	return httpapi.WriteJSON(w, http.StatusOK, resp)
+	return httpapi.WritePage(w, out, next)
 }
 
 // downloadCert serves one certificate as PEM, DER or PKCS#7 to staff and to

@@ -172,6 +172,19 @@ func Page(r *http.Request) (limit int, after string, err error) {
 	return limit, r.URL.Query().Get("after"), nil
 }
 
+// ErrPageFull stops a store scan once a page holds its limit.
+var ErrPageFull = errors.New("page full")
+
+// WritePage writes one page of a list: {"items": [...], "next": after}, next
+// left out on the last page.
+func WritePage(w http.ResponseWriter, items any, next string) error {
+	resp := map[string]any{"items": items}
+	if next != "" {
+		resp["next"] = next
+	}
+	return WriteJSON(w, http.StatusOK, resp)
+}
+
 // maxSerialInput bounds what ParseSerial reads: 20 bytes in colon-separated
 // hex with a prefix and some padding fit easily; more is not a serial.
 const maxSerialInput = 128
