@@ -79,13 +79,10 @@ func (w *worker) pausedKey() string { return w.t.Name + "/paused" }
 
 // loadPaused restores an operator's pause across restarts.
 func (w *worker) loadPaused(ctx context.Context) error {
-	paused := false
+	var paused bool
 	err := w.p.opts.Store.View(ctx, func(tx *store.Tx) error {
-		_, err := tx.Blob(nsPublish, w.pausedKey())
-		paused = err == nil
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
+		var err error
+		paused, err = hasBlob(tx, w.pausedKey())
 		return err
 	})
 	if err != nil {
@@ -272,13 +269,15 @@ func (w *worker) updatePendingMetrics(ctx context.Context) {
 // of the log. progressed is false when there was nothing to do.
 func (w *worker) round(ctx context.Context, cursor *uint64) (progressed bool, err error) {
 	st := w.p.opts.Store
-	initialised := false
+	// Both markers in one read: whether the target has had the initial
+	// state, and whether a resync was asked for.
+	var initialised, resync bool
 	if err := st.View(ctx, func(tx *store.Tx) error {
-		_, err := tx.Blob(nsPublish, w.initKey())
-		initialised = err == nil
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
+		var err error
+		if initialised, err = hasBlob(tx, w.initKey()); err != nil {
+			return err
 		}
+		resync, err = hasBlob(tx, w.resyncKey())
 		return err
 	}); err != nil {
 		w.fail(err)
@@ -289,18 +288,6 @@ func (w *worker) round(ctx context.Context, cursor *uint64) (progressed bool, er
 	w.mu.Unlock()
 	if !initialised {
 		return true, w.initialise(ctx, cursor)
-	}
-	resync := false
-	if err := st.View(ctx, func(tx *store.Tx) error {
-		_, err := tx.Blob(nsPublish, w.resyncKey())
-		resync = err == nil
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		return err
-	}); err != nil {
-		w.fail(err)
-		return false, err
 	}
 	if resync {
 		return true, w.resyncTarget(ctx)
@@ -880,4 +867,13 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// hasBlob reports whether the publish namespace holds key.
+func hasBlob(tx *store.Tx, key string) (bool, error) {
+	_, err := tx.Blob(nsPublish, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
