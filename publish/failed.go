@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -98,18 +99,8 @@ func (w *worker) retryFailed(ctx context.Context) (progressed bool, err error) {
 	if len(keys) == 0 {
 		return false, nil
 	}
-	sort.Strings(keys)
-	batch := max(w.p.opts.Config.BatchSize, 1)
-	for i := 0; i < len(keys); i += batch {
-		var es []store.LogEntry
-		for _, k := range keys[i:min(i+batch, len(keys))] {
-			if e, ok := logEntryOf(k); ok {
-				es = append(es, e)
-			}
-		}
-		if err := w.deliver(ctx, es, 0, false, false); err != nil {
-			return false, err
-		}
+	if err := w.deliverKeys(ctx, keys); err != nil {
+		return false, err
 	}
 	return true, nil
 }
@@ -186,4 +177,24 @@ func isRecordErr(err error) bool {
 		return true
 	}
 	return !isConnErr(err)
+}
+
+// deliverKeys delivers the current state of the records named by keys
+// (change-log keys, as failed records and resync repairs hold them), in key
+// order and in batches, without moving the cursor.
+func (w *worker) deliverKeys(ctx context.Context, keys []string) error {
+	slices.Sort(keys)
+	batch := max(w.p.opts.Config.BatchSize, 1)
+	for i := 0; i < len(keys); i += batch {
+		var es []store.LogEntry
+		for _, k := range keys[i:min(i+batch, len(keys))] {
+			if e, ok := logEntryOf(k); ok {
+				es = append(es, e)
+			}
+		}
+		if err := w.deliver(ctx, es, 0, false, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -347,18 +347,8 @@ func (w *worker) resyncTarget(ctx context.Context) error {
 	for k := range repair {
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
-	batch := max(w.p.opts.Config.BatchSize, 1)
-	for i := 0; i < len(keys); i += batch {
-		var es []store.LogEntry
-		for _, k := range keys[i:min(i+batch, len(keys))] {
-			if e, ok := logEntryOf(k); ok {
-				es = append(es, e)
-			}
-		}
-		if err := w.deliver(ctx, es, 0, false, false); err != nil {
-			return err
-		}
+	if err := w.deliverKeys(ctx, keys); err != nil {
+		return err
 	}
 	for _, k := range keys {
 		if _, ok := w.failedFor(k); ok {
