@@ -278,6 +278,17 @@ func (tx *Tx) Cert(serial []byte) (*Cert, error) {
 // ErrAlreadyRevoked is returned by RevokeCert for a certificate revoked before.
 var ErrAlreadyRevoked = errors.New("certificate is already revoked")
 
+// nextUpdate is the UpdatedAt of a record changed at at whose UpdatedAt
+// was prev: at, or just after prev when the clock has not moved past it (a
+// step back, or two changes within its resolution). Readers such as the
+// OCSP responder tell versions of a certificate apart by UpdatedAt alone.
+func nextUpdate(prev, at time.Time) time.Time {
+	if at.After(prev) {
+		return at.UTC()
+	}
+	return prev.Add(time.Nanosecond).UTC()
+}
+
 // RevokeCert marks a certificate revoked. Revoking a certificate on hold
 // (reason certificateHold) again with another reason is allowed.
 func (tx *Tx) RevokeCert(serial []byte, at time.Time, reason int) (*Cert, error) {
@@ -298,7 +309,7 @@ func (tx *Tx) RevokeCert(serial []byte, at time.Time, reason int) (*Cert, error)
 	c.Status = StatusRevoked
 	c.RevokedAt = at.UTC()
 	c.Reason = reason
-	c.UpdatedAt = at.UTC()
+	c.UpdatedAt = nextUpdate(c.UpdatedAt, at)
 	if err := tx.putCert(c); err != nil {
 		return nil, err
 	}

@@ -363,3 +363,26 @@ func BenchmarkCertRead(b *testing.B) {
 		_ = s.View(ctx, func(tx *Tx) error { _, err := tx.Cert(serial(i % 1000)); return err })
 	}
 }
+
+// A revocation stamped no later than the certificate's last change (a clock
+// stepped back, or the same instant) still moves UpdatedAt forward: the
+// OCSP responder tells a good response from a revoked one by it.
+func TestRevokeMovesUpdatedAtForward(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	c := testCert(1, "demo", time.Now().Add(time.Hour))
+	c.UpdatedAt = time.Now().UTC()
+	_ = s.Update(ctx, func(tx *Tx) error { return tx.InsertCert(c) })
+	var issued time.Time
+	_ = s.View(ctx, func(tx *Tx) error { got, err := tx.Cert(serial(1)); issued = got.UpdatedAt; return err })
+	for _, at := range []time.Time{issued, issued.Add(-time.Hour)} {
+		var revoked *Cert
+		if err := s.Update(ctx, func(tx *Tx) (err error) { revoked, err = tx.RevokeCert(serial(1), at, 6); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if !revoked.UpdatedAt.After(issued) {
+			t.Errorf("revoked at %s: UpdatedAt %s, want after %s", at, revoked.UpdatedAt, issued)
+		}
+		issued = revoked.UpdatedAt
+	}
+}
