@@ -154,7 +154,6 @@ func BenchmarkFullCRL(b *testing.B) {
 // restarted and settled as a server holding this store would be.
 func seededEnv(b *testing.B, log *slog.Logger) *env {
 	e := newEnv(b, envOpts{log: log})
-	b.Cleanup(e.close)
 	seedStart := time.Now()
 	seedRevoked(b, e.store, "demo", *benchRevoked, e.clock.Now())
 	b.Logf("seeded %d revoked certificates in %s", *benchRevoked, time.Since(seedStart).Round(time.Millisecond))

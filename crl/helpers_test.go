@@ -9,29 +9,29 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/internal/testclock"
+	"github.com/certcenter/certcenter/internal/testenv"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
 
-// env is a real store, signer, authority and builder in a temp dir.
+// env is the shared test environment (internal/testenv: a real store,
+// signer, authority and clock in a temp dir) with a CRL builder on it.
 type env struct {
-	t      testing.TB
-	dir    string
-	store  *store.Store
-	ca     *ca.Authority
-	iss    *ca.Issuer
-	b      *Builder
-	clock  *testclock.Clock
-	shards int
-	alg    signer.Algorithm
-	log    *slog.Logger
+	t     testing.TB
+	te    *testenv.Env
+	dir   string
+	store *store.Store
+	ca    *ca.Authority
+	iss   *ca.Issuer
+	b     *Builder
+	clock *testclock.Clock
+	log   *slog.Logger
 }
 
 type envOpts struct {
@@ -43,64 +43,33 @@ type envOpts struct {
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
-	if o.alg == "" {
-		o.alg = signer.ECDSAP256
-	}
-	if o.dir == "" {
-		o.dir = t.TempDir()
-	}
-	e := &env{t: t, dir: o.dir, shards: o.shards, alg: o.alg, log: o.log, clock: testclock.New(time.Now().UTC().Add(-time.Hour).Truncate(time.Second))}
 	// The clock starts an hour back so that tests can move it forward and the
 	// CRLs are still valid for openssl, which checks them at the real time.
-	e.open()
+	te := testenv.New(t, testenv.Options{Dir: o.dir, Algorithm: o.alg, CRLShards: o.shards,
+		Start: time.Now().UTC().Add(-time.Hour).Truncate(time.Second)})
+	e := &env{t: t, te: te, dir: te.Dir, clock: te.Clock, log: o.log}
+	e.build()
 	return e
 }
 
-func (e *env) open() {
-	t := e.t
-	t.Helper()
-	st, err := store.Open(store.Options{Dir: filepath.Join(e.dir, "db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signers, err := signer.NewFile(filepath.Join(e.dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.store = st
-	e.ca = ca.New(ca.Options{Store: st, Signers: signers, Now: e.clock.Now,
-		PublicURL: "http://127.0.0.1:8080", LDAPURL: "ldap://127.0.0.1:1389", CRLShards: e.shards})
-	if err := e.ca.Load(context.Background()); err != nil {
-		e.iss, err = e.ca.Init(context.Background(), ca.InitOptions{Name: "demo", CommonName: "Test Root CA",
-			Organization: "certcenter", Country: "CN", Algorithm: e.alg, Validity: 10 * 365 * 24 * time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-	} else if e.iss, err = e.ca.Issuer("demo"); err != nil {
-		t.Fatal(err)
-	}
-	e.b, err = New(Options{Store: st, CA: e.ca, Now: e.clock.Now, Logger: e.log, Interval: 24 * time.Hour,
+// build makes the builder on the environment's current store and authority.
+func (e *env) build() {
+	e.t.Helper()
+	e.store, e.ca, e.iss = e.te.Store, e.te.CA, e.te.Issuer
+	b, err := New(Options{Store: e.store, CA: e.ca, Now: e.clock.Now, Logger: e.log, Interval: 24 * time.Hour,
 		Validity: 7 * 24 * time.Hour, DeltaValidity: time.Hour, DeltaDelay: 50 * time.Millisecond})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(e.close)
-}
-
-func (e *env) close() {
-	if e.store == nil {
-		return
-	}
-	e.b.Close()
-	e.store.Close()
-	e.store = nil
+	e.b = b
+	e.te.Defer(b.Close)
 }
 
 // restart closes and reopens the store, authority and builder.
 func (e *env) restart() {
 	e.t.Helper()
-	e.close()
-	e.open()
+	e.te.Restart()
+	e.build()
 }
 
 // issue issues n personal certificates and returns them.

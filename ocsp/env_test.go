@@ -14,20 +14,20 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/certcenter/certcenter/ca"
 	"github.com/certcenter/certcenter/internal/testclock"
+	"github.com/certcenter/certcenter/internal/testenv"
 	"github.com/certcenter/certcenter/signer"
 	"github.com/certcenter/certcenter/store"
 )
 
-// env is a real store (Badger in a temp dir), a file signer, a CA and a
-// responder served over HTTP on an ephemeral port.
+// env is the shared test environment (internal/testenv: a real store in a
+// temp dir, a file signer, a CA and a clock) with a responder served over
+// HTTP on an ephemeral port.
 type env struct {
 	t     testing.TB
 	ctx   context.Context
@@ -45,20 +45,8 @@ type envOpt func(*Options)
 
 func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
-	e := &env{t: t, ctx: context.Background(), dir: t.TempDir(), clock: testclock.New(time.Now().UTC())}
-	var err error
-	e.st, err = store.Open(store.Options{Dir: filepath.Join(e.dir, "db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.st.Close() })
-	if e.keys, err = signer.NewFile(filepath.Join(e.dir, "keys")); err != nil {
-		t.Fatal(err)
-	}
-	e.auth = e.newAuthority()
-	if _, err := e.auth.Init(e.ctx, ca.InitOptions{Name: "demo", CommonName: "Test Root CA", Organization: "certcenter", Country: "CN", Algorithm: signer.ECDSAP256, Validity: 10 * 365 * 24 * time.Hour}); err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{})
+	e := &env{t: t, ctx: te.Ctx, dir: te.Dir, clock: te.Clock, st: te.Store, keys: te.Keys, auth: te.CA}
 	e.r = e.newResponder(opts...)
 	e.auth.Subscribe(e.r.HandleEvent)
 	e.srv = httptest.NewServer(e.r)

@@ -16,7 +16,7 @@ import (
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/internal/testclock"
-	"github.com/certcenter/certcenter/signer"
+	"github.com/certcenter/certcenter/internal/testenv"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -55,25 +55,15 @@ type execEnv struct {
 	officer *caller
 }
 
-// newExecEnv builds the environment; now is the RA's clock, caNow the
-// Authority's (nil: time.Now).
-func newExecEnv(t *testing.T, now, caNow func() time.Time, tweak func(*Options)) *execEnv {
+// newExecEnv builds the environment on the shared test environment
+// (internal/testenv); now is the RA's clock, caClock the Authority's (nil:
+// the environment's own, standing at the present second).
+func newExecEnv(t *testing.T, now func() time.Time, caClock *testclock.Clock, tweak func(*Options)) *execEnv {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(store.Options{Dir: dir + "/db"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sig, err := signer.NewFile(dir + "/keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ca.New(ca.Options{Store: st, Signers: sig, Now: caNow, PublicURL: "http://localhost:8080", LDAPURL: "ldap://localhost:1389"})
-	if _, err := a.Init(ctx, ca.InitOptions{Name: "demo", CommonName: "Test CA", Algorithm: signer.ECDSAP256, Validity: 24 * time.Hour * 3650}); err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{Clock: caClock})
+	st, a := te.Store, te.CA
+	var err error
 	e := &execEnv{t: t, st: st, auth: &scripted{Authority: a}, org: &store.Org{ID: "o", Name: "Org"},
 		admin:   &caller{Admin: &store.CertAdmin{ID: "adm", OrgID: "o"}},
 		officer: &caller{Staff: &store.Staff{ID: "officer", Role: httpapi.RoleRAOfficer}}}
@@ -153,7 +143,7 @@ func (e *execEnv) request(id string) (*store.RARequest, []*store.Cert) {
 func TestValidityCountsFromIssuance(t *testing.T) {
 	clock := testclock.New(time.Time{})
 	clock.Set(cst("2026-03-02 10:00"))
-	e := newExecEnv(t, clock.Now, clock.Now, nil)
+	e := newExecEnv(t, clock.Now, clock, nil)
 	for _, tc := range []struct {
 		name      string
 		validDays int
@@ -213,8 +203,7 @@ func TestValidityCountsFromIssuance(t *testing.T) {
 func TestCARefusalFailsRequest(t *testing.T) {
 	clock := testclock.New(time.Time{})
 	clock.Set(cst("2026-03-02 10:00"))
-	caClock := func() time.Time { return clock.Now().Add(10 * 24 * time.Hour) }
-	e := newExecEnv(t, clock.Now, caClock, nil)
+	e := newExecEnv(t, clock.Now, testclock.New(clock.Now().Add(10*24*time.Hour)), nil)
 	rq := e.submit(e.item("skewed", 1), nil)
 	rec, err := e.approve(context.Background(), rq.ID)
 	if err != nil {

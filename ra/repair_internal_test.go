@@ -12,7 +12,7 @@ import (
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
-	"github.com/certcenter/certcenter/signer"
+	"github.com/certcenter/certcenter/internal/testenv"
 	"github.com/certcenter/certcenter/store"
 )
 
@@ -41,20 +41,8 @@ func (f *flaky) Issue(ctx context.Context, req ca.IssueRequest) (*store.Cert, er
 // before the RA could record it is adopted, not issued twice.
 func TestRepairFinishesInFlightIssuance(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(store.Options{Dir: dir + "/db"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	sig, err := signer.NewFile(dir + "/keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth := ca.New(ca.Options{Store: st, Signers: sig, PublicURL: "http://localhost:8080", LDAPURL: "ldap://localhost:1389"})
-	if _, err := auth.Init(ctx, ca.InitOptions{Name: "demo", CommonName: "Test CA", Algorithm: signer.ECDSAP256, Validity: 24 * time.Hour * 365}); err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.New(t, testenv.Options{})
+	st, auth := te.Store, te.CA
 	fl := &flaky{Authority: auth}
 	r, err := New(Options{Store: st, Authority: fl, Config: config.Default().RA})
 	if err != nil {
