@@ -125,6 +125,15 @@ type meta struct {
 	// DeltaSince is, for a full CRL, where the window of its delta CRLs
 	// starts, and for a delta CRL the window it covers.
 	DeltaSince time.Time `json:"delta_since"`
+	// DeltaBase is, for a full CRL, the number its deltas name as their
+	// BaseCRLNumber, and BaseAt when that base was built. A scheduled build
+	// starts a new base (DeltaBase = Number); a re-issue after revocations
+	// keeps the base and its DeltaSince, so a relying party holding any
+	// complete CRL since the base can still apply the deltas (RFC 5280
+	// §5.2.4: base ≤ its complete CRL < delta). Zero in metadata written
+	// before the field existed: the CRL is its own base.
+	DeltaBase uint64    `json:"delta_base,omitempty"`
+	BaseAt    time.Time `json:"base_at,omitzero"`
 	Entries    int       `json:"entries"`
 	Shards     int       `json:"shards"`
 	SHA256     []byte    `json:"sha256"`
@@ -134,6 +143,23 @@ type meta struct {
 	// store's is dirty: the revocation record, written in the revocation's
 	// own transaction, is the durable dirty marker.
 	Window window `json:"window"`
+}
+
+// deltaBase is the BaseCRLNumber of a full CRL's deltas.
+func (m meta) deltaBase() uint64 {
+	if m.DeltaBase != 0 {
+		return m.DeltaBase
+	}
+	return m.Number
+}
+
+// baseAt is when the base of a full CRL's deltas was built; the next
+// scheduled full build is due crl.interval after it.
+func (m meta) baseAt() time.Time {
+	if !m.BaseAt.IsZero() {
+		return m.BaseAt
+	}
+	return m.ThisUpdate
 }
 
 // window summarises the revocations in a time window: their count and a
@@ -290,7 +316,7 @@ func addRevocation(scopes []*scope, layout crlscope.Layout, r *store.Revocation)
 func (b *Builder) Full(ctx context.Context, caName string) error {
 	defer b.lock(caName)()
 	start := time.Now()
-	err := b.full(ctx, caName)
+	err := b.full(ctx, caName, false)
 	b.metrics.observe("full", start, err)
 	if err != nil {
 		return fmt.Errorf("building full CRLs of %s: %w", caName, err)
@@ -298,7 +324,24 @@ func (b *Builder) Full(ctx context.Context, caName string) error {
 	return nil
 }
 
-func (b *Builder) full(ctx context.Context, caName string) error {
+// Reissue builds the full CRLs of a CA again after revocations, keeping the
+// base of their deltas (see meta.DeltaBase); with no usable complete CRL it
+// is Full.
+func (b *Builder) Reissue(ctx context.Context, caName string) error {
+	defer b.lock(caName)()
+	start := time.Now()
+	err := b.full(ctx, caName, true)
+	b.metrics.observe("full", start, err)
+	if err != nil {
+		return fmt.Errorf("re-issuing full CRLs of %s: %w", caName, err)
+	}
+	return nil
+}
+
+// full builds the full CRLs of a CA and, with the same CRL number (RFC 5280
+// §5.2.3: a complete and a delta CRL issued together share it), their
+// deltas. keepBase keeps the deltas' base from the current complete CRL.
+func (b *Builder) full(ctx context.Context, caName string, keepBase bool) error {
 	iss, err := b.ca.Issuer(caName)
 	if err != nil {
 		return err
@@ -312,7 +355,12 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 		return err
 	}
 	now := b.now().UTC().Truncate(time.Second)
-	since := now.Add(-deltaOverlap)
+	since, base, baseAt := now.Add(-deltaOverlap), number, now
+	if keepBase {
+		if cur, err := b.load(ctx, iss, crlscope.Complete(caName).File()); err == nil && cur.meta.Shards == b.shards {
+			since, base, baseAt = cur.meta.DeltaSince, cur.meta.deltaBase(), cur.meta.baseAt()
+		}
+	}
 	t0 := time.Now()
 	var win window
 	err = b.store.View(ctx, func(tx *store.Tx) error {
@@ -331,16 +379,17 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 	t1 := time.Now()
 	var out []*published
 	for _, s := range scopes {
-		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since, Entries: s.count, Shards: b.shards, Window: win}
+		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since,
+			DeltaBase: base, BaseAt: baseAt, Entries: s.count, Shards: b.shards, Window: win}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
 			return err
 		}
 		out = append(out, p)
 	}
-	// The deltas of the new bases, so that no delta names an old base.
+	// The deltas issued with the new full CRLs, under the same number.
 	t2 := time.Now()
-	deltas, err := b.buildDeltas(ctx, iss, out)
+	deltas, err := b.buildDeltas(ctx, iss, out, number)
 	if err != nil {
 		return err
 	}
@@ -377,24 +426,25 @@ func (b *Builder) delta(ctx context.Context, caName string) error {
 		if err != nil {
 			b.log.Warn("full CRL unusable as a delta base; rebuilding it", "issuer", caName, "file", file, "err", err)
 			start := time.Now()
-			err := b.full(ctx, caName)
+			err := b.full(ctx, caName, false)
 			b.metrics.observe("full", start, err)
 			return err
 		}
 		bases = append(bases, p)
 	}
-	deltas, err := b.buildDeltas(ctx, iss, bases)
+	deltas, err := b.buildDeltas(ctx, iss, bases, 0)
 	if err != nil {
 		return err
 	}
 	return b.commit(ctx, caName, deltas)
 }
 
-// buildDeltas builds the delta CRL of each user-certificate base in bases
-// (the complete CRL and the shards; the ARL has none). A delta lists every
-// revocation since its base's DeltaSince, carries the base's IDP unchanged
-// (RFC 5280 §5.2.4: same scope) and a number from the same sequence.
-func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*published) ([]*published, error) {
+// buildDeltas builds the delta CRL of each user-certificate full CRL in
+// bases (the complete CRL and the shards; the ARL has none). A delta lists
+// every revocation since the full CRL's DeltaSince, names its DeltaBase,
+// carries its IDP unchanged (RFC 5280 §5.2.4: same scope) and has number,
+// or with 0 the next from the same sequence.
+func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*published, number uint64) ([]*published, error) {
 	scopes, err := b.scopes(iss, true)
 	if err != nil {
 		return nil, err
@@ -412,9 +462,10 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 		return p, nil
 	}
 	since := bases[0].meta.DeltaSince
-	number, err := b.store.Next(crlscope.Sequence(iss.Name))
-	if err != nil {
-		return nil, err
+	if number == 0 {
+		if number, err = b.store.Next(crlscope.Sequence(iss.Name)); err != nil {
+			return nil, err
+		}
 	}
 	now := b.now().UTC().Truncate(time.Second)
 	err = b.store.View(ctx, func(tx *store.Tx) error {
@@ -436,7 +487,7 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 		if next.After(base.meta.NextUpdate) {
 			next = base.meta.NextUpdate
 		}
-		m := meta{Number: number, BaseNumber: base.meta.Number, ThisUpdate: now, NextUpdate: next,
+		m := meta{Number: number, BaseNumber: base.meta.deltaBase(), ThisUpdate: now, NextUpdate: next,
 			DeltaSince: since, Entries: s.count, Shards: b.shards}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
@@ -679,8 +730,8 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 			// The CA's URLs changed, or the CRL was built by a version
 			// that gave an unsharded CA's complete CRL an IDP.
 			return fmt.Sprintf("%s has another issuing distribution point than its scope now needs", file), nil
-		case !now.Before(p.meta.ThisUpdate.Add(b.opts.Interval)):
-			return fmt.Sprintf("%s is due (thisUpdate %s)", file, p.meta.ThisUpdate.Format(time.RFC3339)), nil
+		case !now.Before(p.meta.baseAt().Add(b.opts.Interval)):
+			return fmt.Sprintf("%s is due (base built %s)", file, p.meta.baseAt().Format(time.RFC3339)), nil
 		case !now.Before(p.meta.NextUpdate):
 			return fmt.Sprintf("%s expired", file), nil
 		}
@@ -720,8 +771,8 @@ func (b *Builder) deltaNeeded(ctx context.Context, iss *ca.Issuer) (string, erro
 			}
 			return fmt.Sprintf("%s: %v", file, err), nil
 		}
-		if p.meta.BaseNumber != base.meta.Number {
-			return fmt.Sprintf("%s is based on CRL %d, not %d", file, p.meta.BaseNumber, base.meta.Number), nil
+		if p.meta.BaseNumber != base.meta.deltaBase() {
+			return fmt.Sprintf("%s is based on CRL %d, not %d", file, p.meta.BaseNumber, base.meta.deltaBase()), nil
 		}
 		if !now.Before(p.meta.ThisUpdate.Add(b.opts.DeltaValidity / 2)) {
 			return fmt.Sprintf("%s is due (thisUpdate %s)", file, p.meta.ThisUpdate.Format(time.RFC3339)), nil

@@ -83,7 +83,8 @@ func TestRevocationReissuesFullCRL(t *testing.T) {
 	e.run(t)
 	srv := newServer(t, e)
 	certs := e.issue(2)
-	before := e.parse(e.blob("demo.crl")).Number
+	oldDER := e.blob("demo.crl")
+	before := e.parse(oldDER).Number
 	start := time.Now()
 	e.revoke(certs[0], ca.ReasonKeyCompromise)
 	der := waitFull(t, e, srv.URL+"/crl/demo.crl", certs[0].SerialNumber)
@@ -92,15 +93,26 @@ func TestRevocationReissuesFullCRL(t *testing.T) {
 	if full.Number.Cmp(before) <= 0 {
 		t.Errorf("full CRL number %s not above %s", full.Number, before)
 	}
-	// The delta names the full CRL that was issued, and is numbered above it.
-	delta := e.parse(e.blob("demo-delta.crl"))
-	if base := deltaBase(t, delta); base.Cmp(full.Number) != 0 || delta.Number.Cmp(full.Number) <= 0 {
-		t.Errorf("delta %s based on %s, want based on the new full CRL %s and numbered above it", delta.Number, base, full.Number)
+	// The delta issued with the re-issued full CRL shares its number (RFC
+	// 5280 §5.2.3) and keeps the base of the scheduled full CRL, so a
+	// relying party still holding that one applies the delta and sees the
+	// revocation without downloading the full CRL again.
+	deltaDER := e.blob("demo-delta.crl")
+	delta := e.parse(deltaDER)
+	if base := deltaBase(t, delta); base.Cmp(before) != 0 || delta.Number.Cmp(full.Number) != 0 {
+		t.Errorf("delta %s based on %s, want number %s (the re-issued full CRL's) based on %s", delta.Number, base, full.Number, before)
 	}
 	dir := t.TempDir()
 	caPEM := writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", e.iss.Cert.Raw)
+	out := opensslFails(t, "verify", "-CAfile", caPEM, "-crl_check", "-use_deltas",
+		"-CRLfile", writePEM(t, filepath.Join(dir, "old-full.pem"), "X509 CRL", oldDER),
+		"-CRLfile", writePEM(t, filepath.Join(dir, "delta.pem"), "X509 CRL", deltaDER),
+		writePEM(t, filepath.Join(dir, "revoked-delta.pem"), "CERTIFICATE", certs[0].Raw))
+	if !strings.Contains(out, "certificate revoked") {
+		t.Errorf("openssl verify -use_deltas with the old full CRL and the new delta: %s", out)
+	}
 	fullPEM := writePEM(t, filepath.Join(dir, "full.pem"), "X509 CRL", der)
-	out := opensslFails(t, "verify", "-CAfile", caPEM, "-CRLfile", fullPEM, "-crl_check",
+	out = opensslFails(t, "verify", "-CAfile", caPEM, "-CRLfile", fullPEM, "-crl_check",
 		writePEM(t, filepath.Join(dir, "revoked.pem"), "CERTIFICATE", certs[0].Raw))
 	if !strings.Contains(out, "certificate revoked") {
 		t.Errorf("openssl verify -crl_check with the full CRL: %s", out)

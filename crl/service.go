@@ -86,14 +86,15 @@ func (b *Builder) Maintain(ctx context.Context) error {
 // any size), then the full CRLs, which cost a read of all of them (seconds
 // at a million), so that clients that ignore delta CRLs (openssl without
 // -use_deltas, the JDK, NSS) see the revocation too and not only at the
-// next crl.interval. The full build also re-issues the deltas against the
-// new base in the same transaction.
+// next crl.interval. The re-issue keeps the deltas' base (the last
+// scheduled full CRL), so relying parties that cache a full CRL and fetch
+// deltas keep using theirs; its deltas share its number.
 func (b *Builder) revoked(ctx context.Context, caName string) error {
 	derr := b.Delta(ctx, caName)
 	if derr != nil {
 		b.log.Error("delta CRL rebuild failed; building the full CRLs", "issuer", caName, "err", derr)
 	}
-	if err := b.Full(ctx, caName); err != nil {
+	if err := b.Reissue(ctx, caName); err != nil {
 		return errors.Join(derr, err)
 	}
 	return nil
