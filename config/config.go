@@ -539,7 +539,7 @@ func (c *Config) Validate() error {
 		bad("api.hosts", "needs at least one name")
 	}
 	if !validCAName(c.CA.Name) {
-		bad("ca.name", "%q must be 1-32 letters, digits or '-'", c.CA.Name)
+		bad("ca.name", "%q must be 1-32 letters, digits or '-', and not end in -arl, -delta or -<digits> (another CA's CRL file names, internal/crlscope)", c.CA.Name)
 	}
 	if c.CA.CommonName == "" {
 		bad("ca.common_name", "must not be empty")
@@ -628,6 +628,16 @@ func validCAName(s string) bool {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
 			return false
 		}
+	}
+	// CRL files are named <ca>.crl, <ca>-arl.crl, <ca>-delta.crl and
+	// <ca>-<k>.crl (internal/crlscope): a CA named like one of another CA's
+	// suffixed names would share its files.
+	lower := strings.ToLower(s)
+	if strings.HasSuffix(lower, "-arl") || strings.HasSuffix(lower, "-delta") {
+		return false
+	}
+	if i := strings.LastIndexByte(s, '-'); i >= 0 && i < len(s)-1 && strings.Trim(s[i+1:], "0123456789") == "" {
+		return false
 	}
 	return true
 }

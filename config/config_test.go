@@ -35,6 +35,13 @@ func TestParse(t *testing.T) {
 		{name: "fail/bad duration", yaml: "crl:\n  interval: often\n", wantErr: "bad duration"},
 		{name: "fail/ocsp validity outside CA/B", yaml: "ocsp:\n  validity: 11d\n", wantErr: "ocsp.validity"},
 		{name: "fail/unknown algorithm", yaml: "ca:\n  key_algorithm: dsa\n", wantErr: "ca.key_algorithm"},
+		{name: "fail/ca name like another CA's ARL", yaml: "ca:\n  name: demo-arl\n", wantErr: "ca.name"},
+		{name: "fail/ca name like another CA's shard", yaml: "ca:\n  name: demo-12\n", wantErr: "ca.name"},
+		{name: "ok/ca name with a hyphen", yaml: "ca:\n  name: gd-health\n", check: func(t *testing.T, c *Config) {
+			if c.CA.Name != "gd-health" {
+				t.Errorf("ca.name = %q", c.CA.Name)
+			}
+		}},
 		{name: "fail/pkcs11 without module", yaml: "signer:\n  provider: pkcs11\n  pkcs11:\n    token_label: t\n", wantErr: "signer.pkcs11.module"},
 		{name: "fail/pkcs11 zero module instances", yaml: "signer:\n  provider: pkcs11\n  pkcs11:\n    module: /m.so\n    token_label: t\n    module_instances: 0\n", wantErr: "signer.pkcs11.module_instances"},
 		{name: "fail/mapping expected", yaml: "http: 3\n", wantErr: "http (line 1): expected a mapping"},
