@@ -26,3 +26,9 @@ type KeyWrapper interface {
 	// key ("file:aes-256-gcm:<name>", "pkcs11:aes-key-wrap:<label>").
 	Mechanism() string
 }
+
+// Wrapping is a Provider that also keeps key-encryption keys: KeyWrapper
+// returns the KEK called name, making it on first use.
+type Wrapping interface {
+	KeyWrapper(ctx context.Context, name string) (KeyWrapper, error)
+}

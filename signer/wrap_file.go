@@ -140,3 +140,9 @@ func (w *FileWrapper) Unwrap(_ context.Context, wrapped, aad []byte) ([]byte, er
 	}
 	return out, nil
 }
+
+// KeyWrapper returns the KEK called name beside the file signer's keys.
+func (f *File) KeyWrapper(_ context.Context, name string) (KeyWrapper, error) {
+	return NewFileWrapper(f.dir, name)
+}
+var _ Wrapping = (*File)(nil)

@@ -52,6 +52,10 @@ type RAEscrow struct {
 	CaseReference string `json:"case_reference,omitempty"`
 	// Reason is the requester's reason for a recovery.
 	Reason string `json:"reason,omitempty"`
+	// LinkIssuedAt and LinkIssuedTo record the one-time download link made
+	// for the key; one per request.
+	LinkIssuedAt time.Time `json:"link_issued_at,omitzero"`
+	LinkIssuedTo string    `json:"link_issued_to,omitempty"`
 }
 
 // InsertEscrowedKey writes a new escrowed key; ErrExists if its serial has one.

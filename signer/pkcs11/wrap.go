@@ -52,7 +52,7 @@ func kekTemplate(label string) []*pkcs11.Attribute {
 
 // KeyWrapper returns the KEK labelled label as a signer.KeyWrapper, making
 // it in the token if there is none yet. The KEK never leaves the token.
-func (p *Provider) KeyWrapper(ctx context.Context, label string) (*Wrapper, error) {
+func (p *Provider) KeyWrapper(ctx context.Context, label string) (signer.KeyWrapper, error) {
 	if err := checkName(label); err != nil {
 		return nil, fmt.Errorf("%s: key-encryption key %q: %w", p.desc, label, err)
 	}
@@ -214,3 +214,4 @@ func (w *Wrapper) Unwrap(ctx context.Context, wrapped, aad []byte) ([]byte, erro
 }
 
 var _ signer.KeyWrapper = (*Wrapper)(nil)
+var _ signer.Wrapping = (*Provider)(nil)
