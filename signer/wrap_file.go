@@ -145,4 +145,5 @@ func (w *FileWrapper) Unwrap(_ context.Context, wrapped, aad []byte) ([]byte, er
 func (f *File) KeyWrapper(_ context.Context, name string) (KeyWrapper, error) {
 	return NewFileWrapper(f.dir, name)
 }
+
 var _ Wrapping = (*File)(nil)

@@ -74,11 +74,11 @@ type Options struct {
 
 // Escrow makes, keeps and recovers escrowed keys.
 type Escrow struct {
-	st   *store.Store
-	w    signer.KeyWrapper
-	log  *slog.Logger
-	now  func() time.Time
-	gen  func(signer.Algorithm) (crypto.Signer, error)
+	st  *store.Store
+	w   signer.KeyWrapper
+	log *slog.Logger
+	now func() time.Time
+	gen func(signer.Algorithm) (crypto.Signer, error)
 }
 
 // New returns an Escrow.
