@@ -17,8 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/signer"
@@ -158,7 +160,9 @@ func (r *RA) signedContent(c *caller, s EscrowSubmission, v any) (*x509.Certific
 		}
 		content = signed.Content
 	}
-	if err := strictJSON(content, v); err != nil {
+	if raw, ok := v.(*json.RawMessage); ok {
+		*raw = content
+	} else if err := strictJSON(content, v); err != nil {
 		return nil, err
 	}
 	if signed == nil {
@@ -223,14 +227,79 @@ func (r *RA) validCert(tx *store.Tx, serial []byte, org, profile, what string) (
 	return c, x, nil
 }
 
-func (r *RA) deliveryFormat(f string) (string, error) {
+func deliveryFormat(f string, cfg config.RAEscrow) (string, error) {
 	if f == "" {
-		f = r.cfg.Escrow.Delivery
+		f = cfg.Delivery
 	}
 	if f != "cms" && f != "pkcs12" {
 		return "", httpapi.BadRequest("delivery %q is not one of cms, pkcs12", f)
 	}
 	return f, nil
+}
+
+// parseEncryptionCert decodes and checks an encryption certificate request
+// (outside input: FuzzEscrowRequests), filling the defaults of cfg.
+func parseEncryptionCert(b []byte, cfg config.RAEscrow) (*EncryptionCertRequest, []byte, error) {
+	var in EncryptionCertRequest
+	if err := strictJSON(b, &in); err != nil {
+		return nil, nil, err
+	}
+	if in.Org == "" {
+		return nil, nil, httpapi.BadRequest("org is required")
+	}
+	signing, err := httpapi.ParseSerial(in.SigningSerial)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in.Algorithm == "" {
+		in.Algorithm = cfg.KeyAlgorithm
+	}
+	if in.Algorithm != string(signer.RSA2048) && in.Algorithm != string(signer.ECDSAP256) {
+		return nil, nil, httpapi.BadRequest("algorithm %q is not one of rsa-2048, ecdsa-p256", in.Algorithm)
+	}
+	if in.Delivery, err = deliveryFormat(in.Delivery, cfg); err != nil {
+		return nil, nil, err
+	}
+	return &in, signing, nil
+}
+
+// parseKeyRecovery decodes and checks a key recovery request (outside
+// input: FuzzEscrowRequests): the certificate, the recipient if named, a
+// reason, and a case reference exactly for a judicial recovery.
+func parseKeyRecovery(b []byte, cfg config.RAEscrow) (in *KeyRecoveryRequest, serial, recipient []byte, err error) {
+	in = &KeyRecoveryRequest{}
+	if err := strictJSON(b, in); err != nil {
+		return nil, nil, nil, err
+	}
+	if in.Org == "" {
+		return nil, nil, nil, httpapi.BadRequest("org is required")
+	}
+	if serial, err = httpapi.ParseSerial(in.Serial); err != nil {
+		return nil, nil, nil, err
+	}
+	if in.Delivery, err = deliveryFormat(in.Delivery, cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	in.Reason, in.CaseReference = strings.TrimSpace(in.Reason), strings.TrimSpace(in.CaseReference)
+	for name, v := range map[string]string{"reason": in.Reason, "case_reference": in.CaseReference} {
+		if len(v) > maxFieldLen || strings.ContainsAny(v, "\x00\r\n") || !utf8.ValidString(v) {
+			return nil, nil, nil, httpapi.BadRequest("%s: at most %d bytes of UTF-8 on one line", name, maxFieldLen)
+		}
+	}
+	switch {
+	case in.Reason == "":
+		return nil, nil, nil, httpapi.BadRequest("reason is required: why the key is to be recovered")
+	case in.Judicial && in.CaseReference == "":
+		return nil, nil, nil, httpapi.BadRequest("a judicial recovery needs case_reference: the court's or authority's file number")
+	case !in.Judicial && in.CaseReference != "":
+		return nil, nil, nil, httpapi.BadRequest("case_reference goes with judicial: true")
+	}
+	if in.Recipient != "" {
+		if recipient, err = httpapi.ParseSerial(in.Recipient); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return in, serial, recipient, nil
 }
 
 // cmsRecipient checks that a CMS delivery can be enveloped to x.
@@ -248,25 +317,16 @@ func (r *RA) SubmitEncryptionCert(ctx context.Context, c *caller, s EscrowSubmis
 	if err := r.needEscrow(); err != nil {
 		return nil, err
 	}
-	var in EncryptionCertRequest
-	signerCert, err := r.signedContent(c, s, &in)
+	var raw json.RawMessage
+	signerCert, err := r.signedContent(c, s, &raw)
 	if err != nil {
 		return nil, err
 	}
-	signing, err := httpapi.ParseSerial(in.SigningSerial)
+	in, signing, err := parseEncryptionCert(raw, r.cfg.Escrow)
 	if err != nil {
 		return nil, err
 	}
-	if in.Algorithm == "" {
-		in.Algorithm = r.cfg.Escrow.KeyAlgorithm
-	}
-	if in.Algorithm != string(signer.RSA2048) && in.Algorithm != string(signer.ECDSAP256) {
-		return nil, httpapi.BadRequest("algorithm %q is not one of rsa-2048, ecdsa-p256", in.Algorithm)
-	}
-	format, err := r.deliveryFormat(in.Delivery)
-	if err != nil {
-		return nil, err
-	}
+	format := in.Delivery
 	now := r.now()
 	var rq *store.RARequest
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
@@ -332,44 +392,22 @@ func (r *RA) SubmitKeyRecovery(ctx context.Context, c *caller, s EscrowSubmissio
 	if err := r.needEscrow(); err != nil {
 		return nil, err
 	}
-	var in KeyRecoveryRequest
-	signerCert, err := r.signedContent(c, s, &in)
+	var raw json.RawMessage
+	signerCert, err := r.signedContent(c, s, &raw)
 	if err != nil {
 		return nil, err
 	}
-	serial, err := httpapi.ParseSerial(in.Serial)
+	in, serial, recipient, err := parseKeyRecovery(raw, r.cfg.Escrow)
 	if err != nil {
 		return nil, err
 	}
-	format, err := r.deliveryFormat(in.Delivery)
-	if err != nil {
-		return nil, err
-	}
-	in.Reason, in.CaseReference = strings.TrimSpace(in.Reason), strings.TrimSpace(in.CaseReference)
-	for name, v := range map[string]string{"reason": in.Reason, "case_reference": in.CaseReference} {
-		if len(v) > maxFieldLen || strings.ContainsAny(v, "\x00\r\n") {
-			return nil, httpapi.BadRequest("%s: at most %d bytes on one line", name, maxFieldLen)
-		}
-	}
-	switch {
-	case in.Reason == "":
-		return nil, httpapi.BadRequest("reason is required: why the key is to be recovered")
-	case in.Judicial && in.CaseReference == "":
-		return nil, httpapi.BadRequest("a judicial recovery needs case_reference: the court's or authority's file number")
-	case !in.Judicial && in.CaseReference != "":
-		return nil, httpapi.BadRequest("case_reference goes with judicial: true")
-	case !in.Judicial && c.Admin == nil:
+	if !in.Judicial && c.Admin == nil {
 		return nil, httpapi.Forbidden("a key recovery is submitted signed by the organisation's certificate administrator; staff submit judicial recoveries only")
 	}
+	format := in.Delivery
 	kind := KindKeyRecovery
 	if in.Judicial {
 		kind = KindJudicialRecovery
-	}
-	var recipient []byte
-	if in.Recipient != "" {
-		if recipient, err = httpapi.ParseSerial(in.Recipient); err != nil {
-			return nil, err
-		}
 	}
 	// The key must be there and open before anyone is asked to approve.
 	paired, err := r.opts.Escrow.Paired(ctx, serial)

@@ -68,3 +68,29 @@ func TestFileWrapper(t *testing.T) {
 		t.Fatal("a KEK name with a path was accepted")
 	}
 }
+
+// FuzzFileUnwrap: a wrapped key read from the store is outside input to
+// Unwrap; nothing but the genuine blob with its aad opens.
+func FuzzFileUnwrap(f *testing.F) {
+	w, err := NewFileWrapper(f.TempDir(), "kek")
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	genuine, err := w.Wrap(ctx, []byte("secret"), []byte("aad"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(genuine, []byte("aad"))
+	f.Add(genuine[:12], []byte("aad"))
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, blob, aad []byte) {
+		got, err := w.Unwrap(ctx, blob, aad)
+		if err == nil && (!bytes.Equal(blob, genuine) || string(aad) != "aad" || string(got) != "secret") {
+			t.Fatalf("Unwrap(%x, %q) opened to %q", blob, aad, got)
+		}
+		if err != nil && !errors.Is(err, ErrUnwrap) {
+			t.Fatalf("Unwrap error %v is not ErrUnwrap", err)
+		}
+	})
+}
