@@ -562,6 +562,19 @@ func (r *RA) issueEncryption(ctx context.Context, rq *store.RARequest) (*store.R
 		if err != nil {
 			return r.fail(ctx, rq, fmt.Sprintf("reading the signing certificate %x: %v", rq.TargetSerial, err))
 		}
+		// The pair is the person's only while the signing certificate is
+		// valid: one revoked since the request is not paired with.
+		var revoked bool
+		if err := r.st.View(ctx, func(tx *store.Tx) error {
+			c, err := tx.Cert(rq.TargetSerial)
+			revoked = err == nil && c.Status == store.StatusRevoked
+			return err
+		}); err != nil {
+			return r.attemptFailed(ctx, rq, fmt.Errorf("reading the signing certificate of request %s: %w", rq.ID, err))
+		}
+		if revoked || r.now().After(signing.NotAfter) {
+			return r.fail(ctx, rq, fmt.Sprintf("the signing certificate %x was revoked or expired since the request", rq.TargetSerial))
+		}
 		pub, err := r.opts.Escrow.Generate(ctx, rq.SigningSerial, signer.Algorithm(rq.Escrow.Algorithm), rq.TargetSerial, rq.ID)
 		if err != nil {
 			return r.attemptFailed(ctx, rq, fmt.Errorf("escrowing the key of request %s: %w", rq.ID, err))
