@@ -291,6 +291,12 @@ func testEscrow(t *testing.T, hsm bool) {
 	if st, raw := w.call(hadm.http, "POST", "/api/v1/ra/key-recoveries", w.sign(hadm, map[string]any{"org": "hospital", "serial": signing.Serial, "reason": "x", "delivery": "pkcs12"}), nil); st != 404 || !strings.Contains(raw, "no escrowed key") {
 		t.Fatalf("recovery of a signing certificate = %d %s", st, raw)
 	}
+	// A recovery approved and linked before the record is damaged.
+	var late escrowView
+	w.must(hadm.http, 201, "POST", "/api/v1/ra/key-recoveries", w.sign(hadm, map[string]any{"org": "hospital", "serial": enc.Serial, "reason": "second device"}), &late)
+	w.must(officer.http, 200, "POST", "/api/v1/requests/"+late.ID+"/approve", nil, &late)
+	var lateLink keyLink
+	w.must(hadm.http, 201, "POST", "/api/v1/requests/"+late.ID+"/key-link", nil, &lateLink)
 	before = w.countRequests()
 
 	serial, _ := hex.DecodeString(enc.Serial)
@@ -308,6 +314,17 @@ func testEscrow(t *testing.T, hsm bool) {
 	if n := w.countRequests(); n != before {
 		t.Fatalf("refused recoveries stored: %d requests, had %d", n, before)
 	}
+	// The link made before is refused too, and stays unused: nothing
+	// was delivered.
+	for range 2 {
+		if st, body, _ := w.fetchKey(lateLink); st != 422 || !bytes.Contains(body, []byte("damaged")) {
+			t.Fatalf("download of a damaged key = %d %s; want 422", st, body)
+		}
+	}
+	w.must(hadm.http, 200, "GET", "/api/v1/requests/"+late.ID, nil, &late)
+	if late.State != "recovered" {
+		t.Fatalf("after refused downloads the request is %s; want recovered", late.State)
+	}
 
 	// Every refusal is in the audit log with its reason.
 	var refusals []string
@@ -320,7 +337,7 @@ func testEscrow(t *testing.T, hsm bool) {
 		})
 	})
 	all := strings.Join(refusals, "\n")
-	for _, want := range []string{"1 of 2 approvals", "no escrowed key", "damaged", "is ca_review"} {
+	for _, want := range []string{"link: request", "1 of 2 approvals", "no escrowed key", "download: certificate", "damaged", "is ca_review"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no audited refusal with %q in:\n%s", want, all)
 		}
