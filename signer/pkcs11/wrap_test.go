@@ -96,3 +96,31 @@ func TestFrame(t *testing.T) {
 		t.Fatalf("bad length: %v", err)
 	}
 }
+
+// BenchmarkKeyWrapper wraps and unwraps a 1218-byte secret (an RSA 2048
+// PKCS#8 key) with the token's KEK.
+func BenchmarkKeyWrapper(b *testing.B) {
+	ctx := context.Background()
+	tok := newToken(b, "wrapbench")
+	p := tok.open(b, 2)
+	w, err := p.KeyWrapper(ctx, "kek")
+	if err != nil {
+		b.Fatal(err)
+	}
+	secret := bytes.Repeat([]byte{7}, 1218)
+	sealed, _ := w.Wrap(ctx, secret, []byte("aad"))
+	b.Run("wrap", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := w.Wrap(ctx, secret, []byte("aad")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unwrap", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := w.Unwrap(ctx, sealed, []byte("aad")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
