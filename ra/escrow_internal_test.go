@@ -68,8 +68,7 @@ func (l *lostAnswer) Issue(ctx context.Context, req ca.IssueRequest) (*store.Cer
 func TestEncryptionCertCrashSafety(t *testing.T) {
 	ctx := context.Background()
 	var la *lostAnswer
-	var e *execEnv
-	e = newExecEnv(t, nil, nil, func(o *Options) {
+	e := newExecEnv(t, nil, nil, func(o *Options) {
 		la = &lostAnswer{scripted: o.Authority.(*scripted)}
 		o.Authority = la
 	})

@@ -291,6 +291,9 @@ func testEscrow(t *testing.T, hsm bool) {
 	if st, raw := w.call(hadm.http, "POST", "/api/v1/ra/key-recoveries", w.sign(hadm, map[string]any{"org": "hospital", "serial": signing.Serial, "reason": "x", "delivery": "pkcs12"}), nil); st != 404 || !strings.Contains(raw, "no escrowed key") {
 		t.Fatalf("recovery of a signing certificate = %d %s", st, raw)
 	}
+	if n := w.countRequests(); n != before {
+		t.Fatalf("a refused recovery was stored: %d requests, had %d", n, before)
+	}
 	// A recovery approved and linked before the record is damaged.
 	var late escrowView
 	w.must(hadm.http, 201, "POST", "/api/v1/ra/key-recoveries", w.sign(hadm, map[string]any{"org": "hospital", "serial": enc.Serial, "reason": "second device"}), &late)
