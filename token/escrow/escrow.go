@@ -15,7 +15,7 @@
 //
 // It does not decide who may have a key recovered, count approvals, audit
 // or deliver: the RA's request kinds encryption_cert and key_recovery do
-// (ra/escrow.go), reaching this package through the small interface they
+// (ra/escrow*.go), reaching this package through the small interface they
 // declare, filled in server/wire_escrow.go. The token package's USBKey
 // replacement reaches Recover the same way.
 package escrow
