@@ -62,6 +62,9 @@ type RA struct {
 	// 18-digit ID number with its check digit is found from its hash in
 	// seconds. Default "omit".
 	IDNumberInSubject string `yaml:"id_number_in_subject"`
+
+	// Escrow configures encryption certificates and key recovery.
+	Escrow RAEscrow `yaml:"escrow"`
 }
 
 // RACalendar is the working-day calendar of deadlines.
@@ -121,6 +124,7 @@ func defaultRA() RA {
 		MaxAttempts:       5,
 		SupersedePolicy:   "revoke",
 		IDNumberInSubject: "omit",
+		Escrow:            defaultRAEscrow(),
 	}
 }
 
@@ -203,4 +207,5 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 	if r.IDNumberInSubject != "omit" && r.IDNumberInSubject != "include" {
 		bad("ra.id_number_in_subject", "%q is not one of omit, include", r.IDNumberInSubject)
 	}
+	r.Escrow.validate(bad)
 }

@@ -53,6 +53,13 @@ func requireTool(t *testing.T, name, pkg string) {
 
 func newWorld(t *testing.T, tweak func(*config.Config)) *world {
 	t.Helper()
+	return newWorldLog(t, tweak, nil)
+}
+
+// newWorldLog is newWorld with the server's log (debug and up) written to
+// logTo, when not nil.
+func newWorldLog(t *testing.T, tweak func(*config.Config), logTo io.Writer) *world {
+	t.Helper()
 	requireTool(t, "openssl", "openssl")
 	w := &world{t: t, dir: t.TempDir(), mail: &mailbox{}, hooks: &hookbox{}}
 	// SMTP relay.
@@ -92,6 +99,9 @@ func newWorld(t *testing.T, tweak func(*config.Config)) *world {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("RA_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if logTo != nil {
+		log = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	w.srv, err = server.Start(ctx, cfg, log)
 	if err != nil {

@@ -46,6 +46,8 @@ func (r *RA) deadlineDays(kind string) int {
 		return r.cfg.RenewDeadlineDays
 	case KindRevoke:
 		return r.cfg.RevokeDeadlineDays
+	case KindKeyRecovery, KindJudicialRecovery:
+		return r.cfg.Escrow.RecoveryDeadlineDays
 	}
 	return r.cfg.IssueDeadlineDays
 }

@@ -49,6 +49,8 @@ type requestView struct {
 	OldRevoked bool `json:"old_revoked,omitempty"`
 	// LDAPAccount is the directory account a directory access request asks for.
 	LDAPAccount string `json:"ldap_account,omitempty"`
+	// Escrow is what an encryption certificate or key recovery asks for.
+	Escrow *store.RAEscrow `json:"escrow,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
@@ -81,6 +83,7 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	if rq.LDAPAccess != nil {
 		v.LDAPAccount = rq.LDAPAccess.AccountID
 	}
+	v.Escrow = rq.Escrow
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
 	}

@@ -61,6 +61,9 @@ type Options struct {
 	// revoke and record it), which runs detached from the HTTP request that
 	// triggered it. Default 1m.
 	ExecuteTimeout time.Duration
+	// Escrow makes and recovers the keys of encryption certificates
+	// (escrow.go); nil answers those routes 501.
+	Escrow KeyEscrow
 }
 
 // RA serves the RA API and runs its background jobs.
@@ -214,11 +217,13 @@ type Route = httpapi.Route
 
 // Routes lists the RA's endpoints.
 func (r *RA) Routes() []httpapi.Route {
-	readers := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor}, Admins: true}
+	readers := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor, httpapi.RoleRecoveryOfficer}, Admins: true}
 	adminOnly := httpapi.Access{}
 	staffAndAdmins := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, Admins: true}
+	// Recovery officers decide judicial recoveries (steps.go says which).
+	deciders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleRecoveryOfficer}, Admins: true}
 	downloaders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent}, Admins: true}
-	return []httpapi.Route{
+	return append([]httpapi.Route{
 		{Method: "POST", Pattern: "/api/v1/ra/orgs", Handler: r.createOrg, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/ra/orgs", Handler: r.listOrgs, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/orgs/{org}/admins", Handler: r.createCertAdmin, Access: adminOnly},
@@ -227,15 +232,15 @@ func (r *RA) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/applications/{id}", Handler: r.showApplication, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/requests", Handler: r.listRequests, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/requests/{id}", Handler: r.showRequest, Access: readers},
-		{Method: "POST", Pattern: "/api/v1/requests/{id}/approve", Handler: r.approve, Access: staffAndAdmins},
-		{Method: "POST", Pattern: "/api/v1/requests/{id}/reject", Handler: r.reject, Access: staffAndAdmins},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/approve", Handler: r.approve, Access: deciders},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/reject", Handler: r.reject, Access: deciders},
 		{Method: "GET", Pattern: "/api/v1/requests/{id}/certificate", Handler: r.downloadRequestCert, Access: downloaders},
 		{Method: "GET", Pattern: "/api/v1/downloads/{token}", Handler: r.downloadOnce, Access: httpapi.Access{Public: true}},
 		{Method: "GET", Pattern: "/api/v1/ra/certificates", Handler: r.queryCerts, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/ra/certificates/{serial}", Handler: r.downloadCert, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/reminders/run", Handler: r.runReminders, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/notifications", Handler: r.listNotifications, Access: readers},
-	}
+	}, r.escrowRoutes()...)
 }
 
 // Register mounts the routes on mux.

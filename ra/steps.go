@@ -43,6 +43,9 @@ type party struct {
 	superiorAdmin bool
 	// refusal says who decides, for the 403 of anyone else.
 	refusal string
+	// exact: only staff holding one of roles, not an administrator
+	// standing in (M of N recovery officers must be N people).
+	exact bool
 }
 
 // level is one approval level.
@@ -94,11 +97,28 @@ var levels = []level{
 		who:     party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer approves directory access for an organisation without a superior"},
 		need:    func(config.RA) int { return 1 },
 	},
+	// Encryption certificates and key recovery (SPEC Art. 13, escrow.go).
+	{
+		state: StateCAReview, kinds: []string{KindEncryptionCert}, ca: true,
+		who:  party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer approves an encryption certificate"},
+		need: func(c config.RA) int { return c.CAApprovals },
+	},
+	{
+		state: StateCAReview, kinds: []string{KindKeyRecovery}, ca: true,
+		who:  party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer approves a key recovery"},
+		need: func(config.RA) int { return 1 },
+	},
+	{
+		state: StateRecoveryReview, kinds: []string{KindJudicialRecovery}, ca: true,
+		who:  party{roles: []string{httpapi.RoleRecoveryOfficer}, exact: true, refusal: "only recovery officers approve a judicial recovery"},
+		need: func(c config.RA) int { return c.Escrow.JudicialApprovals },
+	},
 }
 
 // executes is the state a kind of request moves to after its last
 // approval; the Authority then carries it out (Execute).
-var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking, KindLDAPAccess: StateGranting}
+var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking, KindLDAPAccess: StateGranting,
+	KindEncryptionCert: StateEscrowing, KindKeyRecovery: StateRecovering, KindJudicialRecovery: StateRecovering}
 
 // outcomes are the moves after approval: execution succeeds or fails, and
 // an issued certificate is delivered.
@@ -107,6 +127,11 @@ var outcomes = map[string][]string{
 	StateRevoking: {StateRevoked, StateFailed},
 	StateIssued:   {StateDelivered},
 	StateGranting: {StateGranted, StateFailed},
+	// An encryption certificate is issued (and its key delivered, as
+	// delivered); a recovered key is delivered through its link.
+	StateEscrowing:  {StateIssued, StateFailed},
+	StateRecovering: {StateRecovered, StateFailed},
+	StateRecovered:  {StateDelivered},
 }
 
 // immediate says who may have a request of a kind executed at submission,
@@ -168,6 +193,8 @@ func isFinal(state string) bool {
 	switch state {
 	case StateIssued, StateRevoked, StateRejected, StateFailed, StateGranted:
 		return true
+	case StateRecovered:
+		return true
 	}
 	return false
 }
@@ -224,6 +251,9 @@ func mayDecide(c *caller, rq *store.RARequest, org *store.Org) error {
 func (p party) includes(c *caller, org *store.Org) bool {
 	if p.superiorAdmin && c.Admin != nil && org.ParentID != "" && c.Admin.OrgID == org.ParentID {
 		return true
+	}
+	if p.exact {
+		return c.Staff != nil && slices.Contains(p.roles, c.Staff.Role)
 	}
 	return len(p.roles) > 0 && c.HasRole(p.roles...)
 }

@@ -17,20 +17,23 @@ import (
 // TestStepsTableIsCovered fails until it does.
 
 var stepActors = map[string]*caller{
-	"superior-admin": {Admin: &store.CertAdmin{ID: "sup", OrgID: "parent"}},
-	"own-admin":      {Admin: &store.CertAdmin{ID: "own", OrgID: "child"}},
-	"other-admin":    {Admin: &store.CertAdmin{ID: "oth", OrgID: "other"}},
-	"staff-admin":    {Staff: &store.Staff{ID: "root", Role: httpapi.RoleAdmin}},
-	"ra-officer":     {Staff: &store.Staff{ID: "off", Role: httpapi.RoleRAOfficer}},
-	"ca-operator":    {Staff: &store.Staff{ID: "op", Role: httpapi.RoleCAOperator}},
-	"service-agent":  {Staff: &store.Staff{ID: "agent", Role: httpapi.RoleServiceAgent}},
-	"auditor":        {Staff: &store.Staff{ID: "aud", Role: httpapi.RoleAuditor}},
-	"metrics":        {Staff: &store.Staff{ID: "scrape", Role: httpapi.RoleMetrics}},
+	"superior-admin":   {Admin: &store.CertAdmin{ID: "sup", OrgID: "parent"}},
+	"own-admin":        {Admin: &store.CertAdmin{ID: "own", OrgID: "child"}},
+	"other-admin":      {Admin: &store.CertAdmin{ID: "oth", OrgID: "other"}},
+	"staff-admin":      {Staff: &store.Staff{ID: "root", Role: httpapi.RoleAdmin}},
+	"ra-officer":       {Staff: &store.Staff{ID: "off", Role: httpapi.RoleRAOfficer}},
+	"ca-operator":      {Staff: &store.Staff{ID: "op", Role: httpapi.RoleCAOperator}},
+	"service-agent":    {Staff: &store.Staff{ID: "agent", Role: httpapi.RoleServiceAgent}},
+	"auditor":          {Staff: &store.Staff{ID: "aud", Role: httpapi.RoleAuditor}},
+	"metrics":          {Staff: &store.Staff{ID: "scrape", Role: httpapi.RoleMetrics}},
+	"recovery-officer": {Staff: &store.Staff{ID: "rec", Role: httpapi.RoleRecoveryOfficer}},
 }
 
-var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed, StateGranting, StateGranted}
+var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed, StateGranting, StateGranted,
+	StateEscrowing, StateRecoveryReview, StateRecovering, StateRecovered}
 
-var allKinds = []string{KindIssue, KindRenew, KindRevoke, KindLDAPAccess}
+var allKinds = []string{KindIssue, KindRenew, KindRevoke, KindLDAPAccess,
+	KindEncryptionCert, KindKeyRecovery, KindJudicialRecovery}
 
 // decisionPolicy is who decides each (kind, state) and where the last
 // approval of it leads; every other (kind, state) takes no decision.
@@ -45,6 +48,11 @@ var decisionPolicy = []struct {
 	{KindRevoke, StateCAReview, []string{"ca-operator", "staff-admin"}, StateRevoking},
 	{KindLDAPAccess, StateSuperior, []string{"superior-admin"}, StateGranting},
 	{KindLDAPAccess, StateCAReview, []string{"ra-officer", "staff-admin"}, StateGranting},
+	{KindEncryptionCert, StateCAReview, []string{"ra-officer", "staff-admin"}, StateEscrowing},
+	{KindKeyRecovery, StateCAReview, []string{"ra-officer", "staff-admin"}, StateRecovering},
+	// M of N: the first of ra.escrow.judicial_approvals (2) keeps it there;
+	// an administrator does not stand in for a recovery officer.
+	{KindJudicialRecovery, StateRecoveryReview, []string{"recovery-officer"}, StateRecoveryReview},
 }
 
 // multiOrg is a multi-level organisation: its issue requests pass every level.

@@ -24,6 +24,7 @@ import (
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/publish"
+	"github.com/certcenter/certcenter/token/escrow"
 )
 
 // Version is set by the build (-ldflags "-X .../server.Version=...").
@@ -58,6 +59,9 @@ type components struct {
 	publisher *publish.Publisher
 	// setAddr records a listener's bound address for Server.Addr.
 	setAddr func(name, addr string)
+	// escrow keeps encryption keys (wire_escrow.go); made by the first
+	// wiring that needs it (the RA's, the token package's).
+	escrow *escrow.Escrow
 }
 
 // service is a component with a lifecycle. start must return once the

@@ -19,11 +19,16 @@ func wireRA(c *components) error {
 	if err != nil {
 		return err
 	}
+	keys, err := raEscrow(c)
+	if err != nil {
+		return err
+	}
 	r, err := ra.New(ra.Options{
 		Store: c.core.store, Authority: c.core.ca, Audit: c.auditLog, Config: c.cfg.RA, Auth: c.auth,
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 		// built here so that it logs years without holiday data
 		Calendar: cal,
+		Escrow:   keys,
 	})
 	if err != nil {
 		return err

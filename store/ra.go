@@ -169,6 +169,9 @@ type RARequest struct {
 	Leader *RALeader `json:"leader,omitempty"`
 	// LDAPAccess is what a directory access request asks for (kind ldap_access).
 	LDAPAccess *RALDAPAccess `json:"ldap_access,omitempty"`
+	// Escrow is what an encryption certificate or key recovery request
+	// asks for (kinds encryption_cert, key_recovery).
+	Escrow *RAEscrow `json:"escrow,omitempty"`
 }
 
 // ---- organisations and administrators ----

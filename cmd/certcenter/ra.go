@@ -327,6 +327,7 @@ func raCmd() *cobra.Command {
 	revoke.MarkFlagRequired("cause")
 
 	cmd.AddCommand(apply, approve, reject, list, show, download, renew, revoke, notificationsCmd(&c))
+	cmd.AddCommand(raKeyCmd(&c))
 	return cmd
 }
 

@@ -21,10 +21,13 @@ const (
 	RoleAuditor      = "auditor"
 	// RoleMetrics is a Prometheus scraper's: it may read /metrics and nothing else.
 	RoleMetrics = "metrics"
+	// RoleRecoveryOfficer approves judicial key recoveries, M of N
+	// (ra.escrow.judicial_approvals of ra.escrow.recovery_officers).
+	RoleRecoveryOfficer = "recovery_officer"
 )
 
 // StaffRoles are the roles a staff member may hold.
-var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics}
+var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics, RoleRecoveryOfficer}
 
 // Principal is the authenticated caller of an API request: a staff member
 // or an organisation's certificate administrator, never both.
