@@ -338,7 +338,8 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		}
 		tx := &Tx{txn: s.db.NewTransaction(true), s: s}
 		err := fn(tx)
-		if err == nil {
+		committing := err == nil
+		if committing {
 			err = tx.txn.Commit()
 		}
 		tx.txn.Discard()
@@ -359,7 +360,9 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return ErrConflict
 		}
 		if err != nil {
-			if s.dir != "" {
+			// Only a failed commit says anything about the disk; fn's own
+			// refusals (a 4xx) must not cost a synced probe each.
+			if committing && s.dir != "" {
 				// A failed commit may be the file system going away
 				// under Badger: probe it, so the caller and /readyz
 				// learn why and later writes are refused up front.
