@@ -65,9 +65,14 @@ func newAccessEnv(t *testing.T, mod func(*config.LDAP)) *accessFixture {
 				Subject: &pkix.Name{CommonName: id, Organization: []string{org}}})
 		}
 	}
-	if _, err := e.auth.IssueBatchWith(ctx, reqs, func(tx *store.Tx, _ []*store.Cert) error {
-		for _, s := range subs {
+	if _, err := e.auth.IssueBatchWith(ctx, reqs, func(tx *store.Tx, certs []*store.Cert) error {
+		for i, s := range subs {
 			if err := tx.PutSubscriber(s); err != nil {
+				return err
+			}
+			// the RA records which organisation a certificate is for;
+			// access rules decide on that ID, not on the name
+			if err := tx.PutOrgCert(map[string]string{"Hospital A": "hosp-a", "Hospital B": "hosp-b"}[s.Organization], certs[i].Serial); err != nil {
 				return err
 			}
 		}

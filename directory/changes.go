@@ -77,6 +77,8 @@ func (d *Directory) onChange(changes []store.Change) {
 			serials = append(serials, c.Key)
 		case store.KindCA:
 			rebuild = true
+		case store.KindDirAccount:
+			d.acctIdx.changed(c.Key) // accounts.go
 		case store.KindBlob:
 			if strings.HasPrefix(c.Key, crlNamespace+"/") {
 				rebuild = true
