@@ -38,6 +38,52 @@ type accountIndex struct {
 	keys   map[string][2]string
 	// loads counts full loads from the store, for tests.
 	loads int
+
+	// bound counts the connections bound with each client certificate
+	// (hex serial), so a change to one of them (its revocation) moves gen
+	// too; nBound is their total, so the commit path skips the lock
+	// while no one is bound with a certificate.
+	certMu sync.Mutex
+	bound  map[string]int
+	nBound atomic.Int64
+}
+
+// holdCert and releaseCert count a connection bound with the client
+// certificate of serial (hex).
+func (x *accountIndex) holdCert(serial string) {
+	x.certMu.Lock()
+	defer x.certMu.Unlock()
+	if x.bound == nil {
+		x.bound = map[string]int{}
+	}
+	x.bound[serial]++
+	x.nBound.Add(1)
+}
+
+func (x *accountIndex) releaseCert(serial string) {
+	x.certMu.Lock()
+	defer x.certMu.Unlock()
+	if x.bound[serial] <= 1 {
+		delete(x.bound, serial)
+	} else {
+		x.bound[serial]--
+	}
+	x.nBound.Add(-1)
+}
+
+// certChanged runs on the committing goroutine (onChange) for every
+// changed certificate: if a connection is bound with it, gen moves and
+// that connection checks its certificate again at its next operation.
+func (x *accountIndex) certChanged(serial string) {
+	if x.nBound.Load() == 0 {
+		return
+	}
+	x.certMu.Lock()
+	held := x.bound[serial] > 0
+	x.certMu.Unlock()
+	if held {
+		x.gen.Add(1)
+	}
 }
 
 // changed runs on the committing goroutine (onChange): it must be quick.

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -277,10 +278,25 @@ func (c *conn) bindExternal(authzID []byte) result {
 func (c *conn) setAccount(a *account) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.setGrantLocked(nil)
 	c.bound = a != nil
-	c.boundDN, c.boundID, c.grant = "", "", nil
+	c.boundDN, c.boundID = "", ""
 	if a != nil {
-		c.boundDN, c.boundID, c.grant = a.dn, a.norm, a.grant
+		c.boundDN, c.boundID = a.dn, a.norm
+		c.setGrantLocked(a.grant)
+	}
+}
+
+// setGrantLocked replaces the connection's grant, keeping the count of
+// connections bound with each client certificate (accounts.go); callers
+// hold c.mu.
+func (c *conn) setGrantLocked(g *grant) {
+	if old := c.grant; old != nil && old.cert != nil {
+		c.d.acctIdx.releaseCert(hex.EncodeToString(old.cert.SerialNumber.Bytes()))
+	}
+	c.grant = g
+	if g != nil && g.cert != nil {
+		c.d.acctIdx.holdCert(hex.EncodeToString(g.cert.SerialNumber.Bytes()))
 	}
 }
 

@@ -75,6 +75,7 @@ func (d *Directory) onChange(changes []store.Change) {
 			subs = append(subs, c.Key)
 		case store.KindCert:
 			serials = append(serials, c.Key)
+			d.acctIdx.certChanged(c.Key) // a client certificate bound with (accounts.go)
 		case store.KindCA:
 			rebuild = true
 		case store.KindDirAccount:

@@ -380,3 +380,40 @@ for dn, a in c.search_s(base, ldap.SCOPE_SUBTREE, "(objectClass=pkiCA)", ["certi
 		})
 	}
 }
+
+// TestExternalCertRevokedWhileBound: a connection bound with a client
+// certificate loses its account at its next operation once the
+// certificate is revoked.
+func TestExternalCertRevokedWhileBound(t *testing.T) {
+	x := newExternalEnv(t)
+	c := x.dialCert(t, &x.a, false)
+	if err := c.ExternalBind(); err != nil {
+		t.Fatal(err)
+	}
+	other := x.dialCert(t, &x.b, true)
+	if err := other.ExternalBind(); err != nil {
+		t.Fatal(err)
+	}
+	if got := people(t, c); len(got) != 2 {
+		t.Fatalf("before the revocation: %v", got)
+	}
+	if _, err := x.auth.Revoke(context.Background(), x.a.cert.SerialNumber.Bytes(), ca.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if got := people(t, c); len(got) != 0 {
+		t.Errorf("after its certificate's revocation: %v", got)
+	}
+	if got := people(t, other); len(got) != 2 {
+		t.Errorf("another certificate's connection after the revocation: %v", got)
+	}
+	// and a new bind with it is refused
+	if err := x.dialCert(t, &x.a, false).ExternalBind(); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		t.Errorf("bind with the revoked certificate: %v", err)
+	}
+	x.d.acctIdx.certMu.Lock()
+	n := len(x.d.acctIdx.bound)
+	x.d.acctIdx.certMu.Unlock()
+	if n != 1 {
+		t.Errorf("%d certificates counted as bound, want 1 (his-ext-b's)", n)
+	}
+}

@@ -230,10 +230,11 @@ func (c *conn) access() *grant {
 	if ng == nil {
 		c.d.log.Info("ldap: bound directory account revoked or expired: the connection is anonymous now", "account", g.dirAccount)
 		c.d.metrics.binds.WithLabelValues(g.account, "withdrawn").Inc()
-		c.bound, c.boundDN, c.boundID, c.grant = false, "", "", nil
+		c.bound, c.boundDN, c.boundID = false, "", ""
+		c.setGrantLocked(nil)
 		return c.d.anonymous
 	}
-	c.grant = ng
+	c.setGrantLocked(ng)
 	return ng
 }
 
@@ -250,6 +251,7 @@ func (c *conn) serve() {
 	defer func() {
 		c.cancel()
 		c.inflight.Wait()
+		c.setAccount(nil) // releases a client certificate it was bound with
 		c.wmu.Lock()
 		c.nc.Close()
 		c.wmu.Unlock()
