@@ -417,3 +417,41 @@ func TestExternalCertRevokedWhileBound(t *testing.T) {
 		t.Errorf("%d certificates counted as bound, want 1 (his-ext-b's)", n)
 	}
 }
+
+// FuzzBindRequest: the BindRequest parser and its SASL credentials,
+// outside input, never panic; what they accept re-encodes to itself.
+func FuzzBindRequest(f *testing.F) {
+	body := func(name string, auth []byte) []byte {
+		return append(appendString(appendInt(nil, 0x02, 3), 0x04, name), auth...)
+	}
+	sasl := func(mech string, creds ...string) []byte {
+		b := appendString(nil, 0x04, mech)
+		for _, c := range creds {
+			b = appendString(b, 0x04, c)
+		}
+		return appendTLV(nil, 0xa3, b)
+	}
+	f.Add(body("cn=a,o=b", appendString(nil, 0x80, "secret")))
+	f.Add(body("", sasl("EXTERNAL")))
+	f.Add(body("", sasl("EXTERNAL", "dn:cn=his,o=b")))
+	f.Add(body("", sasl("PLAIN", "\x00u\x00p")))
+	f.Add(body("", sasl("EXTERNAL", "a", "b")))
+	f.Add([]byte{0x02, 0x01, 0x03, 0x04, 0x00, 0xa3, 0x02, 0x04, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseBind(b)
+		if err != nil || r.auth.tag != 0xa3 {
+			return
+		}
+		s, err := parseSASL(r.auth.body)
+		if err != nil {
+			return
+		}
+		enc := appendString(nil, 0x04, s.mechanism)
+		if s.hasCreds {
+			enc = appendTLV(enc, 0x04, s.creds)
+		}
+		if s2, err := parseSASL(enc); err != nil || s2.mechanism != s.mechanism || string(s2.creds) != string(s.creds) || s2.hasCreds != s.hasCreds {
+			t.Fatalf("SASL %q re-encoded as %x parses as %+v, %v", b, enc, s2, err)
+		}
+	})
+}
