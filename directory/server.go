@@ -632,7 +632,13 @@ func (c *conn) finishSearch(w *respWriter, out searchOutcome, start time.Time) {
 	}
 	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
-	if g := c.access(); g.searches != nil {
+	c.mu.Lock()
+	g := c.grant // as the search found it: access() checked it when it began
+	c.mu.Unlock()
+	if g == nil {
+		g = c.d.anonymous
+	}
+	if g.searches != nil {
 		g.searches.Inc()
 	}
 }
