@@ -120,6 +120,7 @@ func (a *API) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/ldap/accounts", Handler: a.listLDAPAccounts, Access: operators},
 		{Method: "POST", Pattern: "/api/v1/ldap/accounts", Handler: a.createLDAPAccount, Access: operators},
 		{Method: "POST", Pattern: "/api/v1/ldap/accounts/{id}/revoke", Handler: a.revokeLDAPAccount, Access: operators},
+		{Method: "PUT", Pattern: "/api/v1/ldap/accounts/{id}/client-cert", Handler: a.setLDAPAccountCert, Access: operators},
 	}
 }
 

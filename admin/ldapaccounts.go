@@ -2,6 +2,9 @@ package admin
 
 import (
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"regexp"
@@ -19,7 +22,9 @@ import (
 // Directory accounts (SPEC Art. 14): health information systems that bind
 // to the directory and read the people of the organisations approved for
 // them. CA operators manage them here; the directory checks them at every
-// bind (store.DirAccount), so a revocation holds from the next bind.
+// bind (store.DirAccount) and a bound connection at its next operation, so
+// a revocation holds at once. An account binds with a password, with a
+// client certificate (SASL EXTERNAL over TLS), or either.
 
 // LDAPAccountRequest creates a directory account.
 type LDAPAccountRequest struct {
@@ -33,8 +38,45 @@ type LDAPAccountRequest struct {
 	AllAttributes    bool      `json:"all_attributes,omitempty"`
 	SizeLimit        int       `json:"size_limit,omitempty"`
 	TimeLimitSeconds int       `json:"time_limit_seconds,omitempty"`
-	// Password, if empty, is generated and returned once.
+	// Password, if empty, is generated and returned once, unless the
+	// account has a client certificate: then it binds only with that.
 	Password string `json:"password,omitempty"`
+	ClientCertInput
+}
+
+// ClientCertInput names the client certificate an account binds with by
+// SASL EXTERNAL: the certificate (PEM), or the key it pins
+// (store.ClientCertKey: hex SHA-256 of its SubjectPublicKeyInfo).
+type ClientCertInput struct {
+	ClientCert    string `json:"client_cert,omitempty"`
+	ClientCertKey string `json:"client_cert_key,omitempty"`
+}
+
+// key checks the input and returns the key and the certificate's subject
+// ("" when only the key was given); empty when neither is given.
+func (in ClientCertInput) key() (key, subject string, err error) {
+	if in.ClientCert != "" {
+		blk, _ := pem.Decode([]byte(in.ClientCert))
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return "", "", httpapi.BadRequest("client_cert must be a PEM certificate")
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return "", "", httpapi.BadRequest("client_cert: %v", err)
+		}
+		key, subject = store.ClientCertKey(c.RawSubjectPublicKeyInfo), c.Subject.String()
+	}
+	if in.ClientCertKey != "" {
+		k := strings.ToLower(in.ClientCertKey)
+		if b, err := hex.DecodeString(k); err != nil || len(b) != 32 {
+			return "", "", httpapi.BadRequest("client_cert_key must be 64 hex digits: the SHA-256 of the certificate's SubjectPublicKeyInfo")
+		}
+		if key != "" && key != k {
+			return "", "", httpapi.BadRequest("client_cert_key is not the key of client_cert")
+		}
+		key = k
+	}
+	return key, subject, nil
 }
 
 // LDAPAccountView is a directory account as the API shows it (no hash).
@@ -54,6 +96,10 @@ type LDAPAccountView struct {
 	RevokedBy        string    `json:"revoked_by,omitempty"`
 	// Password is returned once, by the creation that generated it.
 	Password string `json:"password,omitempty"`
+	// Auth is how it binds: "password", "client_cert" or both.
+	Auth              []string `json:"auth"`
+	ClientCertKey     string   `json:"client_cert_key,omitempty"`
+	ClientCertSubject string   `json:"client_cert_subject,omitempty"`
 }
 
 func viewLDAPAccount(a *store.DirAccount, now time.Time) LDAPAccountView {
@@ -64,9 +110,17 @@ func viewLDAPAccount(a *store.DirAccount, now time.Time) LDAPAccountView {
 	case !now.Before(a.ExpiresAt):
 		st = "expired"
 	}
+	auth := []string{}
+	if a.PasswordHash != "" {
+		auth = append(auth, "password")
+	}
+	if a.ClientCertKey != "" {
+		auth = append(auth, "client_cert")
+	}
 	return LDAPAccountView{ID: a.ID, DN: a.DN, Orgs: a.Orgs, AllAttributes: a.AllAttributes, SizeLimit: a.SizeLimit,
 		TimeLimitSeconds: a.TimeLimitSeconds, ExpiresAt: a.ExpiresAt, ApprovedBy: a.ApprovedBy, Request: a.Request,
-		CreatedAt: a.CreatedAt, Status: st, RevokedAt: a.RevokedAt, RevokedBy: a.RevokedBy}
+		CreatedAt: a.CreatedAt, Status: st, RevokedAt: a.RevokedAt, RevokedBy: a.RevokedBy,
+		Auth: auth, ClientCertKey: a.ClientCertKey, ClientCertSubject: a.ClientCertSubject}
 }
 
 var accountID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -113,7 +167,8 @@ func (a *API) createLDAPAccount(w http.ResponseWriter, req *http.Request) error 
 		}
 		var err error
 		entry, err = a.opts.Audit.AppendTx(tx, audit.Record{Actor: p.ID(), Action: "ldap_account.create", Object: "ldap-account/" + acct.ID,
-			Details: map[string]string{"dn": acct.DN, "orgs": strings.Join(acct.Orgs, ","), "expires_at": acct.ExpiresAt.Format(time.RFC3339)}})
+			Details: map[string]string{"dn": acct.DN, "orgs": strings.Join(acct.Orgs, ","), "expires_at": acct.ExpiresAt.Format(time.RFC3339),
+				"client_cert_key": acct.ClientCertKey}})
 		return err
 	}); err != nil {
 		return err
@@ -155,6 +210,54 @@ func (a *API) revokeLDAPAccount(w http.ResponseWriter, req *http.Request) error 
 	return httpapi.WriteJSON(w, http.StatusOK, viewLDAPAccount(acct, a.opts.Now()))
 }
 
+// setLDAPAccountCert sets the client certificate an account binds with by
+// SASL EXTERNAL (a system's new certificate): a connection bound with the
+// old one loses the account at its next operation.
+func (a *API) setLDAPAccountCert(w http.ResponseWriter, req *http.Request) error {
+	id := req.PathValue("id")
+	var in ClientCertInput
+	if err := httpapi.DecodeJSON(req, &in); err != nil {
+		return err
+	}
+	key, subject, err := in.key()
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return httpapi.BadRequest("give client_cert (PEM) or client_cert_key")
+	}
+	p, _ := httpapi.PrincipalFrom(req.Context())
+	var entry *store.AuditEntry
+	var acct *store.DirAccount
+	if err := a.opts.Store.Update(req.Context(), func(tx *store.Tx) error {
+		var err error
+		if acct, err = tx.DirAccount(id); errors.Is(err, store.ErrNotFound) {
+			return httpapi.NotFound("no directory account %s", id)
+		} else if err != nil {
+			return err
+		}
+		if acct.Revoked {
+			return httpapi.Conflict("directory account %s is revoked", id)
+		}
+		old := acct.ClientCertKey
+		acct.ClientCertKey, acct.ClientCertSubject = key, subject
+		if err := CheckLDAPAccount(tx, acct); err != nil {
+			return err
+		}
+		if err := tx.PutDirAccount(acct); err != nil {
+			return err
+		}
+		entry, err = a.opts.Audit.AppendTx(tx, audit.Record{Actor: p.ID(), Action: "ldap_account.set_cert", Object: "ldap-account/" + id,
+			Details: map[string]string{"client_cert_key": key, "previous": old, "subject": subject}})
+		return err
+	}); err != nil {
+		return err
+	}
+	a.opts.Audit.Logged(entry)
+	a.log.Info("directory account client certificate set", "id", id, "key", key, "by", p.ID())
+	return httpapi.WriteJSON(w, http.StatusOK, viewLDAPAccount(acct, a.opts.Now()))
+}
+
 // NewLDAPAccount checks a request and makes the account record, with a
 // generated password when the request has none; it does not store it.
 // The RA's execution of an approved access request makes its accounts
@@ -183,26 +286,35 @@ func NewLDAPAccount(r LDAPAccountRequest, now time.Time) (*store.DirAccount, str
 	if r.SizeLimit < 0 || r.TimeLimitSeconds < 0 {
 		return nil, "", httpapi.BadRequest("size_limit and time_limit_seconds must not be negative")
 	}
-	password := r.Password
-	if password == "" {
-		password = rand.Text()
-	} else if len(password) < 16 || len(password) > 72 {
-		return nil, "", httpapi.BadRequest("password must have 16 to 72 characters (or be left out to have one generated)")
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	certKey, certSubject, err := r.key()
 	if err != nil {
 		return nil, "", err
 	}
-	generated := ""
-	if r.Password == "" {
-		generated = password
+	password := r.Password
+	switch {
+	case password == "" && certKey != "":
+		// binds with its certificate only
+	case password == "":
+		password = rand.Text()
+	case len(password) < 16 || len(password) > 72:
+		return nil, "", httpapi.BadRequest("password must have 16 to 72 characters (or be left out to have one generated)")
+	}
+	hash, generated := []byte(nil), ""
+	if password != "" {
+		if hash, err = bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost); err != nil {
+			return nil, "", err
+		}
+		if r.Password == "" {
+			generated = password
+		}
 	}
 	return &store.DirAccount{ID: r.ID, DN: r.DN, PasswordHash: string(hash), Orgs: r.Orgs, AllAttributes: r.AllAttributes,
-		SizeLimit: r.SizeLimit, TimeLimitSeconds: r.TimeLimitSeconds, ExpiresAt: exp.UTC(), CreatedAt: now.UTC()}, generated, nil
+		SizeLimit: r.SizeLimit, TimeLimitSeconds: r.TimeLimitSeconds, ExpiresAt: exp.UTC(), CreatedAt: now.UTC(),
+		ClientCertKey: certKey, ClientCertSubject: certSubject}, generated, nil
 }
 
 // CheckLDAPAccount checks an account against the store: its organisations
-// exist and no other live account has its DN.
+// exist and no other live account has its DN or its client certificate.
 func CheckLDAPAccount(tx *store.Tx, acct *store.DirAccount) error {
 	for _, o := range acct.Orgs {
 		if _, err := tx.Org(o); errors.Is(err, store.ErrNotFound) {
@@ -213,11 +325,14 @@ func CheckLDAPAccount(tx *store.Tx, acct *store.DirAccount) error {
 	}
 	want, _ := ldap.ParseDN(acct.DN)
 	return tx.EachDirAccount(func(d *store.DirAccount) error {
-		if d.Revoked {
+		if d.Revoked || d.ID == acct.ID {
 			return nil
 		}
 		if dn, err := ldap.ParseDN(d.DN); err == nil && dn.EqualFold(want) {
 			return httpapi.Conflict("directory account %s already binds as %s", d.ID, d.DN)
+		}
+		if acct.ClientCertKey != "" && d.ClientCertKey == acct.ClientCertKey {
+			return httpapi.Conflict("directory account %s already binds with this client certificate's key", d.ID)
 		}
 		return nil
 	})

@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -169,6 +170,12 @@ type LDAP struct {
 	// Defaults 5 and 10s.
 	BindFailuresBurst int      `yaml:"bind_failures_burst"`
 	BindFailureRefill Duration `yaml:"bind_failure_refill"`
+	// ClientCAFile is a PEM file of extra root certificates that client
+	// certificates for SASL EXTERNAL binds may chain to, besides this
+	// server's CA certificates (which are always trusted). Certificates
+	// of these roots are checked for expiry only: their revocation is
+	// not known here. Default "": none.
+	ClientCAFile string `yaml:"client_ca_file"`
 	// CacheMB bounds the directory's cache of built subscriber entries, in
 	// MiB (an entry with one certificate is about 10 KB: its values are
 	// kept decoded for filters and encoded for answers). Entries not cached
@@ -780,6 +787,13 @@ func (c *Config) validateLDAP(bad func(key, format string, a ...any)) {
 	for i, a := range l.PublicAttributes {
 		if !slices.ContainsFunc(PublishableLDAPAttributes, func(h string) bool { return strings.EqualFold(h, a) }) {
 			bad(fmt.Sprintf("ldap.public_attributes[%d]", i), "%q is not a subscriber attribute: one of %s", a, strings.Join(PublishableLDAPAttributes, ", "))
+		}
+	}
+	if l.ClientCAFile != "" {
+		if b, err := os.ReadFile(l.ClientCAFile); err != nil {
+			bad("ldap.client_ca_file", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			bad("ldap.client_ca_file", "%s holds no PEM certificate", l.ClientCAFile)
 		}
 	}
 	seen := map[string]bool{}

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"crypto/x509"
 	"fmt"
 	"slices"
 	"strings"
@@ -26,9 +27,13 @@ import (
 //     ldap.anonymous_people — all, none, or only entries holding a
 //     certificate of ldap.anonymous_profiles (with only those
 //     certificates) — and of them ldap.public_attributes;
-//   - a directory account (store.DirAccount): the people and containers of
-//     its approved organisations, with ldap.public_attributes, or every
-//     published attribute when the account's record says so;
+//   - a directory account (store.DirAccount): the people of its approved
+//     organisations, decided on the organisation's ID (the organisation a
+//     subscriber's certificates were issued to, store.Tx.CertOrg), so a
+//     renamed organisation keeps its people and two organisations of one
+//     name are two; and the o=/ou= containers named as its organisations
+//     are now; with ldap.public_attributes, or every published attribute
+//     when the account's record says so;
 //   - a service account (ldap.accounts): everything published.
 //
 // ldap.hidden_attributes stay out of every entry, whoever reads.
@@ -42,13 +47,17 @@ const (
 	accessService                      // a service account: everything
 )
 
-// grant is what one bound identity may read; it is fixed at bind time and
-// shared by the connection's requests.
+// grant is what one bound identity may read; it is made at bind time and
+// shared by the connection's requests. A directory account's grant is
+// made again when the account changes or the grant expires (conn.access).
 type grant struct {
 	level accessLevel
-	// orgs are the normalized names of the organisations a scoped grant
-	// reads (the o= of their entries).
-	orgs map[string]bool
+	// orgs are the IDs of the organisations whose people a scoped grant
+	// reads (Entry.org of a person is its organisation's ID), orgNames
+	// their normalized names, for the o= and ou= containers (which are
+	// named, not owned: two organisations of one name share them).
+	orgs     map[string]bool
+	orgNames map[string]bool
 	// allAttrs returns every published attribute, not only the public ones.
 	allAttrs bool
 	// sizeLimit and timeLimit tighten the server's for this identity; zero
@@ -59,6 +68,16 @@ type grant struct {
 	// searches counts its searches.
 	account  string
 	searches prometheus.Counter
+	// dirAccount is the store.DirAccount's ID for a directory account's
+	// grant, "" for the others; gen is the account index's generation it
+	// was made at and expires when it ends (the account's or its client
+	// certificate's expiry), so each operation checks it cheaply
+	// (Directory.current). cert is the client certificate it bound with
+	// (SASL EXTERNAL), nil after a password bind.
+	dirAccount string
+	gen        uint64
+	expires    time.Time
+	cert       *x509.Certificate
 }
 
 // Entry views kept on an entry (Entry.views).
@@ -111,7 +130,7 @@ func (d *Directory) view(g *grant, e *Entry) *Entry {
 	r := d.rules
 	var v *Entry
 	switch {
-	case g.level == accessScoped && g.orgs[e.org]:
+	case g.level == accessScoped && (person && g.orgs[e.org] || !person && g.orgNames[e.org]):
 		if !person || g.allAttrs {
 			return e
 		}

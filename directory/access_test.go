@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func hospitalDN(org, person string) string {
 	return fmt.Sprintf("cn=%s,ou=ward,o=%s,%s", person, org, suffix)
 }
 
-func newAccessEnv(t *testing.T, mod func(*config.LDAP)) *accessFixture {
+func newAccessEnv(t *testing.T, mod func(*config.LDAP), opts ...func(*Options)) *accessFixture {
 	t.Helper()
 	e := newEnv(t, 3, func(l *config.LDAP) {
 		l.AllowCleartextBind = true
@@ -42,7 +43,7 @@ func newAccessEnv(t *testing.T, mod func(*config.LDAP)) *accessFixture {
 		if mod != nil {
 			mod(l)
 		}
-	})
+	}, opts...)
 	ctx := context.Background()
 	iss, _ := e.auth.Issuer("demo")
 	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)}, iss.Cert, iss.Signer)
@@ -65,9 +66,14 @@ func newAccessEnv(t *testing.T, mod func(*config.LDAP)) *accessFixture {
 				Subject: &pkix.Name{CommonName: id, Organization: []string{org}}})
 		}
 	}
-	if _, err := e.auth.IssueBatchWith(ctx, reqs, func(tx *store.Tx, _ []*store.Cert) error {
-		for _, s := range subs {
+	if _, err := e.auth.IssueBatchWith(ctx, reqs, func(tx *store.Tx, certs []*store.Cert) error {
+		for i, s := range subs {
 			if err := tx.PutSubscriber(s); err != nil {
+				return err
+			}
+			// the RA records which organisation a certificate is for;
+			// access rules decide on that ID, not on the name
+			if err := tx.PutOrgCert(map[string]string{"Hospital A": "hosp-a", "Hospital B": "hosp-b"}[s.Organization], certs[i].Serial); err != nil {
 				return err
 			}
 		}
@@ -79,6 +85,7 @@ func newAccessEnv(t *testing.T, mod func(*config.LDAP)) *accessFixture {
 		for _, a := range []store.DirAccount{
 			{ID: "his-a", Orgs: []string{"hosp-a"}, ExpiresAt: now.Add(time.Hour)},
 			{ID: "his-b", Orgs: []string{"hosp-b"}, ExpiresAt: now.Add(time.Hour), SizeLimit: 1},
+			{ID: "his-b2", Orgs: []string{"hosp-b"}, ExpiresAt: now.Add(time.Hour)},
 			{ID: "his-full", Orgs: []string{"hosp-a"}, ExpiresAt: now.Add(time.Hour), AllAttributes: true},
 			{ID: "his-expired", Orgs: []string{"hosp-a"}, ExpiresAt: now.Add(-time.Minute)},
 			{ID: "his-revoked", Orgs: []string{"hosp-a"}, ExpiresAt: now.Add(time.Hour), Revoked: true},
@@ -275,8 +282,9 @@ func TestAccessAnonymousModes(t *testing.T) {
 // python3 is Debian's, which python3-ldap installs the module for.
 const python3 = "/usr/bin/python3"
 
-// TestAccessPythonLDAP: python-ldap bound as a directory account sees its
-// organisation only.
+// TestAccessPythonLDAP: python-ldap and ldapsearch, bound as two systems
+// approved for different organisations (each client as each), see only
+// their organisation's people, and both the CA's CRL.
 func TestAccessPythonLDAP(t *testing.T) {
 	if exec.Command(python3, "-c", "import ldap").Run() != nil {
 		t.Fatal("python3 with the ldap module not found: install the Debian package python3-ldap")
@@ -291,13 +299,21 @@ for dn, _ in c.search_s(sys.argv[4], ldap.SCOPE_SUBTREE, "(objectClass=pkiUser)"
 for dn, a in c.search_s(sys.argv[4], ldap.SCOPE_SUBTREE, "(objectClass=pkiCA)", ["certificateRevocationList;binary"]):
     print("crl", dn, len(a.get("certificateRevocationList;binary", [b""])[0]))
 `
-	out, err := exec.Command(python3, "-c", script, "ldap://"+f.ldap, accountDN("his-a"), "his-a", suffix).CombinedOutput()
-	if err != nil {
-		t.Fatalf("python-ldap: %v %s", err, out)
-	}
-	s := string(out)
-	if strings.Count(s, "Hospital A") != 2 || strings.Contains(s, "Hospital B") || strings.Contains(s, "seed-") || !strings.Contains(s, "crl ") || strings.Contains(s, "crl cn=certcenter Demo Root CA,o=certcenter,c=CN 0") {
-		t.Errorf("python-ldap as his-a:\n%s", s)
+	for _, sys := range []struct{ id, mine, other string }{{"his-a", "Hospital A", "Hospital B"}, {"his-b2", "Hospital B", "Hospital A"}} {
+		out, err := exec.Command(python3, "-c", script, "ldap://"+f.ldap, accountDN(sys.id), sys.id, suffix).CombinedOutput()
+		if err != nil {
+			t.Fatalf("python-ldap: %v %s", err, out)
+		}
+		s := string(out)
+		if strings.Count(s, sys.mine) != 2 || strings.Contains(s, sys.other) || strings.Contains(s, "seed-") || !strings.Contains(s, "crl ") || strings.Contains(s, "crl cn=certcenter Demo Root CA,o=certcenter,c=CN 0") {
+			t.Errorf("python-ldap as %s:\n%s", sys.id, s)
+		}
+		// ldapsearch as the other system
+		o := map[string]string{"his-a": "his-b2", "his-b2": "his-a"}[sys.id]
+		ls, code := f.ldapsearch(t, "-H", "ldaps://"+f.ldaps, "-D", accountDN(o), "-w", o, "-b", suffix, "(|(objectClass=pkiUser)(objectClass=pkiCA))", "cn", "certificateRevocationList;binary")
+		if got := dns(ls); code != 0 || len(got) != 3 || strings.Count(ls, "o="+sys.other) != 2 || strings.Contains(ls, "o="+sys.mine) || !strings.Contains(ls, "certificateRevocationList;binary::") {
+			t.Errorf("ldapsearch as %s: exit %d, %v:\n%s", o, code, got, ls)
+		}
 	}
 }
 
@@ -348,5 +364,68 @@ func TestFailedBindsSlowed(t *testing.T) {
 		if got := counter(t, want.c); got != want.n {
 			t.Errorf("%s: %v, want %v", want.name, got, want.n)
 		}
+	}
+}
+
+// productionProfile is the ldap section the commented production profile
+// of certcenter.example.yaml makes, applied to the defaults.
+func productionProfile(t *testing.T) config.LDAP {
+	t.Helper()
+	b, err := os.ReadFile("../certcenter.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(b), "# Production profile")
+	if !ok {
+		t.Fatal("certcenter.example.yaml has no production profile")
+	}
+	y := "ldap:\n"
+	// the "#   key: value" lines that follow the heading's sentence
+	for _, l := range strings.Split(block, "\n") {
+		kv, ok := strings.CutPrefix(strings.TrimSpace(l), "#   ")
+		if ok {
+			y += "  " + kv + "\n"
+		} else if y != "ldap:\n" {
+			break
+		}
+	}
+	c, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatalf("the production profile %q: %v", y, err)
+	}
+	if c.LDAP.AnonymousPeople != config.AnonymousPeopleNone {
+		t.Fatalf("the production profile %q leaves anonymous_people %q", y, c.LDAP.AnonymousPeople)
+	}
+	return c.LDAP
+}
+
+// TestProductionProfile: with the production profile of
+// certcenter.example.yaml, anonymous clients (ldapsearch -x, go-ldap) see
+// the CA entry and its CRL and no person; an approved account over TLS
+// sees its organisation's people, and a password bind in clear is refused.
+func TestProductionProfile(t *testing.T) {
+	prod := productionProfile(t)
+	f := newAccessEnv(t, func(l *config.LDAP) {
+		l.AnonymousPeople, l.AllowCleartextBind = prod.AnonymousPeople, prod.AllowCleartextBind
+		l.HiddenAttributes, l.PublicAttributes = prod.HiddenAttributes, prod.PublicAttributes
+	})
+	anon := f.dial(t)
+	if got := people(t, anon); len(got) != 0 {
+		t.Errorf("anonymous sees people: %v", got)
+	}
+	f.seesCRL(t, anon)
+	out, code := f.ldapsearch(t, "-H", "ldap://"+f.ldap, "-b", suffix, "(|(objectClass=inetOrgPerson)(objectClass=pkiCA))", "cn")
+	if got := dns(out); code != 0 || len(got) != 1 || !strings.Contains(out, "cn: certcenter Demo Root CA") {
+		t.Errorf("anonymous ldapsearch: exit %d, %v: %s", code, got, out)
+	}
+	if err := f.dial(t).Bind(accountDN("his-a"), "his-a"); !ldap.IsErrorWithCode(err, ldap.LDAPResultConfidentialityRequired) {
+		t.Errorf("password bind in clear: %v, want confidentialityRequired", err)
+	}
+	c := f.dialCert(t, nil, true)
+	if err := c.Bind(accountDN("his-a"), "his-a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := people(t, c); len(got) != 2 {
+		t.Errorf("his-a over StartTLS sees %v", got)
 	}
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"testing"
+	"time"
 
 	"github.com/certcenter/certcenter/config"
 )
@@ -61,13 +62,13 @@ func BenchmarkAccessView(b *testing.B) {
 	}
 	d := &Directory{rules: rules}
 	e := benchEntry()
-	e.subscriber, e.org = "seed-0000001", "certcenter"
+	e.subscriber, e.org = "seed-0000001", "org-0001" // a person's org is its organisation's ID
 	for _, tc := range []struct {
 		name string
 		g    *grant
 	}{
 		{"anonymous", &grant{level: accessAnonymous}},
-		{"account-in-scope", &grant{level: accessScoped, orgs: map[string]bool{"certcenter": true}}},
+		{"account-in-scope", &grant{level: accessScoped, orgs: map[string]bool{"org-0001": true}}},
 		{"account-out-of-scope", &grant{level: accessScoped, orgs: map[string]bool{"other": true}}},
 		{"service", &grant{level: accessService}},
 	} {
@@ -76,6 +77,32 @@ func BenchmarkAccessView(b *testing.B) {
 			for b.Loop() {
 				if d.view(tc.g, e) == nil {
 					b.Fatal("invisible")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkConnAccess is what a connection pays per operation to know its
+// grant: anonymous, a service account, and a directory account, whose
+// grant is checked against the account generation and its expiry.
+func BenchmarkConnAccess(b *testing.B) {
+	d := &Directory{now: time.Now}
+	d.anonymous = &grant{level: accessAnonymous}
+	for _, tc := range []struct {
+		name string
+		g    *grant
+	}{
+		{"anonymous", nil},
+		{"service", &grant{level: accessService}},
+		{"directory-account", &grant{level: accessScoped, dirAccount: "his", expires: time.Now().Add(time.Hour)}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := &conn{d: d, grant: tc.g}
+			b.ReportAllocs()
+			for b.Loop() {
+				if c.access() == nil {
+					b.Fatal("no grant")
 				}
 			}
 		})

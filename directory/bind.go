@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -99,39 +100,43 @@ func (d *Directory) unknownHash() []byte {
 }
 
 // directoryAccount finds the directory account (store.DirAccount) with
-// normalized bind DN n, and the grant it has now: its approved
-// organisations, resolved to the names their entries carry. usable is
-// false for an expired or revoked one. Accounts are few (one per system),
-// so a scan costs less than the bcrypt that follows.
+// normalized bind DN n through the account index (accounts.go), and the
+// grant it has now: its approved organisations. usable is false for an
+// expired or revoked one; of several with the DN, a usable one wins.
 func (d *Directory) directoryAccount(ctx context.Context, n string) (a account, found, usable bool, err error) {
+	gen := d.acctIdx.gen.Load() // before the reads: a change after them moves it
+	ids, err := d.acctIdx.lookup(ctx, d.st, n, "")
+	if err != nil || len(ids) == 0 {
+		return a, false, false, err
+	}
 	now := d.now()
 	err = d.st.View(ctx, func(tx *store.Tx) error {
 		var rec *store.DirAccount
-		if err := tx.EachDirAccount(func(r *store.DirAccount) error {
+		for _, id := range ids {
+			r, err := tx.DirAccount(id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
 			if dn, ok := normDN(r.DN); ok && dn == n && (rec == nil || !rec.Usable(now) && r.Usable(now)) {
 				rec = r
 			}
+		}
+		if rec == nil {
 			return nil
-		}); err != nil || rec == nil {
+		}
+		g, err := d.accountGrant(tx, rec, gen, time.Time{})
+		if err != nil {
 			return err
 		}
-		g := &grant{level: accessScoped, orgs: map[string]bool{}, allAttrs: rec.AllAttributes,
-			sizeLimit: rec.SizeLimit, timeLimit: time.Duration(rec.TimeLimitSeconds) * time.Second, account: rec.ID}
-		for _, id := range rec.Orgs {
-			o, err := tx.Org(id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue // an organisation that is gone approves nothing
-			}
-			if err != nil {
-				return err
-			}
-			g.orgs[normalize(o.Name)] = true
+		a = account{dn: rec.DN, norm: n, hash: []byte(rec.PasswordHash), grant: g}
+		// an account without a password (EXTERNAL only) is checked
+		// against the unknown name's hash: it fails, at the same cost
+		found, usable = true, rec.Usable(now) && rec.PasswordHash != ""
+		if rec.PasswordHash == "" {
+			a.hash = d.unknownHash()
 		}
-		if len(g.orgs) == 0 {
-			g.level = accessAnonymous // an account without an approved scope reads what anyone does
-		}
-		a = account{dn: rec.DN, norm: n, hash: []byte(rec.PasswordHash), grant: d.counted(g)}
-		found, usable = true, rec.Usable(now)
 		return nil
 	})
 	return a, found, usable, err
@@ -186,7 +191,15 @@ func (c *conn) bind(m *message, start time.Time) error {
 	case req.version != 3:
 		r = result{code: resultProtocolError, diag: "only LDAPv3 is supported"}
 	case auth.tag == 0xa3:
-		r = result{code: resultAuthMethodNotSupported, diag: "SASL is not supported: use a simple bind over TLS"}
+		sasl, err := parseSASL(auth.body)
+		if err != nil {
+			return err
+		}
+		if sasl.mechanism != mechExternal {
+			r = result{code: resultAuthMethodNotSupported, diag: "SASL mechanism " + sasl.mechanism + " is not supported: use EXTERNAL with a client certificate, or a simple bind over TLS"}
+			break
+		}
+		r = c.bindExternal(sasl.creds)
 	case auth.tag != 0x80:
 		r = result{code: resultAuthMethodNotSupported, diag: "unknown authentication choice"}
 	case name == "" && len(password) == 0:
@@ -232,14 +245,58 @@ func (c *conn) bind(m *message, start time.Time) error {
 	return nil
 }
 
+// bindExternal answers a SASL EXTERNAL bind (external.go) on the reader
+// goroutine: it costs a few store reads, no bcrypt.
+func (c *conn) bindExternal(authzID []byte) result {
+	if !c.isTLS.Load() {
+		return result{code: resultInappropriateAuth, diag: "SASL EXTERNAL needs TLS with a client certificate: use ldaps:// or StartTLS"}
+	}
+	src := sourceOf(c.nc.RemoteAddr())
+	if wait := c.d.limiter.wait(src); wait > 0 {
+		c.d.metrics.binds.WithLabelValues("unknown", "throttled").Inc()
+		return result{code: resultBusy, diag: fmt.Sprintf("too many failed binds from %s: retry in %ds", src, int(wait.Seconds())+1)}
+	}
+	a, r := c.d.externalBind(c.ctx, c.peerCerts, authzID)
+	label := "unknown"
+	if a.grant != nil {
+		label = a.grant.account
+	}
+	switch r.code {
+	case resultSuccess:
+		c.setAccount(&a)
+		c.d.metrics.binds.WithLabelValues(label, "success").Inc()
+	case resultInvalidCredentials:
+		c.d.limiter.failed(src)
+		c.d.metrics.binds.WithLabelValues(label, "invalid").Inc()
+	default:
+		c.d.metrics.binds.WithLabelValues(label, "error").Inc()
+	}
+	return r
+}
+
 // setAccount records the bound account; nil is anonymous.
 func (c *conn) setAccount(a *account) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.setGrantLocked(nil)
 	c.bound = a != nil
-	c.boundDN, c.boundID, c.grant = "", "", nil
+	c.boundDN, c.boundID = "", ""
 	if a != nil {
-		c.boundDN, c.boundID, c.grant = a.dn, a.norm, a.grant
+		c.boundDN, c.boundID = a.dn, a.norm
+		c.setGrantLocked(a.grant)
+	}
+}
+
+// setGrantLocked replaces the connection's grant, keeping the count of
+// connections bound with each client certificate (accounts.go); callers
+// hold c.mu.
+func (c *conn) setGrantLocked(g *grant) {
+	if old := c.grant; old != nil && old.cert != nil {
+		c.d.acctIdx.releaseCert(hex.EncodeToString(old.cert.SerialNumber.Bytes()))
+	}
+	c.grant = g
+	if g != nil && g.cert != nil {
+		c.d.acctIdx.holdCert(hex.EncodeToString(g.cert.SerialNumber.Bytes()))
 	}
 }
 

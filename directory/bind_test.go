@@ -90,7 +90,8 @@ func TestBind(t *testing.T) {
 			_, err := c.SimpleBind(&ldap.SimpleBindRequest{Username: svcDN, AllowEmptyPassword: true})
 			return err
 		}, ldap.LDAPResultUnwillingToPerform, ""},
-		{"fail/SASL EXTERNAL", func(c *ldap.Conn) error { return c.ExternalBind() }, ldap.LDAPResultAuthMethodNotSupported, ""},
+		{"fail/SASL EXTERNAL without a client certificate", func(c *ldap.Conn) error { return c.ExternalBind() }, ldap.LDAPResultInappropriateAuthentication, ""},
+		{"fail/SASL DIGEST-MD5", func(c *ldap.Conn) error { return c.MD5Bind("127.0.0.1", "u", "p") }, ldap.LDAPResultAuthMethodNotSupported, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

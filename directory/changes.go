@@ -75,8 +75,11 @@ func (d *Directory) onChange(changes []store.Change) {
 			subs = append(subs, c.Key)
 		case store.KindCert:
 			serials = append(serials, c.Key)
+			d.acctIdx.certChanged(c.Key) // a client certificate bound with (accounts.go)
 		case store.KindCA:
 			rebuild = true
+		case store.KindDirAccount:
+			d.acctIdx.changed(c.Key) // accounts.go
 		case store.KindBlob:
 			if strings.HasPrefix(c.Key, crlNamespace+"/") {
 				rebuild = true

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -75,6 +76,11 @@ type Directory struct {
 	limiter *bindLimiter
 	// bindSem bounds the bcrypt comparisons running at once to the cores.
 	bindSem chan struct{}
+	// acctIdx finds directory accounts at bind (accounts.go); clientRoots
+	// are the extra roots of ldap.client_ca_file for SASL EXTERNAL
+	// (external.go).
+	acctIdx     accountIndex
+	clientRoots []*x509.Certificate
 	// rules are the access rules and anonymous the grant of clients that
 	// have not bound (access.go).
 	rules     *accessRules
@@ -167,6 +173,9 @@ func New(opts Options) (*Directory, error) {
 	for n, a := range d.accounts {
 		d.counted(a.grant)
 		d.accounts[n] = a
+	}
+	if d.clientRoots, err = loadClientRoots(opts.Config.ClientCAFile); err != nil {
+		return nil, err
 	}
 	d.limiter = newBindLimiter(opts.Config.BindFailuresBurst, opts.Config.BindFailureRefill.D(), opts.Now)
 	d.hidden = map[*attrType]bool{}
@@ -374,14 +383,17 @@ func (s *staticDIT) containerDN(org, unit string) string {
 func (d *Directory) rootDSE(suffixes []string) *Entry {
 	controls := []string{oidPagedResults, oidManageDsaIT}
 	var ext []string
+	var sasl []string
 	if d.opts.TLS != nil {
 		ext = append(ext, oidStartTLS)
+		sasl = append(sasl, "EXTERNAL") // with a client certificate (external.go)
 	}
 	oper := []attrSpec{
 		{name: "namingContexts", values: suffixes},
 		{name: "supportedLDAPVersion", values: []string{"3"}},
 		{name: "supportedControl", values: controls},
 		{name: "supportedExtension", values: ext},
+		{name: "supportedSASLMechanisms", values: sasl},
 		// all operational attributes (+), attribute lists by object class
 		// (RFC 4529) are not; absolute true/false filters are.
 		{name: "supportedFeatures", values: []string{"1.3.6.1.4.1.4203.1.5.1", "1.3.6.1.4.1.4203.1.5.3"}},
@@ -509,9 +521,17 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	var certs, serials []string
 	var infos []*certInfo
 	var expires time.Time
+	org := "" // the ID of the organisation its certificates were issued to (access.go)
 	cfg := d.opts.Config
 	if err := tx.CertsBySubscriber(s.ID, func(c *store.Cert) error {
 		serials = append(serials, hex.EncodeToString(c.Serial))
+		if org == "" {
+			if o, err := tx.CertOrg(c.Serial); err == nil {
+				org = o
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
 		if c.Status == store.StatusRevoked && !cfg.IncludeRevoked {
 			return nil
 		}
@@ -557,6 +577,6 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	e.expires = expires
 	e.subscriber = s.ID
 	e.serials = serials
-	e.org = normalize(s.Organization)
+	e.org = org
 	return e, nil
 }

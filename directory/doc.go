@@ -61,7 +61,9 @@
 // requests per connection, TLS, and the hot path — search (search.go: plan,
 // then execute) and compare answered from pre-encoded entries with one
 // write per response. bind.go answers simple binds against ldap.accounts and directory accounts
-// (bcrypt, bounded to the cores, off the reader), WhoAmI, and refuses the
+// (bcrypt, bounded to the cores, off the reader; accounts found through
+// the index of accounts.go), SASL EXTERNAL with the client certificate of
+// the TLS handshake (external.go), WhoAmI, and refuses the
 // writes (unwillingToPerform: the RA publishes the directory); an unknown
 // extended operation gets protocolError. docs/ldap-stack.md says why there
 // is no second LDAP server (gldap) behind the front end.
@@ -71,8 +73,10 @@
 // access.go decides, per entry, what the bound identity sees (SPEC Art.
 // 14): the CA entries and their CRLs are public; people follow
 // ldap.anonymous_people for anonymous clients, their approved
-// organisations for directory accounts (store.DirAccount, bound like the
-// service accounts; expired or revoked ones get invalidCredentials),
+// organisations (by ID) for directory accounts (store.DirAccount, bound
+// with a password or a client certificate; expired or revoked ones get
+// invalidCredentials, and a connection bound as one loses it at its next
+// operation),
 // everything for service accounts; attributes outside
 // ldap.public_attributes only for service accounts and accounts allowed
 // all attributes. An entry out of access is answered as absent

@@ -29,8 +29,9 @@ type Entry struct {
 	// serials are the hex serials of all the subscriber's certificates,
 	// published or not: a change to any of them drops the cached entry.
 	serials []string
-	// org is the normalized organisation of a subscriber or container
-	// entry, which access rules decide on (access.go); "" for the others.
+	// org is what access rules decide on (access.go): the organisation
+	// ID of a subscriber entry ("" when none), the normalized name of a
+	// container entry; "" for the others.
 	org string
 	// views are the restricted copies access rules return, made on first use.
 	views [numViews]atomic.Pointer[Entry]

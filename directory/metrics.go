@@ -9,8 +9,8 @@ type metrics struct {
 	latency *prometheus.HistogramVec
 	conns   *prometheus.GaugeVec
 	closed  *prometheus.CounterVec
-	// binds counts password binds by account and result (success,
-	// invalid, throttled); searches counts searches by account. The
+	// binds counts password and EXTERNAL binds by account and result
+	// (success, invalid, throttled, error, withdrawn); searches counts searches by account. The
 	// account is a configured or stored one, "anonymous", or "unknown"
 	// for a name that is neither, so clients cannot grow the label set.
 	binds    *prometheus.CounterVec
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		binds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certcenter_ldap_binds_total",
-			Help: "LDAP password binds by account and result (success, invalid, throttled, error).",
+			Help: "LDAP binds (password and SASL EXTERNAL) by account and result (success, invalid, throttled, error; withdrawn: a bound directory account revoked or expired, seen at its next operation).",
 		}, []string{"account", "result"}),
 		searches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certcenter_ldap_searches_total",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ type Listener struct {
 	name        string
 	ln          net.Listener
 	implicitTLS bool
+	// tls is opts.TLS requesting a client certificate (serverTLS).
+	tls *tls.Config
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -43,7 +46,7 @@ func (d *Directory) Listen(name, addr string, implicitTLS bool) (*Listener, erro
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	l := &Listener{d: d, name: name, ln: ln, implicitTLS: implicitTLS, conns: map[*conn]struct{}{}, done: make(chan struct{})}
+	l := &Listener{d: d, name: name, ln: ln, implicitTLS: implicitTLS, tls: serverTLS(d.opts.TLS), conns: map[*conn]struct{}{}, done: make(chan struct{})}
 	d.metrics.conns.WithLabelValues(name).Set(0)
 	go l.accept()
 	return l, nil
@@ -153,6 +156,9 @@ type conn struct {
 	// request after a bind runs with the bind's outcome (RFC 4511 4.2.1).
 	// Only the reader goroutine touches it.
 	binding chan struct{}
+	// peerCerts is the chain the client sent in the TLS handshake, for
+	// SASL EXTERNAL; set and read by the reader goroutine.
+	peerCerts []*x509.Certificate
 
 	mu      sync.Mutex
 	bound   bool   // bound as a service account
@@ -183,18 +189,53 @@ func (c *conn) mayRead(anonymousRead bool) bool {
 	if anonymousRead {
 		return true
 	}
+	c.access() // a directory account revoked since its bind is bound no more
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bound
 }
 
+// access is what the connection may read now. A directory account's
+// grant is checked first (Directory.current: an atomic load and a time
+// comparison); when an account changed since it was made, or it expired,
+// it is made again from the store, and an account that is revoked,
+// expired or gone leaves the connection anonymous from this operation on.
 func (c *conn) access() *grant {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.grant == nil {
+	g := c.grant
+	c.mu.Unlock()
+	if g == nil {
 		return c.d.anonymous
 	}
-	return c.grant
+	if g.dirAccount == "" || c.d.current(g) {
+		return g
+	}
+	ng, err := c.d.refreshGrant(c.ctx, g)
+	if err != nil {
+		// the store could not say: keep the grant for this operation
+		// only if it has not expired, and ask again at the next one
+		c.d.log.Error("ldap: re-reading a bound directory account", "account", g.dirAccount, "err", err)
+		if c.d.now().Before(g.expires) {
+			return g
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.grant != g { // a bind meanwhile decides
+		if c.grant == nil {
+			return c.d.anonymous
+		}
+		return c.grant
+	}
+	if ng == nil {
+		c.d.log.Info("ldap: bound directory account revoked or expired: the connection is anonymous now", "account", g.dirAccount)
+		c.d.metrics.binds.WithLabelValues(g.account, "withdrawn").Inc()
+		c.bound, c.boundDN, c.boundID = false, "", ""
+		c.setGrantLocked(nil)
+		return c.d.anonymous
+	}
+	c.setGrantLocked(ng)
+	return ng
 }
 
 func (c *conn) identity() string {
@@ -210,6 +251,7 @@ func (c *conn) serve() {
 	defer func() {
 		c.cancel()
 		c.inflight.Wait()
+		c.setAccount(nil) // releases a client certificate it was bound with
 		c.wmu.Lock()
 		c.nc.Close()
 		c.wmu.Unlock()
@@ -590,7 +632,13 @@ func (c *conn) finishSearch(w *respWriter, out searchOutcome, start time.Time) {
 	}
 	_ = c.writeMsgs(w.buf, w.ends)
 	c.observe("search", out.code, start)
-	if g := c.access(); g.searches != nil {
+	c.mu.Lock()
+	g := c.grant // as the search found it: access() checked it when it began
+	c.mu.Unlock()
+	if g == nil {
+		g = c.d.anonymous
+	}
+	if g.searches != nil {
 		g.searches.Inc()
 	}
 }
@@ -696,7 +744,7 @@ func (c *conn) startTLS() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	held := &heldConn{Conn: c.nc}
-	tc := tls.Server(held, c.d.opts.TLS)
+	tc := tls.Server(held, c.l.tls)
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	if c.closing.Load() { // shutdown's deadline may just have been replaced
 		return false
@@ -709,6 +757,7 @@ func (c *conn) startTLS() bool {
 		return false
 	}
 	_ = tc.SetDeadline(time.Time{})
+	c.peerCerts = tc.ConnectionState().PeerCertificates
 	c.nc = tc
 	c.held = held
 	c.isTLS.Store(true)

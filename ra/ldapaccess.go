@@ -2,6 +2,8 @@ package ra
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,7 +31,12 @@ type LDAPAccessRequest struct {
 	Account string `json:"account"`
 	DN      string `json:"dn"`
 	// Password is chosen by the requester and kept only as a bcrypt hash.
-	Password      string `json:"password"`
+	// It may be left out when ClientCert is given: the system then binds
+	// only with its certificate (SASL EXTERNAL over TLS).
+	Password string `json:"password,omitempty"`
+	// ClientCert is the PEM certificate the system binds with; its public
+	// key is what the account keeps (store.ClientCertKey).
+	ClientCert    string `json:"client_cert,omitempty"`
 	ValidDays     int    `json:"valid_days"`
 	AllAttributes bool   `json:"all_attributes,omitempty"`
 }
@@ -49,7 +56,9 @@ func (r *RA) SubmitLDAPAccess(ctx context.Context, c *caller, in LDAPAccessReque
 		return nil, httpapi.Forbidden("you are a certificate administrator of %s, not of %s", c.Admin.OrgID, in.Org)
 	case !ldapAccountID.MatchString(in.Account):
 		return nil, httpapi.BadRequest("account %q: 1-64 of a-z 0-9 . _ -, starting with a letter or digit", in.Account)
-	case len(in.Password) < 16 || len(in.Password) > 72:
+	case in.Password == "" && in.ClientCert == "":
+		return nil, httpapi.BadRequest("give a password (16 to 72 characters), a client_cert (PEM), or both")
+	case in.Password != "" && (len(in.Password) < 16 || len(in.Password) > 72):
 		return nil, httpapi.BadRequest("password must have 16 to 72 characters")
 	case in.ValidDays < 1 || in.ValidDays > maxLDAPAccessDays:
 		return nil, httpapi.BadRequest("valid_days must be between 1 and %d", maxLDAPAccessDays)
@@ -57,13 +66,28 @@ func (r *RA) SubmitLDAPAccess(ctx context.Context, c *caller, in LDAPAccessReque
 	if _, err := ldap.ParseDN(in.DN); err != nil || !strings.Contains(in.DN, "=") {
 		return nil, httpapi.BadRequest("dn %q is not a DN like cn=his,o=hospital", in.DN)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(in.Password), bcrypt.DefaultCost)
-	if err != nil {
-		return nil, err
+	var certKey, certSubject string
+	if in.ClientCert != "" {
+		blk, _ := pem.Decode([]byte(in.ClientCert))
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return nil, httpapi.BadRequest("client_cert must be a PEM certificate")
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, httpapi.BadRequest("client_cert: %v", err)
+		}
+		certKey, certSubject = store.ClientCertKey(cert.RawSubjectPublicKeyInfo), cert.Subject.String()
+	}
+	var hash []byte
+	if in.Password != "" {
+		var err error
+		if hash, err = bcrypt.GenerateFromPassword([]byte(in.Password), bcrypt.DefaultCost); err != nil {
+			return nil, err
+		}
 	}
 	now := r.now()
 	var rq *store.RARequest
-	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
+	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
 		org, err := tx.Org(in.Org)
 		if errors.Is(err, store.ErrNotFound) {
 			return httpapi.BadRequest("organisation %q does not exist", in.Org)
@@ -82,7 +106,8 @@ func (r *RA) SubmitLDAPAccess(ctx context.Context, c *caller, in LDAPAccessReque
 		rq = &store.RARequest{
 			ID: fmt.Sprintf("req-%06d", n), Kind: KindLDAPAccess, OrgID: org.ID, Subject: in.DN,
 			SubmittedBy: c.ID(), ReceivedAt: now.UTC(), Open: true, DuplicateKey: "ldap_access\x00" + in.Account,
-			LDAPAccess: &store.RALDAPAccess{AccountID: in.Account, DN: in.DN, PasswordHash: string(hash), ValidDays: in.ValidDays, AllAttributes: in.AllAttributes},
+			LDAPAccess: &store.RALDAPAccess{AccountID: in.Account, DN: in.DN, PasswordHash: string(hash), ValidDays: in.ValidDays, AllAttributes: in.AllAttributes,
+				ClientCertKey: certKey, ClientCertSubject: certSubject},
 		}
 		rq.Steps = stepsFor(r.cfg, KindLDAPAccess, org)
 		if err := r.move(rq, rq.Steps[0].Name, c.ID(), "submit", "received"); err != nil {
@@ -95,7 +120,7 @@ func (r *RA) SubmitLDAPAccess(ctx context.Context, c *caller, in LDAPAccessReque
 			return err
 		}
 		return log(audit.Record{Actor: c.ID(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
-			"kind": rq.Kind, "org": org.ID, "account": in.Account, "dn": in.DN, "due_at": dueString(rq.DueAt)}})
+			"kind": rq.Kind, "org": org.ID, "account": in.Account, "dn": in.DN, "due_at": dueString(rq.DueAt), "client_cert_key": certKey}})
 	})
 	if err != nil {
 		return nil, err
@@ -132,7 +157,8 @@ func (r *RA) grantAccess(ctx context.Context, rq *store.RARequest) (*store.RAReq
 		}
 		now := r.now().UTC()
 		acct := &store.DirAccount{ID: la.AccountID, DN: la.DN, PasswordHash: la.PasswordHash, Orgs: []string{rq.OrgID},
-			AllAttributes: la.AllAttributes, ExpiresAt: now.AddDate(0, 0, la.ValidDays), ApprovedBy: approver, Request: rq.ID, CreatedAt: now}
+			AllAttributes: la.AllAttributes, ExpiresAt: now.AddDate(0, 0, la.ValidDays), ApprovedBy: approver, Request: rq.ID, CreatedAt: now,
+			ClientCertKey: la.ClientCertKey, ClientCertSubject: la.ClientCertSubject}
 		if err := tx.InsertDirAccount(acct); err != nil && !errors.Is(err, store.ErrExists) {
 			return err
 		}
@@ -143,7 +169,7 @@ func (r *RA) grantAccess(ctx context.Context, rq *store.RARequest) (*store.RAReq
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "ldap_account.create", Object: "ldap-account/" + la.AccountID, Details: map[string]string{
-			"request": rq.ID, "dn": la.DN, "orgs": rq.OrgID, "approved_by": approver}})
+			"request": rq.ID, "dn": la.DN, "orgs": rq.OrgID, "approved_by": approver, "client_cert_key": la.ClientCertKey}})
 	})
 	if err != nil {
 		return r.attemptFailed(ctx, rq, fmt.Errorf("granting directory access for request %s: %w", rq.ID, err))

@@ -1,6 +1,8 @@
 package ra_test
 
 import (
+	"crypto/tls"
+	"os"
 	"strings"
 	"testing"
 
@@ -84,6 +86,62 @@ func TestLDAPAccessFlow(t *testing.T) {
 	}
 	raw := w.must(w.admin, 200, "GET", "/api/v1/ldap/accounts", nil, nil)
 	if !strings.Contains(raw, `"approved_by":"admin:padm"`) || !strings.Contains(raw, `"request":"`+id+`"`) {
+		t.Errorf("accounts: %s", raw)
+	}
+}
+
+// TestLDAPAccessWithClientCert: a request may carry the system's client
+// certificate instead of a password; once approved, the system binds with
+// SASL EXTERNAL over StartTLS, and a password bind of the account fails.
+func TestLDAPAccessWithClientCert(t *testing.T) {
+	w := newWorld(t, func(c *config.Config) {
+		c.LDAP.Addr = "127.0.0.1:0"
+		c.LDAP.AnonymousPeople = config.AnonymousPeopleNone
+	})
+	w.must(w.admin, 201, "POST", "/api/v1/ra/orgs", map[string]any{"id": "clinic", "name": "Clinic"}, nil)
+	cadm := w.enrol("/api/v1/ra/orgs/clinic/admins", "cadm", "", "")
+	officer := w.enrol("/api/v1/ra/staff", "officer", "ra_officer", "")
+	// the system's certificate: any certificate of this CA allowing
+	// clientAuth; here one of the organisation's credentials
+	sys := w.enrol("/api/v1/ra/orgs/clinic/admins", "his-sys", "", "")
+	certPEM, err := os.ReadFile(sys.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.must(cadm.http, 400, "POST", "/api/v1/ra/ldap-access", map[string]any{"org": "clinic", "account": "his", "dn": "cn=his,ou=systems,o=certcenter", "valid_days": 30}, nil)
+	w.must(cadm.http, 400, "POST", "/api/v1/ra/ldap-access", map[string]any{"org": "clinic", "account": "his", "dn": "cn=his,ou=systems,o=certcenter", "valid_days": 30, "client_cert": "junk"}, nil)
+	var got map[string]any
+	w.must(cadm.http, 201, "POST", "/api/v1/ra/ldap-access", map[string]any{"org": "clinic", "account": "his", "dn": "cn=his,ou=systems,o=certcenter", "valid_days": 30, "client_cert": string(certPEM)}, &got)
+	id, _ := got["id"].(string)
+	w.must(officer.http, 200, "POST", "/api/v1/requests/"+id+"/approve", nil, &got)
+	if got["state"] != "granted" {
+		t.Fatalf("after approval: %v", got)
+	}
+	pair, err := tls.LoadX509KeyPair(sys.certFile, sys.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ldap.DialURL("ldap://" + w.srv.Addr("ldap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// the test trusts the server by its address only; what is checked
+	// here is the client's certificate
+	if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{pair}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ExternalBind(); err != nil {
+		t.Fatalf("EXTERNAL bind with the approved certificate: %v", err)
+	}
+	if who, err := c.WhoAmI(nil); err != nil || who.AuthzID != "dn:cn=his,ou=systems,o=certcenter" {
+		t.Errorf("whoami: %v %v", who, err)
+	}
+	if err := c.Bind("cn=his,ou=systems,o=certcenter", "a long enough password"); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		t.Errorf("password bind of a certificate-only account: %v", err)
+	}
+	raw := w.must(w.admin, 200, "GET", "/api/v1/ldap/accounts", nil, nil)
+	if !strings.Contains(raw, `"auth":["client_cert"]`) {
 		t.Errorf("accounts: %s", raw)
 	}
 }

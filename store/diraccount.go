@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -15,14 +17,25 @@ const KindDirAccount Kind = "ldap-account"
 
 // DirAccount is a directory account of a health information system (SPEC
 // Art. 14): it binds with a password and reads the people of the
-// organisations its managing organisation approved. The service accounts of
-// ldap.accounts are configuration, not records.
+// organisations its managing organisation approved. It authenticates with
+// a password (simple bind), a client certificate (SASL EXTERNAL over TLS),
+// or either. The service accounts of ldap.accounts are configuration, not
+// records.
 type DirAccount struct {
 	ID string `json:"id"`
 	// DN is the bind DN as given; the directory compares it normalized.
 	DN string `json:"dn"`
-	// PasswordHash is a bcrypt hash.
+	// PasswordHash is a bcrypt hash; empty for an account that binds only
+	// with its client certificate.
 	PasswordHash string `json:"password_hash"`
+	// ClientCertKey is ClientCertKey of the client certificate's public
+	// key (SubjectPublicKeyInfo) that binds with SASL EXTERNAL; empty for
+	// none. The key, not the certificate: a certificate renewed on the
+	// same key keeps binding, and revocation and expiry are checked on
+	// the certificate presented. ClientCertSubject is for people reading
+	// the record.
+	ClientCertKey     string `json:"client_cert_key,omitempty"`
+	ClientCertSubject string `json:"client_cert_subject,omitempty"`
 	// Orgs are the IDs of the RA organisations whose entries it reads.
 	Orgs []string `json:"orgs"`
 	// AllAttributes returns every published attribute, not only
@@ -54,6 +67,17 @@ type RALDAPAccess struct {
 	PasswordHash  string `json:"password_hash"`
 	ValidDays     int    `json:"valid_days"`
 	AllAttributes bool   `json:"all_attributes,omitempty"`
+	// ClientCertKey and ClientCertSubject as in DirAccount.
+	ClientCertKey     string `json:"client_cert_key,omitempty"`
+	ClientCertSubject string `json:"client_cert_subject,omitempty"`
+}
+
+// ClientCertKey is how a directory account names its client certificate:
+// the hex SHA-256 of the certificate's SubjectPublicKeyInfo (the pin of
+// RFC 7469, in hex).
+func ClientCertKey(rawSPKI []byte) string {
+	h := sha256.Sum256(rawSPKI)
+	return hex.EncodeToString(h[:])
 }
 
 // Usable says whether the account may bind at now.

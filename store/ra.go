@@ -190,6 +190,22 @@ func (tx *Tx) Org(id string) (*Org, error) {
 	return &o, tx.readRA(pOrg, id, &o, "organisation")
 }
 
+// PutOrg overwrites an existing organisation (a rename); ErrNotFound if
+// there is none. Records that name it hold its ID, which does not change.
+func (tx *Tx) PutOrg(o *Org) error {
+	if _, err := tx.Org(o.ID); err != nil {
+		return err
+	}
+	b, err := encode(o)
+	if err != nil {
+		return fmt.Errorf("encoding organisation %s: %w", o.ID, err)
+	}
+	if err := tx.set(cat(pOrg, []byte(o.ID)), b); err != nil {
+		return fmt.Errorf("writing organisation %s: %w", o.ID, err)
+	}
+	return nil
+}
+
 // EachOrg streams every organisation in ID order.
 func (tx *Tx) EachOrg(fn func(*Org) error) error {
 	return tx.scan(pOrg, nil, true, func(k, v []byte) error {

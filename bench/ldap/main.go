@@ -45,7 +45,17 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "measured time per target and workload")
 	warm := flag.Duration("warmup", 3*time.Second, "unmeasured time before each measurement")
 	rounds := flag.Int("rounds", 1, "rounds, alternating which server goes first; the table shows each workload's round with the median ratio")
+	// -bind-dn adds the workloads base-bound and sub-eq-cn-bound: certcenter
+	// is read by a directory account approved for the seeded people's
+	// organisation (bound.go), so every entry passes its access rules;
+	// slapd is read anonymously as before. -config is certcenter's config
+	// (the bound workloads need ldap.allow_cleartext_bind: true).
+	bindDN := flag.String("bind-dn", "", "directory account to bind certcenter's connections with in the -bound workloads (made by the bench)")
+	bindPW := flag.String("bind-password", "bench account password", "its password")
+	cfgFile := flag.String("config", "", "certcenter config file for serve")
 	flag.Parse()
+	bind = [2]string{*bindDN, *bindPW}
+	serveConfig = *cfgFile
 	if err := run(*bin, *dir, *count, *conns, *rounds, *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "ldapbench:", err)
 		os.Exit(1)
@@ -65,8 +75,17 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		}
 		os.WriteFile(filepath.Join(data, "seeded"), nil, 0o600)
 	}
+	if bind[0] != "" {
+		log("recording the seeded certificates under %s and storing the account %s", benchOrg, bind[0])
+		if err := prepareBound(data, bind[0], bind[1]); err != nil {
+			return err
+		}
+	}
 	ccAddr, slapdAddr := freePort(), freePort()
 	cc := exec.Command(bin, "serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", "")
+	if serveConfig != "" {
+		cc.Args = append(cc.Args, "--config", serveConfig)
+	}
 	cc.Stdout, cc.Stderr = nil, nil
 	if err := cc.Start(); err != nil {
 		return err
@@ -89,6 +108,9 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 	defer sl.Stop()
 	type round struct{ r [2]stats }
 	workloads := []string{"base", "sub-eq-cn"}
+	if bind[0] != "" {
+		workloads = append(workloads, "base-bound", "sub-eq-cn-bound")
+	}
 	results := map[string][]round{}
 	for n := range max(rounds, 1) {
 		for _, w := range workloads {
@@ -103,12 +125,16 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 				name, addr := [...]string{"certcenter", "slapd"}[i], [...]string{ccAddr, slapdAddr}[i]
 				pid := [...]int{cc.Process.Pid, sl.Pid()}[i]
 				log("round %d: %s: %s warm-up %s", n+1, name, w, warm)
-				if _, err := load(addr, w, count, conns, warm); err != nil {
+				as := ""
+				if i == 0 && strings.HasSuffix(w, "-bound") {
+					as = bind[0]
+				}
+				if _, err := load(addr, w, as, count, conns, warm); err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
 				log("round %d: %s: %s measuring %s", n+1, name, w, dur)
 				cpu0 := cpuTime(pid)
-				s, err := load(addr, w, count, conns, dur)
+				s, err := load(addr, w, as, count, conns, dur)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
@@ -265,8 +291,16 @@ type stats struct {
 	p50, p99 time.Duration
 }
 
-// load runs the workload on conns connections for d and measures it.
-func load(addr, workload string, count, conns int, d time.Duration) (stats, error) {
+// bind is the -bind-dn and -bind-password of the -bound workloads, and
+// serveConfig certcenter's -config; set once by main.
+var (
+	bind        [2]string
+	serveConfig string
+)
+
+// load runs the workload on conns connections for d and measures it; each
+// connection first binds as bindDN (with bind's password) if it is set.
+func load(addr, workload, bindDN string, count, conns int, d time.Duration) (stats, error) {
 	var mu sync.Mutex
 	var all []time.Duration
 	var firstErr error
@@ -286,12 +320,20 @@ func load(addr, workload string, count, conns int, d time.Duration) (stats, erro
 				return
 			}
 			defer c.Close()
+			if bindDN != "" {
+				if err := c.Bind(bindDN, bind[1]); err != nil {
+					mu.Lock()
+					firstErr = fmt.Errorf("bind as %s: %w", bindDN, err)
+					mu.Unlock()
+					return
+				}
+			}
 			lat := make([]time.Duration, 0, 1<<16)
 			for ctx.Err() == nil {
 				n := rand.IntN(count)
 				cn := fmt.Sprintf("seed-%07d", n)
 				var req *ldap.SearchRequest
-				if workload == "base" {
+				if strings.HasPrefix(workload, "base") {
 					req = ldap.NewSearchRequest(fmt.Sprintf("cn=%s,ou=unit-%02d,%s", cn, n%16, suffix), ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, nil)
 				} else {
 					req = ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(cn="+cn+")", nil, nil)

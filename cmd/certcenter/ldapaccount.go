@@ -17,7 +17,7 @@ import (
 // systems (SPEC Art. 14) through the admin API.
 func ldapAccountCmd() *cobra.Command {
 	var c apiClient
-	cmd := &cobra.Command{Use: "ldap-account", Short: "Directory accounts of health information systems: list, add, revoke (CA operator credential)"}
+	cmd := &cobra.Command{Use: "ldap-account", Short: "Directory accounts of health information systems: list, add, set-cert, revoke (CA operator credential)"}
 	c.register(cmd)
 
 	list := &cobra.Command{
@@ -28,18 +28,18 @@ func ldapAccountCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATUS\tEXPIRES\tORGS\tDN\tAPPROVED BY")
+			fmt.Fprintln(tw, "ID\tSTATUS\tEXPIRES\tORGS\tDN\tAUTH\tAPPROVED BY")
 			for _, a := range out.Accounts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Status, a.ExpiresAt.Format(time.DateOnly), strings.Join(a.Orgs, ","), a.DN, a.ApprovedBy)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Status, a.ExpiresAt.Format(time.DateOnly), strings.Join(a.Orgs, ","), a.DN, strings.Join(a.Auth, "+"), a.ApprovedBy)
 			}
 			return tw.Flush()
 		},
 	}
 	var r admin.LDAPAccountRequest
-	var passwordEnv string
+	var passwordEnv, certFile string
 	add := &cobra.Command{
-		Use:   "add ID --dn DN --org ORG [--org ORG] --valid-days N",
-		Short: "Create a directory account; prints the generated password once",
+		Use:   "add ID --dn DN --org ORG [--org ORG] --valid-days N [--client-cert FILE]",
+		Short: "Create a directory account; prints the generated password once (none with --client-cert: it binds with SASL EXTERNAL)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r.ID = args[0]
@@ -48,6 +48,13 @@ func ldapAccountCmd() *cobra.Command {
 					return fmt.Errorf("--password-env: %s is empty", passwordEnv)
 				}
 			}
+			if certFile != "" {
+				b, err := os.ReadFile(certFile)
+				if err != nil {
+					return fmt.Errorf("--client-cert: %w", err)
+				}
+				r.ClientCert = string(b)
+			}
 			var v admin.LDAPAccountView
 			if err := c.do("POST", "/api/v1/ldap/accounts", r, &v); err != nil {
 				return err
@@ -55,6 +62,9 @@ func ldapAccountCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "directory account %s binds as %s until %s, reading %s\n", v.ID, v.DN, v.ExpiresAt.Format(time.RFC3339), strings.Join(v.Orgs, ", "))
 			if v.Password != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "password (shown once): %s\n", v.Password)
+			}
+			if v.ClientCertKey != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "binds with SASL EXTERNAL and the client certificate %s (key %s)\n", v.ClientCertSubject, v.ClientCertKey)
 			}
 			return nil
 		},
@@ -66,6 +76,8 @@ func ldapAccountCmd() *cobra.Command {
 	add.Flags().IntVar(&r.SizeLimit, "size-limit", 0, "most entries per search (0: the server's)")
 	add.Flags().IntVar(&r.TimeLimitSeconds, "time-limit", 0, "longest search in seconds (0: the server's)")
 	add.Flags().StringVar(&passwordEnv, "password-env", "", "environment variable holding the password (default: one is generated)")
+	add.Flags().StringVar(&certFile, "client-cert", "", "PEM client certificate the system binds with (SASL EXTERNAL over TLS)")
+	add.Flags().StringVar(&r.ClientCertKey, "client-cert-key", "", "instead of --client-cert: hex SHA-256 of the certificate's SubjectPublicKeyInfo")
 	add.MarkFlagRequired("dn")
 	add.MarkFlagRequired("org")
 	revoke := &cobra.Command{
@@ -79,6 +91,28 @@ func ldapAccountCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, add, revoke)
+	var setIn admin.ClientCertInput
+	var setFile string
+	setCert := &cobra.Command{
+		Use: "set-cert ID --client-cert FILE", Short: "Set the client certificate a directory account binds with (SASL EXTERNAL)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if setFile != "" {
+				b, err := os.ReadFile(setFile)
+				if err != nil {
+					return fmt.Errorf("--client-cert: %w", err)
+				}
+				setIn.ClientCert = string(b)
+			}
+			var v admin.LDAPAccountView
+			if err := c.do("PUT", "/api/v1/ldap/accounts/"+url.PathEscape(args[0])+"/client-cert", setIn, &v); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "directory account %s binds with the client certificate %s (key %s)\n", v.ID, v.ClientCertSubject, v.ClientCertKey)
+			return nil
+		},
+	}
+	setCert.Flags().StringVar(&setFile, "client-cert", "", "PEM client certificate")
+	setCert.Flags().StringVar(&setIn.ClientCertKey, "client-cert-key", "", "instead of --client-cert: hex SHA-256 of the certificate's SubjectPublicKeyInfo")
+	cmd.AddCommand(list, add, setCert, revoke)
 	return cmd
 }

@@ -87,6 +87,13 @@ func TestWalkthrough(t *testing.T) {
 	if out, err := s.client(t, "ldap-account", "add", "his2", "--dn", "cn=his2", "--org", "nowhere"); err == nil || !strings.Contains(out, "no organisation nowhere") {
 		t.Errorf("ldap-account add for an unknown organisation: %v\n%s", err, out)
 	}
+	// a system with a certificate of its own binds with it (SASL EXTERNAL)
+	step("binds with SASL EXTERNAL and the client certificate", "ldap-account", "add", "his-tls", "--dn", "cn=his-tls,ou=systems,o=certcenter,c=CN",
+		"--org", "hospital", "--client-cert", filepath.Join(creds, "alice.crt"))
+	step("directory account his-tls binds with the client certificate", "ldap-account", "set-cert", "his-tls", "--client-cert", filepath.Join(creds, "olga.crt"))
+	if out := step("his-tls", "ldap-account", "list"); !regexp.MustCompile(`(?m)^his-tls\s+active.*\sclient_cert\s`).MatchString(out) {
+		t.Errorf("ldap-account list:\n%s", out)
+	}
 	step("his  ", "ldap-account", "list")
 	step("directory account his revoked", "ldap-account", "revoke", "his")
 	if out := step("his", "ldap-account", "list"); !regexp.MustCompile(`(?m)^his\s+revoked`).MatchString(out) {
