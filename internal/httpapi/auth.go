@@ -21,10 +21,17 @@ const (
 	RoleAuditor      = "auditor"
 	// RoleMetrics is a Prometheus scraper's: it may read /metrics and nothing else.
 	RoleMetrics = "metrics"
+	// Service desk roles (SPEC Art. 15-24): hotline engineers, the
+	// technical centre, and supervisors who see reports and every group's
+	// tickets. Hotline agents are RoleServiceAgent.
+	RoleEngineer        = "engineer"
+	RoleTechnicalCentre = "technical_centre"
+	RoleSupervisor      = "supervisor"
 )
 
 // StaffRoles are the roles a staff member may hold.
-var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics}
+var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics,
+	RoleEngineer, RoleTechnicalCentre, RoleSupervisor}
 
 // Principal is the authenticated caller of an API request: a staff member
 // or an organisation's certificate administrator, never both.
