@@ -438,7 +438,7 @@ func (tx *Tx) TicketsBySubscriber(sub string, fn func(*Ticket) error) error {
 // number of tickets due, not the number of tickets.
 func (tx *Tx) TicketsDue(until time.Time, fn func(id string, due time.Time) error) error {
 	end := dueKey(until, "")
-	return tx.scan(pIdxTkDue, nil, false, func(k, _ []byte) error {
+	err := tx.scan(pIdxTkDue, nil, false, func(k, _ []byte) error {
 		if bytes.Compare(k, end) > 0 && !bytes.HasPrefix(k, end) {
 			return errStop
 		}
@@ -452,6 +452,10 @@ func (tx *Tx) TicketsDue(until time.Time, fn func(id string, due time.Time) erro
 		}
 		return fn(string(rest[9:]), time.Unix(0, n))
 	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
 }
 
 // PutTicketAttachment stores an attachment's bytes.
