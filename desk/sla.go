@@ -65,18 +65,22 @@ type pending struct {
 	key  string
 	// feedback is the quality feedback form's index, or -1.
 	feedback int
+	// lead is how long before due the warning comes: desk.warn_before, but
+	// at most half the clock's length, so a short clock (a 15-minute
+	// hand-over, a 30-minute response) is not warned about as it starts.
+	lead time.Duration
 }
 
 func dueKey(kind string, due time.Time) string { return kind + "@" + strconv.FormatInt(due.Unix(), 10) }
 
 // pendings lists the deadlines of t not yet met nor breached. A ticket
 // waiting for the customer has none: its clocks are paused.
-func pendings(t *store.Ticket) []pending {
+func pendings(t *store.Ticket, warnBefore, handover time.Duration) []pending {
 	if !t.Open || !t.SLA.PausedAt.IsZero() {
 		return nil
 	}
 	var out []pending
-	add := func(kind string, due time.Time, fb int) {
+	add := func(kind string, due time.Time, fb int, length time.Duration) {
 		if due.IsZero() {
 			return
 		}
@@ -84,19 +88,23 @@ func pendings(t *store.Ticket) []pending {
 		if breached(t, k) {
 			return
 		}
-		out = append(out, pending{kind: kind, due: due, key: k, feedback: fb})
+		out = append(out, pending{kind: kind, due: due, key: k, feedback: fb, lead: min(warnBefore, length/2)})
 	}
 	if t.SLA.RespondedAt.IsZero() {
-		add(ClockResponse, t.SLA.ResponseDue, -1)
+		add(ClockResponse, t.SLA.ResponseDue, -1, t.SLA.ResponseTarget)
 	}
-	add(ClockResolve, t.SLA.ResolveDue, -1)
-	add(ClockHandover, t.SLA.HandoverDue, -1)
+	add(ClockResolve, t.SLA.ResolveDue, -1, t.SLA.ResolveTarget)
+	add(ClockHandover, t.SLA.HandoverDue, -1, handover)
 	for i, f := range t.Feedback {
 		if f.Result == "" && !f.Overdue {
-			add(ClockFeedback, f.Deadline, i)
+			add(ClockFeedback, f.Deadline, i, f.Deadline.Sub(f.At))
 		}
 	}
 	return out
+}
+
+func (d *Desk) pendings(t *store.Ticket) []pending {
+	return pendings(t, d.cfg.WarnBefore.D(), d.cfg.Handover.D())
 }
 
 func breached(t *store.Ticket, key string) bool {
@@ -112,10 +120,10 @@ func breached(t *store.Ticket, key string) bool {
 // t: a warning to give or a deadline to record as breached.
 func (d *Desk) refreshDue(t *store.Ticket) {
 	var next time.Time
-	for _, p := range pendings(t) {
+	for _, p := range d.pendings(t) {
 		at := p.due
 		if !slices.Contains(t.SLA.Warned, p.key) {
-			at = p.due.Add(-d.cfg.WarnBefore.D())
+			at = p.due.Add(-p.lead)
 		}
 		if next.IsZero() || at.Before(next) {
 			next = at
@@ -200,53 +208,71 @@ func (d *Desk) Evaluate(ctx context.Context) (int, error) {
 	}
 	d.m.evaluations.Inc()
 	n := 0
-	for _, id := range ids {
+	// Tickets are evaluated in batches, one transaction (one fsync) each.
+	const batch = 100
+	for len(ids) > 0 {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
+		chunk := ids[:min(batch, len(ids))]
+		ids = ids[len(chunk):]
+		changed := 0
 		err := d.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
-			t, err := tx.Ticket(id)
-			if err != nil {
-				return err
-			}
+			changed = 0
 			now := d.now()
-			var recs []audit.Record
-			for _, p := range pendings(t) {
-				switch {
-				case !now.Before(p.due):
-					t.SLA.Breaches = append(t.SLA.Breaches, store.TicketBreach{Kind: p.key, Due: p.due, At: now})
-					if p.feedback >= 0 {
-						t.Feedback[p.feedback].Overdue = true
-					}
-					event(t, now, "system", "sla.breach", "", "", p.kind+" due "+p.due.UTC().Format(time.RFC3339))
-					recs = append(recs, audit.Record{Actor: "system", Action: "desk.sla_breach", Object: "ticket/" + t.ID,
-						Details: map[string]string{"clock": p.kind, "due": p.due.UTC().Format(time.RFC3339), "group": t.Group}})
-					d.m.breaches.WithLabelValues(p.kind).Inc()
-				case !slices.Contains(t.SLA.Warned, p.key) && !now.Before(p.due.Add(-d.cfg.WarnBefore.D())):
-					t.SLA.Warned = append(t.SLA.Warned, p.key)
-					event(t, now, "system", "sla.warning", "", "", p.kind+" due "+p.due.UTC().Format(time.RFC3339))
-					recs = append(recs, audit.Record{Actor: "system", Action: "desk.sla_warning", Object: "ticket/" + t.ID,
-						Details: map[string]string{"clock": p.kind, "due": p.due.UTC().Format(time.RFC3339), "group": t.Group}})
-					d.m.warnings.WithLabelValues(p.kind).Inc()
-				}
-			}
-			d.refreshDue(t)
-			if err := tx.PutTicket(t); err != nil {
-				return err
-			}
-			for _, r := range recs {
-				if err := log(r); err != nil {
+			for _, id := range chunk {
+				t, err := tx.Ticket(id)
+				if err != nil {
 					return err
 				}
-			}
-			if len(recs) > 0 {
-				n++
+				recs := d.evaluateTicket(t, now)
+				d.refreshDue(t)
+				if err := tx.PutTicket(t); err != nil {
+					return err
+				}
+				for _, r := range recs {
+					if err := log(r); err != nil {
+						return err
+					}
+				}
+				if len(recs) > 0 {
+					changed++
+				}
 			}
 			return nil
 		})
 		if err != nil {
-			return n, fmt.Errorf("evaluating ticket %s: %w", id, err)
+			return n, fmt.Errorf("evaluating tickets %s to %s: %w", chunk[0], chunk[len(chunk)-1], err)
 		}
+		n += changed
 	}
 	return n, nil
+}
+
+// evaluateTicket records on t the warnings and breaches due at now and
+// returns their audit records. Metrics are counted here: a transaction
+// retried after a conflict may count twice, which a counter of rare events
+// tolerates better than missing one.
+func (d *Desk) evaluateTicket(t *store.Ticket, now time.Time) []audit.Record {
+	var recs []audit.Record
+	for _, p := range d.pendings(t) {
+		switch {
+		case !now.Before(p.due):
+			t.SLA.Breaches = append(t.SLA.Breaches, store.TicketBreach{Kind: p.key, Due: p.due, At: now})
+			if p.feedback >= 0 {
+				t.Feedback[p.feedback].Overdue = true
+			}
+			event(t, now, "system", "sla.breach", "", "", p.kind+" due "+p.due.UTC().Format(time.RFC3339))
+			recs = append(recs, audit.Record{Actor: "system", Action: "desk.sla_breach", Object: "ticket/" + t.ID,
+				Details: map[string]string{"clock": p.kind, "due": p.due.UTC().Format(time.RFC3339), "group": t.Group}})
+			d.m.breaches.WithLabelValues(p.kind).Inc()
+		case !slices.Contains(t.SLA.Warned, p.key) && !now.Before(p.due.Add(-p.lead)):
+			t.SLA.Warned = append(t.SLA.Warned, p.key)
+			event(t, now, "system", "sla.warning", "", "", p.kind+" due "+p.due.UTC().Format(time.RFC3339))
+			recs = append(recs, audit.Record{Actor: "system", Action: "desk.sla_warning", Object: "ticket/" + t.ID,
+				Details: map[string]string{"clock": p.kind, "due": p.due.UTC().Format(time.RFC3339), "group": t.Group}})
+			d.m.warnings.WithLabelValues(p.kind).Inc()
+		}
+	}
+	return recs
 }
