@@ -265,9 +265,15 @@ func (t *Ticket) RequesterKey() string {
 // ticketIndexKeys lists the index keys a ticket holds.
 func ticketIndexKeys(t *Ticket) [][]byte {
 	id := []byte(t.ID)
-	ks := [][]byte{cat(pIdxTkReq, fold(t.RequesterKey()), id)}
-	for _, c := range t.Links.Certs {
-		ks = append(ks, cat(pIdxTkCrt, fold(c), id))
+	var ks [][]byte
+	// Duplicate detection asks only for open tickets: the requester and
+	// certificate indexes hold those, so an organisation's years of closed
+	// tickets are not read at every call.
+	if t.Open {
+		ks = append(ks, cat(pIdxTkReq, fold(t.RequesterKey()), id))
+		for _, c := range t.Links.Certs {
+			ks = append(ks, cat(pIdxTkCrt, fold(c), id))
+		}
 	}
 	orgs := map[string]bool{}
 	if t.Requester.OrgID != "" {
@@ -413,12 +419,14 @@ func (tx *Tx) ticketsUnder(prefix []byte, fn func(*Ticket) error) error {
 	return nil
 }
 
-// TicketsByRequester streams the tickets of a requester key (RequesterKey).
+// TicketsByRequester streams the open tickets of a requester key
+// (RequesterKey).
 func (tx *Tx) TicketsByRequester(key string, fn func(*Ticket) error) error {
 	return tx.ticketsUnder(cat(pIdxTkReq, fold(key), nil), fn)
 }
 
-// TicketsByCert streams the tickets linked to a certificate (hex serial).
+// TicketsByCert streams the open tickets linked to a certificate (hex
+// serial).
 func (tx *Tx) TicketsByCert(serialHex string, fn func(*Ticket) error) error {
 	return tx.ticketsUnder(cat(pIdxTkCrt, fold(serialHex), nil), fn)
 }
