@@ -52,10 +52,18 @@ type ReplacementRequest struct {
 	Ticket      string
 	OrgID       string
 	Subscriber  string
-	Token       string
 	CertSerials []string
-	Reason      string
-	Actor       string
+	// Token is the USBKey replaced, NewToken the one from stock, Cause
+	// lost, damaged or exchanged, CSR (PEM) made on the new token; the RA
+	// checks them.
+	Token    string
+	NewToken string
+	Cause    string
+	CSR      string
+	Reason   string
+	// Principal is the support engineer who confirmed it; Actor its ID.
+	Principal *httpapi.Principal
+	Actor     string
 }
 
 // Replacements opens RA USBKey replacement requests and reads their state

@@ -293,6 +293,11 @@ func (d *Desk) ComplaintResult(ctx context.Context, p *httpapi.Principal, id str
 type ReplacementConfirm struct {
 	Token  string `json:"token"`
 	Reason string `json:"reason"`
+	// NewToken, Cause and CSR are what the RA's replacement request needs
+	// besides the old token (package token's kind checks them).
+	NewToken string `json:"new_token,omitempty"`
+	Cause    string `json:"cause,omitempty"`
+	CSR      string `json:"csr,omitempty"`
 }
 
 // errNoReplacements answers when server wiring gave no Replacements.
@@ -310,8 +315,11 @@ func (d *Desk) ConfirmReplacement(ctx context.Context, p *httpapi.Principal, id 
 	if r.Token == "" || r.Reason == "" {
 		return nil, httpapi.BadRequest("token and reason are required")
 	}
-	for _, f := range []struct{ n, v string }{{"token", r.Token}, {"reason", r.Reason}} {
-		if err := checkText(f.n, f.v, 2000); err != nil {
+	for _, f := range []struct {
+		n, v string
+		max  int
+	}{{"token", r.Token, 64}, {"reason", r.Reason, 2000}, {"new_token", r.NewToken, 64}, {"cause", r.Cause, 32}, {"csr", r.CSR, 16 << 10}} {
+		if err := checkText(f.n, f.v, f.max); err != nil {
 			return nil, err
 		}
 	}
@@ -332,7 +340,7 @@ func (d *Desk) ConfirmReplacement(ctx context.Context, p *httpapi.Principal, id 
 		org = t.Links.Orgs[0]
 	}
 	reqID, err := d.opts.Replacements.OpenReplacement(ctx, ReplacementRequest{Ticket: t.ID, OrgID: org, Subscriber: t.Requester.SubscriberID,
-		Token: r.Token, CertSerials: t.Links.Certs, Reason: r.Reason, Actor: p.ID()})
+		CertSerials: t.Links.Certs, Token: r.Token, NewToken: r.NewToken, Cause: r.Cause, CSR: r.CSR, Reason: r.Reason, Principal: p, Actor: p.ID()})
 	if err != nil {
 		return nil, fmt.Errorf("opening the USBKey replacement request: %w", err)
 	}
