@@ -504,7 +504,7 @@ func (d *Desk) Assign(ctx context.Context, p *httpapi.Principal, id string, a As
 		return nil, err
 	}
 	return d.mutate(ctx, id, p.ID(), "assign", map[string]string{"group": a.Group, "assignee": a.Assignee}, func(tx *store.Tx, t *store.Ticket, now time.Time) error {
-		if !slices.Contains(transitions[t.State], StateAssigned) && t.State != StateAssigned {
+		if !slices.Contains(transitions[t.State], StateAssigned) && t.State != StateAssigned && t.State != StateWaiting {
 			return httpapi.Errorf(409, "transition_not_allowed", "a ticket %s may not be assigned: %v", t.State, ErrTransition)
 		}
 		if a.Assignee != "" {
@@ -516,10 +516,21 @@ func (d *Desk) Assign(ctx context.Context, p *httpapi.Principal, id string, a As
 				return httpapi.BadRequest("staff %s has role %s and does not work group %s", s.ID, s.Role, a.Group)
 			}
 		}
+		moved := a.Group != t.Group
+		if t.State == StateWaiting {
+			if !moved && a.Assignee == "" {
+				return httpapi.Errorf(409, "transition_not_allowed", "ticket %s waits for the customer and stays with %s: nothing to assign", t.ID, t.Group)
+			}
+			// Passed on or given to someone: it no longer waits.
+			d.resumeClocks(t, now)
+		}
 		d.handOver(t, now, a.Group)
 		from := t.State
 		t.Assignee = a.Assignee
-		if a.Assignee != "" {
+		// A ticket given to someone, or passed to another group, is
+		// assigned: the receiving group takes it (in_progress), which ends
+		// the hand-over clock.
+		if a.Assignee != "" || moved {
 			t.State = StateAssigned
 		}
 		event(t, now, p.ID(), "assign", from, t.State, strings.TrimSpace(a.Group+" "+a.Assignee+" "+a.Note))
