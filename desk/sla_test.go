@@ -184,3 +184,31 @@ func TestHandoverBreach(t *testing.T) {
 		t.Fatalf("taken late: breaches %v", taken.SLA.Breaches)
 	}
 }
+
+// TestAssignHandsOver: assigning to another group starts the hand-over
+// clock and the receiving group's take ends it; a waiting ticket passed on
+// no longer waits.
+func TestAssignHandsOver(t *testing.T) {
+	start := time.Date(2026, 4, 14, 10, 0, 0, 0, cst)
+	f := newFixture(t, start, nil)
+	agent := f.staff("agent1", "service_agent")
+	eng := f.staff("eng1", "engineer")
+	var tk desk.TicketView
+	f.must(agent, 201, "POST", "/api/v1/tickets", newTicket("token_use/driver", "driver"), &tk)
+	f.must(agent, 200, "POST", "/api/v1/tickets/"+tk.ID+"/transition", map[string]any{"to": "in_progress"}, nil)
+	f.must(agent, 200, "POST", "/api/v1/tickets/"+tk.ID+"/transition", map[string]any{"to": "waiting_customer"}, nil)
+	f.must(agent, 409, "POST", "/api/v1/tickets/"+tk.ID+"/assign", map[string]any{"group": "hotline_agent"}, nil)
+	f.must(agent, 400, "POST", "/api/v1/tickets/"+tk.ID+"/assign", map[string]any{"group": "hotline_engineer", "assignee": "agent1"}, nil)
+	f.env.Clock.Advance(time.Hour)
+	var passed desk.TicketView
+	f.must(agent, 200, "POST", "/api/v1/tickets/"+tk.ID+"/assign", map[string]any{"group": "hotline_engineer"}, &passed)
+	if passed.State != desk.StateAssigned || passed.Group != desk.GroupEngineer || !passed.SLA.PausedAt.IsZero() ||
+		!passed.SLA.HandoverDue.Equal(start.Add(75*time.Minute)) || passed.SLA.PausedFor != time.Hour {
+		t.Fatalf("passed on: state %s group %s paused %v for %v handover %v", passed.State, passed.Group, passed.SLA.PausedAt, passed.SLA.PausedFor, passed.SLA.HandoverDue.In(cst))
+	}
+	var taken desk.TicketView
+	f.must(eng, 200, "POST", "/api/v1/tickets/"+tk.ID+"/transition", map[string]any{"to": "in_progress"}, &taken)
+	if !taken.SLA.HandoverDue.IsZero() || len(taken.SLA.Breaches) != 0 || taken.Assignee != "eng1" {
+		t.Fatalf("taken: %+v", taken.SLA)
+	}
+}
