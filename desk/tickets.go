@@ -340,11 +340,11 @@ func (d *Desk) duplicates(tx *store.Tx, t *store.Ticket, now time.Time) ([]strin
 		}
 		return nil
 	}
-	if err := tx.TicketsByRequester(t.RequesterKey(), consider); err != nil {
+	if err := tx.OpenTicketsByRequester(t.RequesterKey(), t.Category, consider); err != nil {
 		return nil, err
 	}
 	for _, c := range t.Links.Certs {
-		if err := tx.TicketsByCert(c, consider); err != nil {
+		if err := tx.OpenTicketsByCert(c, t.Category, consider); err != nil {
 			return nil, err
 		}
 	}

@@ -270,9 +270,10 @@ func ticketIndexKeys(t *Ticket) [][]byte {
 	// certificate indexes hold those, so an organisation's years of closed
 	// tickets are not read at every call.
 	if t.Open {
-		ks = append(ks, cat(pIdxTkReq, fold(t.RequesterKey()), id))
+		cat0 := fold(t.Category)
+		ks = append(ks, cat(pIdxTkReq, fold(t.RequesterKey()), cat0, id))
 		for _, c := range t.Links.Certs {
-			ks = append(ks, cat(pIdxTkCrt, fold(c), id))
+			ks = append(ks, cat(pIdxTkCrt, fold(c), cat0, id))
 		}
 	}
 	orgs := map[string]bool{}
@@ -419,16 +420,16 @@ func (tx *Tx) ticketsUnder(prefix []byte, fn func(*Ticket) error) error {
 	return nil
 }
 
-// TicketsByRequester streams the open tickets of a requester key
-// (RequesterKey).
-func (tx *Tx) TicketsByRequester(key string, fn func(*Ticket) error) error {
-	return tx.ticketsUnder(cat(pIdxTkReq, fold(key), nil), fn)
+// OpenTicketsByRequester streams the open tickets of a requester key
+// (RequesterKey) in a category (the key of duplicate detection).
+func (tx *Tx) OpenTicketsByRequester(key, category string, fn func(*Ticket) error) error {
+	return tx.ticketsUnder(cat(pIdxTkReq, fold(key), fold(category), nil), fn)
 }
 
-// TicketsByCert streams the open tickets linked to a certificate (hex
-// serial).
-func (tx *Tx) TicketsByCert(serialHex string, fn func(*Ticket) error) error {
-	return tx.ticketsUnder(cat(pIdxTkCrt, fold(serialHex), nil), fn)
+// OpenTicketsByCert streams the open tickets linked to a certificate (hex
+// serial) in a category.
+func (tx *Tx) OpenTicketsByCert(serialHex, category string, fn func(*Ticket) error) error {
+	return tx.ticketsUnder(cat(pIdxTkCrt, fold(serialHex), fold(category), nil), fn)
 }
 
 // TicketsByOrg streams the tickets of an organisation (requester or link).

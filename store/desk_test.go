@@ -52,11 +52,15 @@ func TestTicketIndexes(t *testing.T) {
 	if got := due(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"T2", "T1"}) {
 		t.Fatalf("due at +2h = %v", got)
 	}
-	byReq := func(tx *Tx, f func(*Ticket) error) error { return tx.TicketsByRequester("org:org-a", f) }
-	byCert := func(tx *Tx, f func(*Ticket) error) error { return tx.TicketsByCert("0A", f) }
+	byReq := func(tx *Tx, f func(*Ticket) error) error { return tx.OpenTicketsByRequester("org:org-a", "c", f) }
+	byCert := func(tx *Tx, f func(*Ticket) error) error { return tx.OpenTicketsByCert("0A", "C", f) }
 	byOrg := func(tx *Tx, f func(*Ticket) error) error { return tx.TicketsByOrg("org-a", f) }
 	if got := ids(byReq); !slices.Equal(got, []string{"T1", "T2", "T3"}) {
 		t.Fatalf("by requester = %v", got)
+	}
+	other := func(tx *Tx, f func(*Ticket) error) error { return tx.OpenTicketsByRequester("org:org-a", "d", f) }
+	if got := ids(other); len(got) != 0 {
+		t.Fatalf("by requester in another category = %v", got)
 	}
 	// Closing T2 takes it out of the due, requester and certificate
 	// indexes, not the organisation's.
