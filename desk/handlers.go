@@ -361,7 +361,6 @@ func (d *Desk) onSiteReport(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-
 func (d *Desk) onSiteReturn(w http.ResponseWriter, r *http.Request) error {
 	n, err := formNumber(r)
 	if err != nil {

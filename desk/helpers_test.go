@@ -217,7 +217,6 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 	return 0
 }
 
-
 // org creates an organisation with a certificate administrator and returns
 // the administrator's client.
 func (f *fixture) org(id string) *http.Client {

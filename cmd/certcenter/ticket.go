@@ -83,8 +83,8 @@ func ticketCmd() *cobra.Command {
 
 	var cr struct {
 		channel, category, class, subject, description, name, phone, email, org, subscriber, join string
-		emergency                                                                                  bool
-		certs, tokens                                                                              []string
+		emergency                                                                                 bool
+		certs, tokens                                                                             []string
 	}
 	create := &cobra.Command{
 		Use: "create --category PATH --subject TEXT --name REQUESTER (--phone|--email|--org|--subscriber)", Short: "Open a ticket (or --join an open one)", Args: cobra.NoArgs,
