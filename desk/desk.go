@@ -113,6 +113,10 @@ type Desk struct {
 	// mu serialises the desk's read-modify-write transactions (desk
 	// traffic is small; a conflict retry would redo the audit append).
 	mu sync.Mutex
+	// evalMu serialises evaluations; evalFrom is the clock of the last
+	// complete one (zero: read the due index from its start).
+	evalMu   sync.Mutex
+	evalFrom time.Time
 }
 
 // New returns the desk.

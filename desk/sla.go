@@ -117,8 +117,11 @@ func breached(t *store.Ticket, key string) bool {
 }
 
 // refreshDue sets t.NextDue to the earliest instant evaluation has work on
-// t: a warning to give or a deadline to record as breached.
-func (d *Desk) refreshDue(t *store.Ticket) {
+// t: a warning to give or a deadline to record as breached; an instant
+// already past is written as now, so that every entry of the due index is
+// at or after the time it was written, and evaluation can start its scan
+// shortly before the previous one (evalFrom).
+func (d *Desk) refreshDue(t *store.Ticket, now time.Time) {
 	var next time.Time
 	for _, p := range d.pendings(t) {
 		at := p.due
@@ -128,6 +131,9 @@ func (d *Desk) refreshDue(t *store.Ticket) {
 		if next.IsZero() || at.Before(next) {
 			next = at
 		}
+	}
+	if !next.IsZero() && next.Before(now) {
+		next = now
 	}
 	t.NextDue = next
 }
@@ -197,9 +203,18 @@ func (d *Desk) resumeClocks(t *store.Ticket, now time.Time) {
 // returns how many tickets it changed.
 func (d *Desk) Evaluate(ctx context.Context) (int, error) {
 	now := d.now()
+	d.evalMu.Lock()
+	defer d.evalMu.Unlock()
+	// Entries before the previous run's time were handled by it (they were
+	// moved on); the margin covers writes whose clock read came before that
+	// run and whose commit came after its scan.
+	var from time.Time
+	if !d.evalFrom.IsZero() {
+		from = d.evalFrom.Add(-evalMargin)
+	}
 	var ids []string
 	if err := d.st.View(ctx, func(tx *store.Tx) error {
-		return tx.TicketsDue(now, func(id string, _ time.Time) error {
+		return tx.TicketsDue(from, now, func(id string, _ time.Time) error {
 			ids = append(ids, id)
 			return nil
 		})
@@ -226,7 +241,7 @@ func (d *Desk) Evaluate(ctx context.Context) (int, error) {
 					return err
 				}
 				recs := d.evaluateTicket(t, now)
-				d.refreshDue(t)
+				d.refreshDue(t, now)
 				if err := tx.PutTicket(t); err != nil {
 					return err
 				}
@@ -246,8 +261,14 @@ func (d *Desk) Evaluate(ctx context.Context) (int, error) {
 		}
 		n += changed
 	}
+	d.evalFrom = now
 	return n, nil
 }
+
+// evalMargin is how far before the previous evaluation the next one starts
+// reading the due index: longer than any desk transaction takes between
+// reading the clock and committing.
+const evalMargin = 5 * time.Minute
 
 // evaluateTicket records on t the warnings and breaches due at now and
 // returns their audit records. Metrics are counted here: a transaction

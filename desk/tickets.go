@@ -292,7 +292,7 @@ func (d *Desk) Create(ctx context.Context, actor string, c *CreateRequest) (*Cre
 		if err != nil {
 			return err
 		}
-		d.refreshDue(t)
+		d.refreshDue(t, now)
 		if err := tx.PutTicket(t); err != nil {
 			return err
 		}
@@ -389,7 +389,7 @@ func (d *Desk) mutate(ctx context.Context, id, actor, action string, details map
 			return err
 		}
 		t.UpdatedAt = now
-		d.refreshDue(t)
+		d.refreshDue(t, now)
 		if err := tx.PutTicket(t); err != nil {
 			return err
 		}
@@ -712,7 +712,7 @@ func (d *Desk) Merge(ctx context.Context, p *httpapi.Principal, id, into string)
 		event(src, now, p.ID(), "merged", from, StateClosed, "merged into "+dst.ID)
 		for _, t := range []*store.Ticket{src, dst} {
 			t.UpdatedAt = now
-			d.refreshDue(t)
+			d.refreshDue(t, now)
 			if err := tx.PutTicket(t); err != nil {
 				return err
 			}

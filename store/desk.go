@@ -442,12 +442,18 @@ func (tx *Tx) TicketsBySubscriber(sub string, fn func(*Ticket) error) error {
 	return tx.ticketsUnder(cat(pIdxTkSub, []byte(sub), nil), fn)
 }
 
-// TicketsDue streams the IDs of open tickets whose NextDue is not after
-// until, earliest first. It reads the due index only, so its cost is the
-// number of tickets due, not the number of tickets.
-func (tx *Tx) TicketsDue(until time.Time, fn func(id string, due time.Time) error) error {
+// TicketsDue streams the IDs of open tickets whose NextDue is in [from,
+// until], earliest first (from zero: from the start). It reads the due
+// index only, so its cost is the number of tickets due, not the number of
+// tickets; starting at from also skips the deleted entries of deadlines
+// already handled, which an LSM store keeps until compaction.
+func (tx *Tx) TicketsDue(from, until time.Time, fn func(id string, due time.Time) error) error {
 	end := dueKey(until, "")
-	err := tx.scan(pIdxTkDue, nil, false, func(k, _ []byte) error {
+	var start []byte
+	if !from.IsZero() {
+		start = dueKey(from, "")
+	}
+	err := tx.scan(pIdxTkDue, start, false, func(k, _ []byte) error {
 		if bytes.Compare(k, end) > 0 && !bytes.HasPrefix(k, end) {
 			return errStop
 		}

@@ -40,7 +40,7 @@ func TestTicketIndexes(t *testing.T) {
 	due := func(until time.Time) []string {
 		var out []string
 		if err := s.View(ctx, func(tx *Tx) error {
-			return tx.TicketsDue(until, func(id string, _ time.Time) error { out = append(out, id); return nil })
+			return tx.TicketsDue(time.Time{}, until, func(id string, _ time.Time) error { out = append(out, id); return nil })
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -51,6 +51,12 @@ func TestTicketIndexes(t *testing.T) {
 	}
 	if got := due(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"T2", "T1"}) {
 		t.Fatalf("due at +2h = %v", got)
+	}
+	var fromLater []string
+	if err := s.View(ctx, func(tx *Tx) error {
+		return tx.TicketsDue(t0.Add(90*time.Minute), t0.Add(2*time.Hour), func(id string, _ time.Time) error { fromLater = append(fromLater, id); return nil })
+	}); err != nil || !slices.Equal(fromLater, []string{"T1"}) {
+		t.Fatalf("due from +90m to +2h = %v (%v)", fromLater, err)
 	}
 	byReq := func(tx *Tx, f func(*Ticket) error) error { return tx.OpenTicketsByRequester("org:org-a", "c", f) }
 	byCert := func(tx *Tx, f func(*Ticket) error) error { return tx.OpenTicketsByCert("0A", "C", f) }

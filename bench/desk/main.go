@@ -175,7 +175,7 @@ func main() {
 		nowNS.Add(int64(time.Minute))
 		var due int
 		if err := st.View(ctx, func(tx *store.Tx) error {
-			return tx.TicketsDue(now(), func(string, time.Time) error { due++; return nil })
+			return tx.TicketsDue(time.Time{}, now(), func(string, time.Time) error { due++; return nil })
 		}); err != nil {
 			log.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func main() {
 	var pendingN int
 	t0 := time.Now()
 	if err := st.View(ctx, func(tx *store.Tx) error {
-		return tx.TicketsDue(now().AddDate(1, 0, 0), func(string, time.Time) error { pendingN++; return nil })
+		return tx.TicketsDue(time.Time{}, now().AddDate(1, 0, 0), func(string, time.Time) error { pendingN++; return nil })
 	}); err != nil {
 		log.Fatal(err)
 	}
