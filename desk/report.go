@@ -42,7 +42,7 @@ func (d *Desk) BuildReport(ctx context.Context, from, to time.Time) (*Report, er
 	var handling []float64
 	scoreSum := 0
 	err := d.st.View(ctx, func(tx *store.Tx) error {
-		return tx.EachTicket(func(t *store.Ticket) error {
+		return tx.EachTicketSummary(func(t *store.TicketSummary) error {
 			if t.CreatedAt.Before(from) || !t.CreatedAt.Before(to) || t.MergedInto != "" {
 				return nil
 			}

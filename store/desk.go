@@ -399,6 +399,40 @@ func (tx *Tx) EachTicket(fn func(*Ticket) error) error {
 	})
 }
 
+// TicketSummary is the part of a ticket reports read: decoding only it
+// skips building histories, work logs and forms.
+type TicketSummary struct {
+	ID         string    `json:"id"`
+	Channel    string    `json:"channel"`
+	Category   string    `json:"category"`
+	Class      string    `json:"class"`
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	ClosedAt   time.Time `json:"closed_at,omitzero"`
+	MergedInto string    `json:"merged_into,omitempty"`
+	SLA        struct {
+		Breaches []struct {
+			Kind string `json:"kind"`
+		} `json:"breaches,omitempty"`
+	} `json:"sla"`
+	Survey *struct {
+		Score      int       `json:"score,omitempty"`
+		AnsweredAt time.Time `json:"answered_at,omitzero"`
+	} `json:"survey,omitempty"`
+}
+
+// EachTicketSummary streams every ticket's summary in ID order.
+func (tx *Tx) EachTicketSummary(fn func(*TicketSummary) error) error {
+	return tx.scan(pTicket, nil, true, func(k, v []byte) error {
+		var t TicketSummary
+		if err := decode(v, &t); err != nil {
+			return fmt.Errorf("decoding ticket %q: %w", k[len(pTicket):], err)
+		}
+		return fn(&t)
+	})
+}
+
 // ticketsUnder streams the tickets named by the index keys under prefix.
 func (tx *Tx) ticketsUnder(prefix []byte, fn func(*Ticket) error) error {
 	var ids []string
