@@ -38,6 +38,8 @@ type Config struct {
 	RA      RA     `yaml:"ra"`
 	// Publish pushes certificates and CRLs to outside LDAP directories.
 	Publish Publish `yaml:"publish"`
+	// Desk is the service desk's tickets and SLA clocks.
+	Desk Desk `yaml:"desk"`
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
@@ -374,6 +376,7 @@ func Default() *Config {
 		},
 		RA:      defaultRA(),
 		Publish: defaultPublish(),
+		Desk:    defaultDesk(),
 	}
 }
 
@@ -624,6 +627,7 @@ func (c *Config) Validate() error {
 	}
 	c.RA.validate(bad, checkAddr)
 	c.Publish.validate(bad)
+	c.Desk.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -24,10 +24,17 @@ const (
 	// RoleRecoveryOfficer approves judicial key recoveries, M of N
 	// (ra.escrow.judicial_approvals of ra.escrow.recovery_officers).
 	RoleRecoveryOfficer = "recovery_officer"
+	// Service desk roles (SPEC Art. 15-24): hotline engineers, the
+	// technical centre, and supervisors who see reports and every group's
+	// tickets. Hotline agents are RoleServiceAgent.
+	RoleEngineer        = "engineer"
+	RoleTechnicalCentre = "technical_centre"
+	RoleSupervisor      = "supervisor"
 )
 
 // StaffRoles are the roles a staff member may hold.
-var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics, RoleRecoveryOfficer}
+var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics,
+	RoleRecoveryOfficer, RoleEngineer, RoleTechnicalCentre, RoleSupervisor}
 
 // Principal is the authenticated caller of an API request: a staff member
 // or an organisation's certificate administrator, never both.
