@@ -169,6 +169,8 @@ type RARequest struct {
 	Leader *RALeader `json:"leader,omitempty"`
 	// LDAPAccess is what a directory access request asks for (kind ldap_access).
 	LDAPAccess *RALDAPAccess `json:"ldap_access,omitempty"`
+	// Token is what a token unlock or replacement request is about.
+	Token *RAToken `json:"token,omitempty"`
 }
 
 // ---- organisations and administrators ----
