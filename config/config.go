@@ -37,6 +37,8 @@ type Config struct {
 	RA      RA     `yaml:"ra"`
 	// Publish pushes certificates and CRLs to outside LDAP directories.
 	Publish Publish `yaml:"publish"`
+	// Tokens is the USBKey inventory and unlocking.
+	Tokens Tokens `yaml:"tokens"`
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
@@ -367,6 +369,7 @@ func Default() *Config {
 		},
 		RA:      defaultRA(),
 		Publish: defaultPublish(),
+		Tokens:  defaultTokens(),
 	}
 }
 
@@ -617,6 +620,7 @@ func (c *Config) Validate() error {
 	}
 	c.RA.validate(bad, checkAddr)
 	c.Publish.validate(bad)
+	c.Tokens.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -70,6 +70,10 @@ func (r *RA) execute(ctx context.Context, id string, wait bool) (*store.RAReques
 		return r.revoke(ctx, rq)
 	case StateGranting:
 		return r.grantAccess(ctx, rq)
+	case StateAuthorising:
+		return r.authorise(ctx, rq)
+	case StateReplacing:
+		return r.replace(ctx, rq)
 	}
 	return rq, nil
 }

@@ -46,6 +46,10 @@ func (r *RA) deadlineDays(kind string) int {
 		return r.cfg.RenewDeadlineDays
 	case KindRevoke:
 		return r.cfg.RevokeDeadlineDays
+	case KindTokenUnlock:
+		return r.cfg.UnlockDeadlineDays
+	case KindTokenReplace:
+		return r.cfg.ReplaceDeadlineDays
 	}
 	return r.cfg.IssueDeadlineDays
 }

@@ -49,6 +49,8 @@ type requestView struct {
 	OldRevoked bool `json:"old_revoked,omitempty"`
 	// LDAPAccount is the directory account a directory access request asks for.
 	LDAPAccount string `json:"ldap_account,omitempty"`
+	// Token is what a USBKey unlock or replacement request is about.
+	Token *tokenRequestView `json:"token,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
@@ -83,6 +85,9 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	}
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
+	}
+	if rq.Token != nil {
+		v.Token = viewToken(rq.Token)
 	}
 	return v
 }

@@ -61,6 +61,11 @@ type Options struct {
 	// revoke and record it), which runs detached from the HTTP request that
 	// triggered it. Default 1m.
 	ExecuteTimeout time.Duration
+	// Tokens unlocks USBKeys (package token); nil refuses unlock requests.
+	Tokens Tokens
+	// Recoverer recovers an encryption key onto a replacing USBKey
+	// (token/escrow); nil skips that step of a replacement, saying so.
+	Recoverer KeyRecoverer
 }
 
 // RA serves the RA API and runs its background jobs.
@@ -218,6 +223,7 @@ func (r *RA) Routes() []httpapi.Route {
 	adminOnly := httpapi.Access{}
 	staffAndAdmins := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, Admins: true}
 	downloaders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent}, Admins: true}
+	tokenRequesters := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleSupportEngineer}, Admins: true}
 	return []httpapi.Route{
 		{Method: "POST", Pattern: "/api/v1/ra/orgs", Handler: r.createOrg, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/ra/orgs", Handler: r.listOrgs, Access: readers},
@@ -235,6 +241,9 @@ func (r *RA) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/ra/certificates/{serial}", Handler: r.downloadCert, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/reminders/run", Handler: r.runReminders, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/notifications", Handler: r.listNotifications, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/ra/token-unlock", Handler: r.submitUnlock, Access: tokenRequesters},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/unlock", Handler: r.fetchUnlockHandler, Access: tokenRequesters},
+		{Method: "POST", Pattern: "/api/v1/ra/token-replace", Handler: r.submitReplace, Access: tokenRequesters},
 	}
 }
 

@@ -33,6 +33,19 @@ const (
 	// last approval and the account's creation, then granted.
 	StateGranting = "granting"
 	StateGranted  = "granted"
+	// A USBKey unlock (KindTokenUnlock) is authorising between its
+	// approval and the authorisation's record, authorised until the
+	// requester fetches it (once), then unlocked.
+	StateAuthorising = "authorising"
+	StateAuthorised  = "authorised"
+	StateUnlocked    = "unlocked"
+	// A USBKey replacement (KindTokenReplace) waits for a support
+	// engineer's confirmation (SPEC Art. 25), then is replacing until the
+	// old token's certificates are revoked, the new one issued and the
+	// inventory moved.
+	StateSupport   = "support_review"
+	StateReplacing = "replacing"
+	StateReplaced  = "replaced"
 )
 
 // party is who may decide a level: staff holding one of roles (an
@@ -94,11 +107,24 @@ var levels = []level{
 		who:     party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer approves directory access for an organisation without a superior"},
 		need:    func(config.RA) int { return 1 },
 	},
+	// USBKey unlock (SPEC Art. 12) and replacement (Art. 25, confirmed by
+	// a support engineer); ra/token.go.
+	{
+		state: StateCAReview, kinds: []string{KindTokenUnlock}, ca: true,
+		who:  party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer authorises a USBKey unlock"},
+		need: func(config.RA) int { return 1 },
+	},
+	{
+		state: StateSupport, kinds: []string{KindTokenReplace}, ca: true,
+		who:  party{roles: []string{httpapi.RoleSupportEngineer}, refusal: "only a support engineer confirms a USBKey replacement"},
+		need: func(config.RA) int { return 1 },
+	},
 }
 
 // executes is the state a kind of request moves to after its last
 // approval; the Authority then carries it out (Execute).
-var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking, KindLDAPAccess: StateGranting}
+var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking, KindLDAPAccess: StateGranting,
+	KindTokenUnlock: StateAuthorising, KindTokenReplace: StateReplacing}
 
 // outcomes are the moves after approval: execution succeeds or fails, and
 // an issued certificate is delivered.
@@ -107,6 +133,10 @@ var outcomes = map[string][]string{
 	StateRevoking: {StateRevoked, StateFailed},
 	StateIssued:   {StateDelivered},
 	StateGranting: {StateGranted, StateFailed},
+	// An unlock authorisation is fetched once: authorised, then unlocked.
+	StateAuthorising: {StateAuthorised, StateFailed},
+	StateAuthorised:  {StateUnlocked},
+	StateReplacing:   {StateReplaced, StateFailed},
 }
 
 // immediate says who may have a request of a kind executed at submission,
@@ -167,6 +197,8 @@ func isExecution(state string) bool {
 func isFinal(state string) bool {
 	switch state {
 	case StateIssued, StateRevoked, StateRejected, StateFailed, StateGranted:
+		return true
+	case StateAuthorised, StateReplaced:
 		return true
 	}
 	return false

@@ -26,11 +26,13 @@ var stepActors = map[string]*caller{
 	"service-agent":  {Staff: &store.Staff{ID: "agent", Role: httpapi.RoleServiceAgent}},
 	"auditor":        {Staff: &store.Staff{ID: "aud", Role: httpapi.RoleAuditor}},
 	"metrics":        {Staff: &store.Staff{ID: "scrape", Role: httpapi.RoleMetrics}},
+	"support":        {Staff: &store.Staff{ID: "eng", Role: httpapi.RoleSupportEngineer}},
 }
 
-var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed, StateGranting, StateGranted}
+var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed, StateGranting, StateGranted,
+	StateAuthorising, StateAuthorised, StateUnlocked, StateSupport, StateReplacing, StateReplaced}
 
-var allKinds = []string{KindIssue, KindRenew, KindRevoke, KindLDAPAccess}
+var allKinds = []string{KindIssue, KindRenew, KindRevoke, KindLDAPAccess, KindTokenUnlock, KindTokenReplace}
 
 // decisionPolicy is who decides each (kind, state) and where the last
 // approval of it leads; every other (kind, state) takes no decision.
@@ -45,6 +47,8 @@ var decisionPolicy = []struct {
 	{KindRevoke, StateCAReview, []string{"ca-operator", "staff-admin"}, StateRevoking},
 	{KindLDAPAccess, StateSuperior, []string{"superior-admin"}, StateGranting},
 	{KindLDAPAccess, StateCAReview, []string{"ra-officer", "staff-admin"}, StateGranting},
+	{KindTokenUnlock, StateCAReview, []string{"ra-officer", "staff-admin"}, StateAuthorising},
+	{KindTokenReplace, StateSupport, []string{"support", "staff-admin"}, StateReplacing},
 }
 
 // multiOrg is a multi-level organisation: its issue requests pass every level.
@@ -229,6 +233,14 @@ func TestStepsMoves(t *testing.T) {
 		{KindIssue, StateRejected, StateCAReview, false},
 		{KindIssue, StateFailed, StateIssuing, false},
 		{KindRevoke, StateRevoked, StateRevoking, false},
+		{KindTokenUnlock, "", StateCAReview, true},
+		{KindTokenUnlock, StateAuthorising, StateAuthorised, true},
+		{KindTokenUnlock, StateAuthorised, StateUnlocked, true},
+		{KindTokenUnlock, StateUnlocked, StateAuthorised, false},
+		{KindTokenReplace, "", StateSupport, true},
+		{KindTokenReplace, "", StateReplacing, false},
+		{KindTokenReplace, StateSupport, StateReplacing, true},
+		{KindTokenReplace, StateReplacing, StateReplaced, true},
 	} {
 		if got := canMove(tc.kind, tc.from, tc.to); got != tc.ok {
 			t.Errorf("canMove(%s, %q, %s) = %v, want %v", tc.kind, tc.from, tc.to, got, tc.ok)

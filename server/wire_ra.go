@@ -24,6 +24,7 @@ func wireRA(c *components) error {
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 		// built here so that it logs years without holiday data
 		Calendar: cal,
+		Tokens:   raTokens(c), Recoverer: raRecoverer(c),
 	})
 	if err != nil {
 		return err

@@ -69,10 +69,14 @@ type Token struct {
 	HolderName string `json:"holder_name,omitempty"`
 	OrgID      string `json:"org,omitempty"`
 	// Certs are the serials of the certificates whose keys are on it.
-	Certs          [][]byte     `json:"certs,omitempty"`
-	PersonalisedAt time.Time    `json:"personalised_at,omitzero"`
-	UpdatedAt      time.Time    `json:"updated_at"`
-	History        []TokenEvent `json:"history"`
+	Certs [][]byte `json:"certs,omitempty"`
+	// CredentialReleased says the derived SO PIN (or admin key) was given
+	// out since the token last left stock: at personalisation, or once
+	// afterwards to the staff member setting it on a replacing token.
+	CredentialReleased bool         `json:"credential_released,omitempty"`
+	PersonalisedAt     time.Time    `json:"personalised_at,omitzero"`
+	UpdatedAt          time.Time    `json:"updated_at"`
+	History            []TokenEvent `json:"history"`
 }
 
 // TokenEvent is one change of a token.

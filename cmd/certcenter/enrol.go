@@ -200,7 +200,7 @@ func staffCmd() *cobra.Command {
 			return e.enrol(&c, "/api/v1/ra/staff", args[0], map[string]string{"role": role})
 		},
 	}
-	add.Flags().StringVar(&role, "role", "", "admin, ra_officer, ca_operator, service_agent or auditor (required)")
+	add.Flags().StringVar(&role, "role", "", "admin, ra_officer, ca_operator, service_agent, auditor or support_engineer (required)")
 	add.MarkFlagRequired("role")
 	e.register(add)
 	cmd.AddCommand(add)

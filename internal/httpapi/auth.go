@@ -21,10 +21,12 @@ const (
 	RoleAuditor      = "auditor"
 	// RoleMetrics is a Prometheus scraper's: it may read /metrics and nothing else.
 	RoleMetrics = "metrics"
+	// RoleSupportEngineer confirms USBKey replacements (SPEC Art. 25).
+	RoleSupportEngineer = "support_engineer"
 )
 
 // StaffRoles are the roles a staff member may hold.
-var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics}
+var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics, RoleSupportEngineer}
 
 // Principal is the authenticated caller of an API request: a staff member
 // or an organisation's certificate administrator, never both.
