@@ -242,7 +242,7 @@ func (r *RA) Routes() []httpapi.Route {
 		{Method: "POST", Pattern: "/api/v1/ra/reminders/run", Handler: r.runReminders, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/notifications", Handler: r.listNotifications, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/token-unlock", Handler: r.submitUnlock, Access: tokenRequesters},
-		{Method: "POST", Pattern: "/api/v1/requests/{id}/unlock", Handler: r.fetchUnlockHandler, Access: tokenRequesters},
+		{Method: "POST", Pattern: "/api/v1/ra/token-unlock/{serial}/authorisation", Handler: r.fetchUnlockHandler, Access: tokenRequesters},
 		{Method: "POST", Pattern: "/api/v1/ra/token-replace", Handler: r.submitReplace, Access: tokenRequesters},
 	}
 }

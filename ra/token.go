@@ -189,10 +189,13 @@ func (r *RA) SubmitUnlock(ctx context.Context, c *caller, in UnlockRequest) (*st
 		} else if err != nil {
 			return err
 		}
+		tok.UnlockRequest = rq.ID
+		next, note := tok.State, "unlock requested in "+rq.ID
 		if tok.State == store.TokenIssued {
-			if err := r.moveToken(tx, tok, store.TokenLocked, c.ID(), rq.ID, "unlock requested"); err != nil {
-				return err
-			}
+			next = store.TokenLocked
+		}
+		if err := r.moveToken(tx, tok, next, c.ID(), rq.ID, note); err != nil {
+			return err
 		}
 		return log(audit.Record{Actor: c.ID(), Action: "ra.submit", Object: "request/" + rq.ID, Details: map[string]string{
 			"kind": rq.Kind, "org": rq.OrgID, "token": tok.Serial, "due_at": dueString(rq.DueAt)}})
@@ -245,21 +248,21 @@ type UnlockAuthorisation struct {
 	Warning  string `json:"warning"`
 }
 
-// FetchUnlock gives the requester of approved unlock request id its
-// authorisation, once: the token's SO PIN, or the answer to challenge
-// (hex) read from the token. The request becomes unlocked and the token
-// issued again in the transaction that consumes the authorisation; a
+// FetchUnlock gives the requester of the approved unlock request of token
+// serial its authorisation, once: the token's SO PIN, or the answer to
+// challenge (hex) read from the token. The request becomes unlocked and the
+// token issued again in the transaction that consumes the authorisation; a
 // second call is refused, audited.
-func (r *RA) FetchUnlock(ctx context.Context, c *caller, id, challengeHex string) (*UnlockAuthorisation, error) {
-	object := "request/" + id
-	out, err := r.fetchUnlock(ctx, c, id, challengeHex)
+func (r *RA) FetchUnlock(ctx context.Context, c *caller, serial, challengeHex string) (*UnlockAuthorisation, error) {
+	object := "token/" + serial
+	out, err := r.fetchUnlock(ctx, c, serial, challengeHex)
 	if err != nil {
 		return nil, r.tokenRefused(ctx, c, KindTokenUnlock, object, err)
 	}
 	return out, nil
 }
 
-func (r *RA) fetchUnlock(ctx context.Context, c *caller, id, challengeHex string) (*UnlockAuthorisation, error) {
+func (r *RA) fetchUnlock(ctx context.Context, c *caller, serial, challengeHex string) (*UnlockAuthorisation, error) {
 	if r.opts.Tokens == nil {
 		return nil, httpapi.Errorf(http.StatusNotImplemented, "not_implemented", "USBKey unlock is not configured (the signer cannot derive token secrets)")
 	}
@@ -267,12 +270,26 @@ func (r *RA) fetchUnlock(ctx context.Context, c *caller, id, challengeHex string
 	var tok *store.Token
 	check := func(tx *store.Tx) error {
 		var err error
+		if !tokenSerialRE.MatchString(serial) {
+			return httpapi.BadRequest("token serial %q: 1-64 of letters, digits, . _ : -", serial)
+		}
+		tok, err = tx.Token(serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return httpapi.NotFound("token %s is not in the inventory", serial)
+		} else if err != nil {
+			return err
+		}
+		if c.Admin != nil && tok.OrgID != c.Admin.OrgID {
+			return httpapi.Forbidden("token %s is not held by organisation %s", serial, c.Admin.OrgID)
+		}
+		if tok.UnlockRequest == "" {
+			return httpapi.Conflict("token %s has no unlock request", serial)
+		}
+		id := tok.UnlockRequest
 		if rq, err = r.readRequest(tx, id); err != nil {
 			return err
 		}
 		switch {
-		case rq.Kind != KindTokenUnlock:
-			return httpapi.Conflict("request %s is a %s request, not a USBKey unlock", id, rq.Kind)
 		case rq.SubmittedBy != c.ID():
 			return httpapi.Forbidden("only the requester (%s) receives the unlock authorisation of request %s", rq.SubmittedBy, id)
 		case rq.State == StateUnlocked:
@@ -280,8 +297,7 @@ func (r *RA) fetchUnlock(ctx context.Context, c *caller, id, challengeHex string
 		case rq.State != StateAuthorised:
 			return httpapi.Conflict("request %s is %s; an unlock is authorised only after its approval", id, rq.State)
 		}
-		tok, err = tx.Token(rq.Token.Serial)
-		return err
+		return nil
 	}
 	if err := r.st.View(ctx, check); err != nil {
 		return nil, err
@@ -628,7 +644,7 @@ func (r *RA) fetchUnlockHandler(w http.ResponseWriter, req *http.Request) error 
 			return err
 		}
 	}
-	out, err := r.FetchUnlock(req.Context(), callerFrom(req.Context()), req.PathValue("id"), in.Challenge)
+	out, err := r.FetchUnlock(req.Context(), callerFrom(req.Context()), req.PathValue("serial"), in.Challenge)
 	if err != nil {
 		return err
 	}

@@ -73,10 +73,13 @@ type Token struct {
 	// CredentialReleased says the derived SO PIN (or admin key) was given
 	// out since the token last left stock: at personalisation, or once
 	// afterwards to the staff member setting it on a replacing token.
-	CredentialReleased bool         `json:"credential_released,omitempty"`
-	PersonalisedAt     time.Time    `json:"personalised_at,omitzero"`
-	UpdatedAt          time.Time    `json:"updated_at"`
-	History            []TokenEvent `json:"history"`
+	CredentialReleased bool `json:"credential_released,omitempty"`
+	// UnlockRequest is the token's latest unlock request: its holder's
+	// client fetches the authorisation by the token's serial.
+	UnlockRequest  string       `json:"unlock_request,omitempty"`
+	PersonalisedAt time.Time    `json:"personalised_at,omitzero"`
+	UpdatedAt      time.Time    `json:"updated_at"`
+	History        []TokenEvent `json:"history"`
 }
 
 // TokenEvent is one change of a token.
