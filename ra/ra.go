@@ -224,6 +224,8 @@ func (r *RA) Routes() []httpapi.Route {
 	staffAndAdmins := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, Admins: true}
 	downloaders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent}, Admins: true}
 	tokenRequesters := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleSupportEngineer}, Admins: true}
+	// Support engineers decide the USBKey replacements (steps.go says which).
+	deciders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleSupportEngineer}, Admins: true}
 	return []httpapi.Route{
 		{Method: "POST", Pattern: "/api/v1/ra/orgs", Handler: r.createOrg, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/ra/orgs", Handler: r.listOrgs, Access: readers},
@@ -233,8 +235,8 @@ func (r *RA) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/applications/{id}", Handler: r.showApplication, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/requests", Handler: r.listRequests, Access: readers},
 		{Method: "GET", Pattern: "/api/v1/requests/{id}", Handler: r.showRequest, Access: readers},
-		{Method: "POST", Pattern: "/api/v1/requests/{id}/approve", Handler: r.approve, Access: staffAndAdmins},
-		{Method: "POST", Pattern: "/api/v1/requests/{id}/reject", Handler: r.reject, Access: staffAndAdmins},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/approve", Handler: r.approve, Access: deciders},
+		{Method: "POST", Pattern: "/api/v1/requests/{id}/reject", Handler: r.reject, Access: deciders},
 		{Method: "GET", Pattern: "/api/v1/requests/{id}/certificate", Handler: r.downloadRequestCert, Access: downloaders},
 		{Method: "GET", Pattern: "/api/v1/downloads/{token}", Handler: r.downloadOnce, Access: httpapi.Access{Public: true}},
 		{Method: "GET", Pattern: "/api/v1/ra/certificates", Handler: r.queryCerts, Access: readers},

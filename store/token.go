@@ -171,10 +171,10 @@ func (tx *Tx) writeToken(old, t *Token) error {
 func tokenIndexKeys(t *Token) [][]byte {
 	var ks [][]byte
 	if t.Holder != "" {
-		ks = append(ks, cat(pIdxTokHolder, []byte(t.Holder), []byte{0}, []byte(t.Serial)))
+		ks = append(ks, cat(pIdxTokHolder, []byte(t.Holder), []byte(t.Serial)))
 	}
 	if t.OrgID != "" {
-		ks = append(ks, cat(pIdxTokOrg, []byte(t.OrgID), []byte{0}, []byte(t.Serial)))
+		ks = append(ks, cat(pIdxTokOrg, []byte(t.OrgID), []byte(t.Serial)))
 	}
 	for _, c := range t.Certs {
 		ks = append(ks, cat(pIdxTokCert, c))
@@ -206,12 +206,12 @@ func (tx *Tx) TokenOfCert(certSerial []byte) (*Token, error) {
 
 // TokensOfHolder streams a holder's tokens in serial order.
 func (tx *Tx) TokensOfHolder(holder string, fn func(*Token) error) error {
-	return tx.tokensUnder(cat(pIdxTokHolder, []byte(holder), []byte{0}), fn)
+	return tx.tokensUnder(cat(pIdxTokHolder, []byte(holder), nil), fn)
 }
 
 // TokensOfOrg streams an organisation's tokens in serial order.
 func (tx *Tx) TokensOfOrg(org string, fn func(*Token) error) error {
-	return tx.tokensUnder(cat(pIdxTokOrg, []byte(org), []byte{0}), fn)
+	return tx.tokensUnder(cat(pIdxTokOrg, []byte(org), nil), fn)
 }
 
 // EachToken streams every token in serial order.
