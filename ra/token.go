@@ -691,4 +691,3 @@ func viewToken(t *store.RAToken) *tokenRequestView {
 	}
 	return v
 }
-

@@ -106,7 +106,6 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) error {
 	return httpapi.WritePage(w, items, next)
 }
 
-
 func (s *Service) handleCredential(w http.ResponseWriter, r *http.Request) error {
 	out, err := s.ReleaseCredential(r.Context(), principal(r).ID(), r.PathValue("serial"))
 	if err != nil {
