@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -62,11 +61,13 @@ const stRdOnly = 0x1
 // probeWrite writes, syncs and removes a small file in dir. It catches a file
 // system that fails writes without saying so in statfs (I/O errors).
 func probeWrite(dir string) error {
-	p := filepath.Join(dir, "certcenter.probe")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	// A file of its own: probes run concurrently (the timer, and every
+	// Update whose fn failed), and one must not remove another's file.
+	f, err := os.CreateTemp(dir, "certcenter.probe")
 	if err != nil {
 		return fmt.Errorf("data directory not writable: %w", err)
 	}
+	p := f.Name()
 	_, werr := f.Write([]byte("probe\n"))
 	serr := f.Sync()
 	cerr := f.Close()
