@@ -28,7 +28,11 @@ func wireToken(c *components) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := svc.Prepare(ctx); err != nil {
-		return err
+		// OCSP, CRLs and the directory must not wait on the token secret:
+		// the server starts, says why in /readyz detail, and unlocks fail
+		// with the reason until an operator restores the secret.
+		c.log.Error("USBKey master secret unavailable: personalisation and unlock will fail", "component", "token", "err", err)
+		c.addWarning("tokens", func(context.Context) string { return "USBKey unlock unavailable: " + err.Error() })
 	}
 	svc.Register(c.api)
 	c.tokens = svc

@@ -12,6 +12,9 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -346,6 +349,30 @@ func TestUSBKeyLifecycle(t *testing.T) {
 	w.refused(engineer, 409, "already given out", "POST", "/api/v1/tokens/"+s2+"/credential", nil)
 	w.refused(engineer, 409, "is lost", "POST", "/api/v1/tokens/"+s1+"/credential", nil)
 	signOnToken(t, mod, "usbkey-2", transportPIN, "holder-sign-2", issued.PEM)
+
+	// No SO PIN is stored: not in any file of the data directory, nor in
+	// the log.
+	for _, pin := range []string{soPIN, cred.Credential.SOPIN} {
+		if strings.Contains(w.logs.String(), pin) {
+			t.Fatal("a derived SO PIN is in the server's log")
+		}
+		err := filepath.WalkDir(w.dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(b, []byte(pin)) {
+				t.Errorf("a derived SO PIN is in %s", p)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // skfDouble plays a GM/T 0016 SKF token: it hands out a random challenge
