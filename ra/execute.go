@@ -187,6 +187,9 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 				return err
 			}
 			details["renews"] = hex.EncodeToString(rq.TargetSerial)
+			if err := r.tokenFollowsRenewal(tx, rq, cert); err != nil {
+				return err
+			}
 		}
 		if err := tx.PutRARequest(rq); err != nil {
 			return err
@@ -385,6 +388,9 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 		}
 		reason := ca.Reason(rq.Reason).String()
 		if err := r.move(rq, StateRevoked, "system", "revoke", "certificate "+hex.EncodeToString(rq.TargetSerial)+" revoked: "+reason+note); err != nil {
+			return err
+		}
+		if err := r.tokenFollowsRevocation(tx, rq); err != nil {
 			return err
 		}
 		if err := tx.PutRARequest(rq); err != nil {

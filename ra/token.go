@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/certcenter/certcenter/ca"
@@ -160,6 +161,48 @@ func (r *RA) moveToken(tx *store.Tx, tok *store.Token, state, actor, request, no
 		return err
 	}
 	return nil
+}
+
+// ---- the inventory kept through certificate requests ----
+
+// revokedTokenStates is what a revocation's cause says of the token the
+// certificate is on.
+var revokedTokenStates = map[string]string{"key_lost": store.TokenLost, "token_damaged": store.TokenDamaged}
+
+// tokenFollowsRevocation records, in the revocation's transaction, that
+// the token holding the revoked certificate is lost or damaged when the
+// cause says so.
+func (r *RA) tokenFollowsRevocation(tx *store.Tx, rq *store.RARequest) error {
+	next, ok := revokedTokenStates[rq.Cause]
+	if !ok {
+		return nil
+	}
+	tok, err := tx.TokenOfCert(rq.TargetSerial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if tok.State == next || !store.TokenCanMove(tok.State, next) {
+		return nil
+	}
+	return r.moveToken(tx, tok, next, "system", rq.ID, "certificate "+hex.EncodeToString(rq.TargetSerial)+" revoked: "+rq.Cause)
+}
+
+// tokenFollowsRenewal adds a renewed certificate to the token that held
+// the one it renews: the renewal's key is made on the holder's USBKey.
+func (r *RA) tokenFollowsRenewal(tx *store.Tx, rq *store.RARequest, cert *store.Cert) error {
+	tok, err := tx.TokenOfCert(rq.TargetSerial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(tok.Certs, func(s []byte) bool { return string(s) == string(cert.Serial) }) {
+		return nil
+	}
+	tok.Certs = append(tok.Certs, cert.Serial)
+	return r.moveToken(tx, tok, tok.State, "system", rq.ID, "renewed certificate "+cert.SerialHex()+" added")
 }
 
 // ---- unlock (SPEC Art. 12) ----

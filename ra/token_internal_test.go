@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/store"
 )
@@ -125,4 +126,67 @@ func FuzzParseChallenge(f *testing.F) {
 			t.Fatalf("accepted %d bytes", len(b))
 		}
 	})
+}
+
+// TestTokenFollowsRequests: a renewal adds the new certificate to the
+// holder's token, a revocation for a damaged token records it damaged.
+func TestTokenFollowsRequests(t *testing.T) {
+	ctx := context.Background()
+	e := newExecEnv(t, nil, nil, nil)
+	block, _ := pem.Decode([]byte(testCSR(t)))
+	csr, _ := x509.ParseCertificateRequest(block.Bytes)
+	c, err := e.auth.Authority.Issue(ctx, ca.IssueRequest{CSR: csr, Profile: ca.ProfilePersonalSigning, SubscriberID: "sub-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.st.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.PutOrgCert("o", c.Serial); err != nil {
+			return err
+		}
+		return tx.InsertToken(&store.Token{Serial: "T1", Model: "pkcs11", State: store.TokenIssued, Holder: "sub-1", OrgID: "o", Certs: [][]byte{c.Serial}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit := func(app string) *store.RARequest {
+		t.Helper()
+		a, csrs, err := ParseApplication([]byte(app))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rq *store.RARequest
+		err = e.r.update(ctx, func(tx *store.Tx, _ func(audit.Record) error) error {
+			if rq, err = e.r.newRequest(tx, a, 0, csrs[0], e.org, &store.RAApplication{ID: "a"}, e.admin, e.r.now()); err != nil {
+				return err
+			}
+			return tx.PutRARequest(rq)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rq
+	}
+	token := func() *store.Token {
+		var tok *store.Token
+		e.st.View(ctx, func(tx *store.Tx) (err error) { tok, err = tx.Token("T1"); return err })
+		return tok
+	}
+
+	renew := submit(`{"org":"o","kind":"renew","items":[{"serial":"` + c.SerialHex() + `","csr":` + jsonString(testCSR(t)) + `}]}`)
+	done, err := e.r.Decide(ctx, e.officer, renew.ID, Decision{Approve: true})
+	if err != nil || done.State != StateIssued {
+		t.Fatalf("renewal: %v %+v", err, done)
+	}
+	if tok := token(); len(tok.Certs) != 2 || hex.EncodeToString(tok.Certs[1]) != hex.EncodeToString(done.Serial) {
+		t.Fatalf("token certificates after the renewal: %x", tok.Certs)
+	}
+
+	revoke := submit(`{"org":"o","kind":"revoke","items":[{"serial":"` + hex.EncodeToString(done.Serial) + `","cause":"token_damaged"}]}`)
+	operator := &caller{Staff: &store.Staff{ID: "op", Role: httpapi.RoleCAOperator}}
+	if got, err := e.r.Decide(ctx, operator, revoke.ID, Decision{Approve: true}); err != nil || got.State != StateRevoked {
+		t.Fatalf("revocation: %v %+v", err, got)
+	}
+	if tok := token(); tok.State != store.TokenDamaged || tok.History[len(tok.History)-1].Request != revoke.ID {
+		t.Fatalf("token after a token_damaged revocation: %s %+v", tok.State, tok.History)
+	}
 }
