@@ -55,3 +55,22 @@ func TestFileDerive(t *testing.T) {
 		t.Fatal("a secret name with a path was accepted")
 	}
 }
+
+// BenchmarkFileDerive is one SO PIN derivation with the file signer (it
+// reads the 0600 key file each time, so a replaced file takes effect).
+func BenchmarkFileDerive(b *testing.B) {
+	ctx := context.Background()
+	f, err := NewFile(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := f.GenerateSecret(ctx, "tok"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.Derive(ctx, "tok", []byte("certcenter/token/so-pin\x00serial")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -73,3 +73,20 @@ func TestDeriveSoftHSM(t *testing.T) {
 		t.Fatal("the secret's CKA_VALUE could be read")
 	}
 }
+
+// BenchmarkDeriveSoftHSM is one SO PIN derivation on the HSM (an unlock
+// authorisation or a personalisation costs one).
+func BenchmarkDeriveSoftHSM(b *testing.B) {
+	ctx := context.Background()
+	tok := newToken(b, "derive-bench")
+	p := tok.open(b, 1)
+	if err := p.GenerateSecret(ctx, "token-admin"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Derive(ctx, "token-admin", []byte("certcenter/token/so-pin\x00serial")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
