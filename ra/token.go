@@ -328,6 +328,11 @@ func (r *RA) fetchUnlock(ctx context.Context, c *caller, serial, challengeHex st
 		if tok.UnlockRequest == "" {
 			return httpapi.Conflict("token %s has no unlock request", serial)
 		}
+		if tok.State != store.TokenIssued && tok.State != store.TokenLocked {
+			// A token reported lost or damaged since the approval: its SO
+			// PIN must not reach whoever holds it now.
+			return httpapi.Conflict("token %s is %s; it is not unlocked any more", serial, tok.State)
+		}
 		id := tok.UnlockRequest
 		if rq, err = r.readRequest(tx, id); err != nil {
 			return err

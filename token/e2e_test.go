@@ -458,4 +458,12 @@ func TestUSBKeyChallengeResponse(t *testing.T) {
 		t.Fatal("the double refused the service's answer")
 	}
 	w.refused(hadm, 409, "already used", "POST", path, map[string]string{"challenge": hex.EncodeToString(d.getChallenge())})
+
+	// A token reported lost after its unlock was approved gets no answer.
+	w.must(hadm, 201, "POST", "/api/v1/ra/token-unlock", map[string]string{"token_serial": "SKF-0001"}, &rq)
+	w.must(officer, 200, "POST", "/api/v1/requests/"+rq.ID+"/approve", nil, &rq)
+	w.refused(officer, 400, "note", "POST", "/api/v1/tokens/SKF-0001/state", map[string]string{"state": "lost"})
+	w.refused(officer, 400, "lost, damaged or retired", "POST", "/api/v1/tokens/SKF-0001/state", map[string]string{"state": "issued", "note": "found"})
+	w.must(officer, 200, "POST", "/api/v1/tokens/SKF-0001/state", map[string]string{"state": "lost", "note": "holder lost it on the train"}, nil)
+	w.refused(hadm, 409, "it is not unlocked any more", "POST", path, map[string]string{"challenge": hex.EncodeToString(d.getChallenge())})
 }
