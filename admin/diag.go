@@ -31,6 +31,18 @@ type Diagnostics struct {
 	// DeltaDelay is crl.delta_delay: a revocation older than it (plus
 	// CRLGrace) must be on a CRL.
 	DeltaDelay time.Duration
+	// Token reports the USBKey a certificate's key is on (package token);
+	// nil, or a nil state, shows no token.
+	Token func(ctx context.Context, c *store.Cert) (*TokenState, error)
+}
+
+// TokenState is the USBKey holding a certificate's key.
+type TokenState struct {
+	Serial string `json:"serial"`
+	Model  string `json:"model"`
+	State  string `json:"state"`
+	Holder string `json:"holder,omitempty"`
+	Org    string `json:"org,omitempty"`
 }
 
 // CRLGrace is the time a CRL rebuild is given beyond crl.delta_delay before
@@ -205,6 +217,9 @@ type CertDiagnosis struct {
 	TargetsNote   string            `json:"targets_note,omitempty"`
 	Problems      []Problem         `json:"problems"`
 	CheckedAt     time.Time         `json:"checked_at"`
+
+	// Token is the USBKey the certificate's key is on, if the inventory knows one.
+	Token *TokenState `json:"token,omitempty"`
 }
 
 func (d *CertDiagnosis) problem(where, code, format string, a ...any) {
@@ -487,6 +502,13 @@ func (d *Diagnoser) diagnose(ctx context.Context, recs []*certRecord) ([]*CertDi
 		d.checkOCSP(ctx, dg, c, now)
 		d.checkDirectory(ctx, dg, c)
 		d.checkTargets(dg, targets, i, targetsErr)
+		if d.src.Token != nil {
+			if ts, err := d.src.Token(ctx, c); err != nil {
+				dg.problem("token", "token_unavailable", "reading the USBKey inventory: %v", err)
+			} else {
+				dg.Token = ts
+			}
+		}
 	}
 	for issuer, idx := range byIssuer {
 		if d.src.CRLs == nil {

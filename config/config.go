@@ -40,6 +40,8 @@ type Config struct {
 	Publish Publish `yaml:"publish"`
 	// Desk is the service desk's tickets and SLA clocks.
 	Desk Desk `yaml:"desk"`
+	// Tokens is the USBKey inventory and unlocking.
+	Tokens Tokens `yaml:"tokens"`
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
@@ -377,6 +379,7 @@ func Default() *Config {
 		RA:      defaultRA(),
 		Publish: defaultPublish(),
 		Desk:    defaultDesk(),
+		Tokens:  defaultTokens(),
 	}
 }
 
@@ -628,6 +631,7 @@ func (c *Config) Validate() error {
 	c.RA.validate(bad, checkAddr)
 	c.Publish.validate(bad)
 	c.Desk.validate(bad)
+	c.Tokens.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -15,6 +15,11 @@ type RA struct {
 	IssueDeadlineDays  int `yaml:"issue_deadline_days"`
 	RenewDeadlineDays  int `yaml:"renew_deadline_days"`
 	RevokeDeadlineDays int `yaml:"revoke_deadline_days"`
+	// UnlockDeadlineDays is the working days a USBKey unlock may take
+	// (SPEC Art. 12), ReplaceDeadlineDays a USBKey replacement (Art. 25).
+	// Defaults 2, 5.
+	UnlockDeadlineDays  int `yaml:"unlock_deadline_days"`
+	ReplaceDeadlineDays int `yaml:"replace_deadline_days"`
 	// SuperiorApprovals is the number of distinct administrators of the
 	// superior organisation that approve a multi-level organisation's request.
 	// Default 1.
@@ -111,6 +116,7 @@ type RAWebhook struct {
 func defaultRA() RA {
 	return RA{
 		IssueDeadlineDays: 5, RenewDeadlineDays: 2, RevokeDeadlineDays: 1,
+		UnlockDeadlineDays: 2, ReplaceDeadlineDays: 5,
 		SuperiorApprovals: 1, CAApprovals: 1,
 		AutoRevokeCauses: []string{"key_lost"},
 		ReminderLeadDays: []int{30, 7},
@@ -138,6 +144,12 @@ func (r *RA) validate(bad func(key, format string, a ...any), checkAddr func(key
 		if v < 0 || v > 60 {
 			bad(key, "must be between 0 and 60 working days")
 		}
+	}
+	if r.UnlockDeadlineDays < 0 || r.UnlockDeadlineDays > 60 {
+		bad("ra.unlock_deadline_days", "must be between 0 and 60 working days")
+	}
+	if r.ReplaceDeadlineDays < 0 || r.ReplaceDeadlineDays > 60 {
+		bad("ra.replace_deadline_days", "must be between 0 and 60 working days")
 	}
 	if r.SuperiorApprovals < 1 || r.SuperiorApprovals > 10 {
 		bad("ra.superior_approvals", "must be between 1 and 10")

@@ -74,6 +74,10 @@ func (r *RA) execute(ctx context.Context, id string, wait bool) (*store.RAReques
 		return r.issueEncryption(ctx, rq)
 	case StateRecovering:
 		return r.recoverKey(ctx, rq)
+	case StateAuthorising:
+		return r.authorise(ctx, rq)
+	case StateReplacing:
+		return r.replace(ctx, rq)
 	}
 	return rq, nil
 }
@@ -187,6 +191,9 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 				return err
 			}
 			details["renews"] = hex.EncodeToString(rq.TargetSerial)
+			if err := r.tokenFollowsRenewal(tx, rq, cert); err != nil {
+				return err
+			}
 		}
 		if err := tx.PutRARequest(rq); err != nil {
 			return err
@@ -385,6 +392,9 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 		}
 		reason := ca.Reason(rq.Reason).String()
 		if err := r.move(rq, StateRevoked, "system", "revoke", "certificate "+hex.EncodeToString(rq.TargetSerial)+" revoked: "+reason+note); err != nil {
+			return err
+		}
+		if err := r.tokenFollowsRevocation(tx, rq); err != nil {
 			return err
 		}
 		if err := tx.PutRARequest(rq); err != nil {

@@ -48,6 +48,10 @@ func (r *RA) deadlineDays(kind string) int {
 		return r.cfg.RevokeDeadlineDays
 	case KindKeyRecovery, KindJudicialRecovery:
 		return r.cfg.Escrow.RecoveryDeadlineDays
+	case KindTokenUnlock:
+		return r.cfg.UnlockDeadlineDays
+	case KindTokenReplace:
+		return r.cfg.ReplaceDeadlineDays
 	}
 	return r.cfg.IssueDeadlineDays
 }

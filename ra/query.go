@@ -51,6 +51,8 @@ type requestView struct {
 	LDAPAccount string `json:"ldap_account,omitempty"`
 	// Escrow is what an encryption certificate or key recovery asks for.
 	Escrow *store.RAEscrow `json:"escrow,omitempty"`
+	// Token is what a USBKey unlock or replacement request is about.
+	Token *tokenRequestView `json:"token,omitempty"`
 }
 
 // overdue: not finished by its deadline, or finished after it.
@@ -86,6 +88,9 @@ func (r *RA) view(rq *store.RARequest) requestView {
 	v.Escrow = rq.Escrow
 	if rq.Kind == KindRevoke {
 		v.Reason = ca.Reason(rq.Reason).String()
+	}
+	if rq.Token != nil {
+		v.Token = viewToken(rq.Token)
 	}
 	return v
 }

@@ -64,6 +64,12 @@ type Options struct {
 	// Escrow makes and recovers the keys of encryption certificates
 	// (escrow.go); nil answers those routes 501.
 	Escrow KeyEscrow
+	// Tokens unlocks USBKeys (package token); nil refuses unlock requests.
+	Tokens Tokens
+	// Recoverer recovers an encryption key onto a replacing USBKey; nil:
+	// through Escrow (token_escrow.go), or with no Escrow either the step
+	// is skipped and the request says so.
+	Recoverer KeyRecoverer
 }
 
 // RA serves the RA API and runs its background jobs.
@@ -164,6 +170,9 @@ func New(o Options) (*RA, error) {
 		opts: o, st: o.Store, auth: o.Authority, audit: o.Audit, cfg: o.Config, cal: o.Calendar,
 		log: o.Logger.With("component", "ra"), now: o.Now,
 	}
+	if r.opts.Recoverer == nil && r.opts.Escrow != nil {
+		r.opts.Recoverer = escrowRecoverer{r}
+	}
 	r.notify = newNotifier(o.Config, o.HTTPClient)
 	r.m = newMetrics(r)
 	if o.Registerer != nil {
@@ -220,9 +229,11 @@ func (r *RA) Routes() []httpapi.Route {
 	readers := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent, httpapi.RoleAuditor, httpapi.RoleRecoveryOfficer}, Admins: true}
 	adminOnly := httpapi.Access{}
 	staffAndAdmins := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator}, Admins: true}
-	// Recovery officers decide judicial recoveries (steps.go says which).
-	deciders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleRecoveryOfficer}, Admins: true}
+	// Recovery officers decide judicial recoveries, support engineers the
+	// USBKey replacements (steps.go says which).
+	deciders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleRecoveryOfficer, httpapi.RoleSupportEngineer}, Admins: true}
 	downloaders := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleCAOperator, httpapi.RoleServiceAgent}, Admins: true}
+	tokenRequesters := httpapi.Access{Roles: []string{httpapi.RoleRAOfficer, httpapi.RoleSupportEngineer}, Admins: true}
 	return append([]httpapi.Route{
 		{Method: "POST", Pattern: "/api/v1/ra/orgs", Handler: r.createOrg, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/ra/orgs", Handler: r.listOrgs, Access: readers},
@@ -240,6 +251,9 @@ func (r *RA) Routes() []httpapi.Route {
 		{Method: "GET", Pattern: "/api/v1/ra/certificates/{serial}", Handler: r.downloadCert, Access: readers},
 		{Method: "POST", Pattern: "/api/v1/ra/reminders/run", Handler: r.runReminders, Access: adminOnly},
 		{Method: "GET", Pattern: "/api/v1/notifications", Handler: r.listNotifications, Access: readers},
+		{Method: "POST", Pattern: "/api/v1/ra/token-unlock", Handler: r.submitUnlock, Access: tokenRequesters},
+		{Method: "POST", Pattern: "/api/v1/ra/token-unlock/{serial}/authorisation", Handler: r.fetchUnlockHandler, Access: tokenRequesters},
+		{Method: "POST", Pattern: "/api/v1/ra/token-replace", Handler: r.submitReplace, Access: tokenRequesters},
 	}, r.escrowRoutes()...)
 }
 

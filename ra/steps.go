@@ -33,6 +33,19 @@ const (
 	// last approval and the account's creation, then granted.
 	StateGranting = "granting"
 	StateGranted  = "granted"
+	// A USBKey unlock (KindTokenUnlock) is authorising between its
+	// approval and the authorisation's record, authorised until the
+	// requester fetches it (once), then unlocked.
+	StateAuthorising = "authorising"
+	StateAuthorised  = "authorised"
+	StateUnlocked    = "unlocked"
+	// A USBKey replacement (KindTokenReplace) waits for a support
+	// engineer's confirmation (SPEC Art. 25), then is replacing until the
+	// old token's certificates are revoked, the new one issued and the
+	// inventory moved.
+	StateSupport   = "support_review"
+	StateReplacing = "replacing"
+	StateReplaced  = "replaced"
 )
 
 // party is who may decide a level: staff holding one of roles (an
@@ -113,12 +126,25 @@ var levels = []level{
 		who:  party{roles: []string{httpapi.RoleRecoveryOfficer}, exact: true, refusal: "only recovery officers approve a judicial recovery"},
 		need: func(c config.RA) int { return c.Escrow.JudicialApprovals },
 	},
+	// USBKey unlock (SPEC Art. 12) and replacement (Art. 25, confirmed by
+	// a support engineer); ra/token.go.
+	{
+		state: StateCAReview, kinds: []string{KindTokenUnlock}, ca: true,
+		who:  party{roles: []string{httpapi.RoleRAOfficer}, refusal: "only an RA officer authorises a USBKey unlock"},
+		need: func(config.RA) int { return 1 },
+	},
+	{
+		state: StateSupport, kinds: []string{KindTokenReplace}, ca: true,
+		who:  party{roles: []string{httpapi.RoleSupportEngineer}, refusal: "only a support engineer confirms a USBKey replacement"},
+		need: func(config.RA) int { return 1 },
+	},
 }
 
 // executes is the state a kind of request moves to after its last
 // approval; the Authority then carries it out (Execute).
 var executes = map[string]string{KindIssue: StateIssuing, KindRenew: StateIssuing, KindRevoke: StateRevoking, KindLDAPAccess: StateGranting,
-	KindEncryptionCert: StateEscrowing, KindKeyRecovery: StateRecovering, KindJudicialRecovery: StateRecovering}
+	KindEncryptionCert: StateEscrowing, KindKeyRecovery: StateRecovering, KindJudicialRecovery: StateRecovering,
+	KindTokenUnlock: StateAuthorising, KindTokenReplace: StateReplacing}
 
 // outcomes are the moves after approval: execution succeeds or fails, and
 // an issued certificate is delivered.
@@ -132,6 +158,10 @@ var outcomes = map[string][]string{
 	StateEscrowing:  {StateIssued, StateFailed},
 	StateRecovering: {StateRecovered, StateFailed},
 	StateRecovered:  {StateDelivered},
+	// An unlock authorisation is fetched once: authorised, then unlocked.
+	StateAuthorising: {StateAuthorised, StateFailed},
+	StateAuthorised:  {StateUnlocked},
+	StateReplacing:   {StateReplaced, StateFailed},
 }
 
 // immediate says who may have a request of a kind executed at submission,
@@ -193,7 +223,7 @@ func isFinal(state string) bool {
 	switch state {
 	case StateIssued, StateRevoked, StateRejected, StateFailed, StateGranted:
 		return true
-	case StateRecovered:
+	case StateRecovered, StateAuthorised, StateReplaced:
 		return true
 	}
 	return false

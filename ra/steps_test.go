@@ -27,13 +27,15 @@ var stepActors = map[string]*caller{
 	"auditor":          {Staff: &store.Staff{ID: "aud", Role: httpapi.RoleAuditor}},
 	"metrics":          {Staff: &store.Staff{ID: "scrape", Role: httpapi.RoleMetrics}},
 	"recovery-officer": {Staff: &store.Staff{ID: "rec", Role: httpapi.RoleRecoveryOfficer}},
+	"support":          {Staff: &store.Staff{ID: "eng", Role: httpapi.RoleSupportEngineer}},
 }
 
 var allStates = []string{StateSuperior, StateCAReview, StateIssuing, StateIssued, StateDelivered, StateRevoking, StateRevoked, StateRejected, StateFailed, StateGranting, StateGranted,
-	StateEscrowing, StateRecoveryReview, StateRecovering, StateRecovered}
+	StateEscrowing, StateRecoveryReview, StateRecovering, StateRecovered,
+	StateAuthorising, StateAuthorised, StateUnlocked, StateSupport, StateReplacing, StateReplaced}
 
 var allKinds = []string{KindIssue, KindRenew, KindRevoke, KindLDAPAccess,
-	KindEncryptionCert, KindKeyRecovery, KindJudicialRecovery}
+	KindEncryptionCert, KindKeyRecovery, KindJudicialRecovery, KindTokenUnlock, KindTokenReplace}
 
 // decisionPolicy is who decides each (kind, state) and where the last
 // approval of it leads; every other (kind, state) takes no decision.
@@ -53,6 +55,8 @@ var decisionPolicy = []struct {
 	// M of N: the first of ra.escrow.judicial_approvals (2) keeps it there;
 	// an administrator does not stand in for a recovery officer.
 	{KindJudicialRecovery, StateRecoveryReview, []string{"recovery-officer"}, StateRecoveryReview},
+	{KindTokenUnlock, StateCAReview, []string{"ra-officer", "staff-admin"}, StateAuthorising},
+	{KindTokenReplace, StateSupport, []string{"support", "staff-admin"}, StateReplacing},
 }
 
 // multiOrg is a multi-level organisation: its issue requests pass every level.
@@ -237,6 +241,14 @@ func TestStepsMoves(t *testing.T) {
 		{KindIssue, StateRejected, StateCAReview, false},
 		{KindIssue, StateFailed, StateIssuing, false},
 		{KindRevoke, StateRevoked, StateRevoking, false},
+		{KindTokenUnlock, "", StateCAReview, true},
+		{KindTokenUnlock, StateAuthorising, StateAuthorised, true},
+		{KindTokenUnlock, StateAuthorised, StateUnlocked, true},
+		{KindTokenUnlock, StateUnlocked, StateAuthorised, false},
+		{KindTokenReplace, "", StateSupport, true},
+		{KindTokenReplace, "", StateReplacing, false},
+		{KindTokenReplace, StateSupport, StateReplacing, true},
+		{KindTokenReplace, StateReplacing, StateReplaced, true},
 	} {
 		if got := canMove(tc.kind, tc.from, tc.to); got != tc.ok {
 			t.Errorf("canMove(%s, %q, %s) = %v, want %v", tc.kind, tc.from, tc.to, got, tc.ok)

@@ -13,6 +13,7 @@ import (
 	"github.com/certcenter/certcenter/desk"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ra"
+	"github.com/certcenter/certcenter/token"
 )
 
 // TestOpenAPIMatchesRoutes keeps api/openapi.yaml in step with the route
@@ -57,6 +58,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	tables := map[string][]httpapi.Route{"ra": r.Routes(), "admin": admin.New(admin.Options{}).Routes(), "desk": dk.Routes()}
+	tok, err := token.New(token.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables["token"] = tok.Routes()
 	routed := map[string][]string{}
 	seen := map[string]string{}
 	for tag, routes := range tables {
@@ -72,7 +78,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range []string{"ra", "admin", "desk"} {
+	for _, tag := range []string{"ra", "admin", "desk", "token"} {
 		slices.Sort(documented[tag])
 		slices.Sort(routed[tag])
 		if !slices.Equal(documented[tag], routed[tag]) {

@@ -24,6 +24,8 @@ import (
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/publish"
+	"github.com/certcenter/certcenter/ra"
+	"github.com/certcenter/certcenter/token"
 	"github.com/certcenter/certcenter/token/escrow"
 )
 
@@ -57,6 +59,10 @@ type components struct {
 	warnings []readinessWarning
 	// publisher delivers to outside LDAP targets (nil: none configured).
 	publisher *publish.Publisher
+	// tokens is the USBKey inventory (wire_token.go), which the RA unlocks through.
+	tokens *token.Service
+	// ra is the RA (wire_ra.go); the desk opens USBKey replacements through it.
+	ra *ra.RA
 	// setAddr records a listener's bound address for Server.Addr.
 	setAddr func(name, addr string)
 	// escrow keeps encryption keys (wire_escrow.go); made by the first
@@ -175,7 +181,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
 	// issue, revoke or refresh: not ready, and /readyz says why.
 	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
-	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireRA, wireAdmin, wireDesk} {
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireDesk} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
 			return nil, err

@@ -2,20 +2,17 @@ package server
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/certcenter/certcenter/desk"
-	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ra"
 	"github.com/certcenter/certcenter/store"
 )
 
 // wireDesk mounts the service desk's API and runs its SLA clock loop. Its
-// 5x8 clocks use the RA's working-day calendar. The knowledge base
-// (desk.Options.Articles, package desk/kb) and the opening of USBKey
-// replacement requests (package token) are filled here when those
-// packages are merged; until then their routes answer 501, and a ticket's
-// replacement request state is read from the store's RA request.
+// 5x8 clocks use the RA's working-day calendar; a ticket's USBKey
+// replacement is opened as the RA's request (after wireRA). The knowledge
+// base (desk.Options.Articles, package desk/kb) is filled here when that
+// package is merged; until then its route answers 501.
 func wireDesk(c *components) error {
 	cal, err := ra.CalendarFrom(c.cfg.RA)
 	if err != nil {
@@ -24,7 +21,7 @@ func wireDesk(c *components) error {
 	d, err := desk.New(desk.Options{
 		Store: c.core.store, Audit: c.auditLog, Config: c.cfg.Desk, Calendar: cal, Auth: c.auth,
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
-		Replacements: storeReplacements{c.core.store},
+		Replacements: deskReplacements{c.ra, c.core.store},
 	})
 	if err != nil {
 		return err
@@ -34,15 +31,24 @@ func wireDesk(c *components) error {
 	return nil
 }
 
-// storeReplacements reads a replacement request's state from the RA
-// request it is; opening one waits for package token's replacement kind.
-type storeReplacements struct{ st *store.Store }
-
-func (storeReplacements) OpenReplacement(context.Context, desk.ReplacementRequest) (string, error) {
-	return "", httpapi.Errorf(http.StatusNotImplemented, "not_implemented", "USBKey replacement requests are not available in this build (package token)")
+// deskReplacements opens a ticket's USBKey replacement as the RA's
+// token_replace request, submitted by the support engineer who confirmed
+// it, and reads its state from the RA request.
+type deskReplacements struct {
+	ra *ra.RA
+	st *store.Store
 }
 
-func (r storeReplacements) ReplacementState(ctx context.Context, id string) (string, error) {
+func (r deskReplacements) OpenReplacement(ctx context.Context, q desk.ReplacementRequest) (string, error) {
+	rq, err := r.ra.SubmitReplace(ctx, q.Principal, ra.ReplaceRequest{TokenSerial: q.Token, NewTokenSerial: q.NewToken,
+		Cause: q.Cause, CSR: q.CSR, Comment: "ticket " + q.Ticket + ": " + q.Reason})
+	if err != nil {
+		return "", err
+	}
+	return rq.ID, nil
+}
+
+func (r deskReplacements) ReplacementState(ctx context.Context, id string) (string, error) {
 	var state string
 	err := r.st.View(ctx, func(tx *store.Tx) error {
 		q, err := tx.RARequest(id)

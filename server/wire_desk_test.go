@@ -1,15 +1,21 @@
 package server
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"strings"
 	"testing"
 )
 
 // TestDeskWired: the server mounts the desk for its roles, counts tickets
-// in /metrics, and answers a replacement confirmation 501 until package
-// token's replacement kind is wired.
+// in /metrics, and hands a replacement confirmation to the RA, which
+// refuses a token that is not in the inventory.
 func TestDeskWired(t *testing.T) {
 	cfg := testConfig(t)
 	s := startTest(t, cfg)
@@ -35,8 +41,18 @@ func TestDeskWired(t *testing.T) {
 	if code, resp := get(t, auditor, api+"/api/v1/tickets/"+tk.ID); code != http.StatusForbidden {
 		t.Errorf("auditor reads a ticket: %d %s", code, resp)
 	}
-	if code, resp := post(t, eng, api+"/api/v1/tickets/"+tk.ID+"/replacement", `{"token":"K1","reason":"broken"}`); code != http.StatusNotImplemented || !strings.Contains(resp, "package token") {
-		t.Errorf("replacement = %d %s", code, resp)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "Zhang San"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl, _ := json.Marshal(map[string]string{"token": "K1", "new_token": "K2", "cause": "damaged", "reason": "broken",
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))})
+	if code, resp := post(t, eng, api+"/api/v1/tickets/"+tk.ID+"/replacement", string(repl)); code != http.StatusBadRequest || !strings.Contains(resp, "inventory") {
+		t.Errorf("replacement of a token not in the inventory = %d %s, want 400 from the RA", code, resp)
 	}
 	if code, resp := get(t, agent, api+"/api/v1/tickets/"+tk.ID+"/articles"); code != http.StatusNotImplemented {
 		t.Errorf("articles = %d %s", code, resp)

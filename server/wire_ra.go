@@ -29,11 +29,13 @@ func wireRA(c *components) error {
 		// built here so that it logs years without holiday data
 		Calendar: cal,
 		Escrow:   keys,
+		Tokens:   raTokens(c), Recoverer: raRecoverer(c),
 	})
 	if err != nil {
 		return err
 	}
 	r.Register(c.api)
+	c.ra = r
 	c.runLoop("ra", r.Run)
 	return nil
 }

@@ -172,6 +172,8 @@ type RARequest struct {
 	// Escrow is what an encryption certificate or key recovery request
 	// asks for (kinds encryption_cert, key_recovery).
 	Escrow *RAEscrow `json:"escrow,omitempty"`
+	// Token is what a token unlock or replacement request is about.
+	Token *RAToken `json:"token,omitempty"`
 }
 
 // ---- organisations and administrators ----

@@ -200,7 +200,7 @@ func staffCmd() *cobra.Command {
 			return e.enrol(&c, "/api/v1/ra/staff", args[0], map[string]string{"role": role})
 		},
 	}
-	add.Flags().StringVar(&role, "role", "", "admin, ra_officer, ca_operator, service_agent, auditor, engineer, technical_centre or supervisor (required)")
+	add.Flags().StringVar(&role, "role", "", "admin, ra_officer, ca_operator, service_agent, auditor, recovery_officer, support_engineer, engineer, technical_centre or supervisor (required)")
 	add.MarkFlagRequired("role")
 	e.register(add)
 	cmd.AddCommand(add)

@@ -30,11 +30,13 @@ const (
 	RoleEngineer        = "engineer"
 	RoleTechnicalCentre = "technical_centre"
 	RoleSupervisor      = "supervisor"
+	// RoleSupportEngineer confirms USBKey replacements (SPEC Art. 25).
+	RoleSupportEngineer = "support_engineer"
 )
 
 // StaffRoles are the roles a staff member may hold.
 var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics,
-	RoleRecoveryOfficer, RoleEngineer, RoleTechnicalCentre, RoleSupervisor}
+	RoleRecoveryOfficer, RoleEngineer, RoleTechnicalCentre, RoleSupervisor, RoleSupportEngineer}
 
 // Principal is the authenticated caller of an API request: a staff member
 // or an organisation's certificate administrator, never both.
