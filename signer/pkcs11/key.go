@@ -473,9 +473,14 @@ func parseECPoint(params, point []byte) (*ecdsa.PublicKey, error) {
 	default:
 		return nil, fmt.Errorf("unsupported curve %v", oid)
 	}
-	var raw []byte
-	if rest, err := asn1.Unmarshal(point, &raw); err != nil || len(rest) > 0 {
-		raw = point
+	// PKCS#11 specifies a DER OCTET STRING around the point; some tokens
+	// give the bare point. Tell them apart by length: a bare point 04||X||Y
+	// whose X starts with the right byte also parses as an OCTET STRING.
+	raw := point
+	if size := (curve.Params().BitSize + 7) / 8; len(point) != 1+2*size {
+		if rest, err := asn1.Unmarshal(point, &raw); err != nil || len(rest) > 0 {
+			raw = point
+		}
 	}
 	pub, err := ecdsa.ParseUncompressedPublicKey(curve, raw)
 	if err != nil {
