@@ -37,6 +37,8 @@ type Config struct {
 	RA      RA     `yaml:"ra"`
 	// Publish pushes certificates and CRLs to outside LDAP directories.
 	Publish Publish `yaml:"publish"`
+	// KB is the service desk's knowledge base.
+	KB KB `yaml:"kb"`
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
@@ -367,6 +369,7 @@ func Default() *Config {
 		},
 		RA:      defaultRA(),
 		Publish: defaultPublish(),
+		KB:      defaultKB(),
 	}
 }
 
@@ -617,6 +620,7 @@ func (c *Config) Validate() error {
 	}
 	c.RA.validate(bad, checkAddr)
 	c.Publish.validate(bad)
+	c.KB.validate(bad)
 	return errors.Join(errs...)
 }
 

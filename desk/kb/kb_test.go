@@ -18,7 +18,7 @@ type env struct {
 	audit *audit.Log
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "db")})
@@ -29,7 +29,7 @@ func newEnv(t *testing.T) *env {
 	return &env{st: st, dir: dir, audit: audit.New(audit.Options{Store: st})}
 }
 
-func (e *env) open(t *testing.T) *KB {
+func (e *env) open(t testing.TB) *KB {
 	t.Helper()
 	k, err := Open(context.Background(), Options{Store: e.st, Audit: e.audit, IndexPath: filepath.Join(e.dir, "kb.bleve")})
 	if err != nil {

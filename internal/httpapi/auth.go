@@ -21,10 +21,15 @@ const (
 	RoleAuditor      = "auditor"
 	// RoleMetrics is a Prometheus scraper's: it may read /metrics and nothing else.
 	RoleMetrics = "metrics"
+	// The service desk's (SPEC Art. 15-24): hotline engineers, the
+	// technical centre escalations go to, and the supervisors of the desk.
+	RoleEngineer        = "engineer"
+	RoleTechnicalCentre = "technical_centre"
+	RoleSupervisor      = "supervisor"
 )
 
 // StaffRoles are the roles a staff member may hold.
-var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics}
+var StaffRoles = []string{RoleAdmin, RoleRAOfficer, RoleCAOperator, RoleServiceAgent, RoleAuditor, RoleMetrics, RoleEngineer, RoleTechnicalCentre, RoleSupervisor}
 
 // Principal is the authenticated caller of an API request: a staff member
 // or an organisation's certificate administrator, never both.
