@@ -10,6 +10,7 @@ import (
 
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/desk/kb"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ra"
 )
@@ -51,7 +52,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables := map[string][]httpapi.Route{"ra": r.Routes(), "admin": admin.New(admin.Options{}).Routes()}
+	tables := map[string][]httpapi.Route{"ra": r.Routes(), "admin": admin.New(admin.Options{}).Routes(), "kb": kb.NewAPI(kb.APIOptions{}).Routes()}
 	routed := map[string][]string{}
 	seen := map[string]string{}
 	for tag, routes := range tables {
@@ -67,7 +68,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range []string{"ra", "admin"} {
+	for _, tag := range []string{"ra", "admin", "kb"} {
 		slices.Sort(documented[tag])
 		slices.Sort(routed[tag])
 		if !slices.Equal(documented[tag], routed[tag]) {

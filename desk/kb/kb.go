@@ -71,9 +71,8 @@ type KB struct {
 	closeErr  error
 }
 
-// Open opens (or builds from the store) the index and indexes what the
-// last run committed but did not index.
-func Open(ctx context.Context, o Options) (*KB, error) {
+// New checks o and returns a KB whose index Start opens.
+func New(o Options) (*KB, error) {
 	if o.Store == nil {
 		return nil, errors.New("knowledge base: no store")
 	}
@@ -92,10 +91,28 @@ func Open(ctx context.Context, o Options) (*KB, error) {
 	if o.CatchUpEvery <= 0 {
 		o.CatchUpEvery = 30 * time.Second
 	}
-	k := &KB{opts: o, log: o.Logger.With("component", "kb")}
-	idx, fresh, err := openIndex(o.IndexPath)
+	return &KB{opts: o, log: o.Logger.With("component", "kb")}, nil
+}
+
+// Open is New and Start.
+func Open(ctx context.Context, o Options) (*KB, error) {
+	k, err := New(o)
 	if err != nil {
 		return nil, err
+	}
+	if err := k.Start(ctx); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Start opens the index, or builds it from the store when it is missing,
+// unreadable or of another schema, and indexes what the last run committed
+// but did not index.
+func (k *KB) Start(ctx context.Context) error {
+	idx, fresh, err := openIndex(k.opts.IndexPath)
+	if err != nil {
+		return err
 	}
 	k.idx = idx
 	begin := time.Now()
@@ -103,24 +120,30 @@ func Open(ctx context.Context, o Options) (*KB, error) {
 		n, err := k.rebuild(ctx)
 		if err != nil {
 			idx.Close()
-			return nil, err
+			return err
 		}
-		k.log.Info("knowledge-base index built from the store", "articles", n, "path", o.IndexPath, "took", time.Since(begin).Round(time.Millisecond))
-		return k, nil
+		k.log.Info("knowledge-base index built from the store", "articles", n, "path", k.opts.IndexPath, "took", time.Since(begin).Round(time.Millisecond))
+		return nil
 	}
 	n, err := k.CatchUp(ctx)
 	if err != nil {
 		idx.Close()
-		return nil, err
+		return err
 	}
 	if n > 0 {
 		k.log.Info("knowledge-base index caught up with the store", "articles", n, "took", time.Since(begin).Round(time.Millisecond))
 	}
-	return k, nil
+	return nil
 }
+
+// Stop closes the index.
+func (k *KB) Stop(context.Context) error { return k.Close() }
 
 // Close closes the index; later calls do nothing.
 func (k *KB) Close() error {
+	if k.idx == nil {
+		return nil
+	}
 	k.closeOnce.Do(func() { k.closeErr = k.idx.Close() })
 	return k.closeErr
 }
