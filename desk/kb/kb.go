@@ -583,10 +583,17 @@ func hit(h *search.DocumentMatch) ArticleHit {
 		if strings.HasPrefix(f, "title_") {
 			key = "title"
 		}
-		if out.Highlights == nil {
-			out.Highlights = map[string][]string{}
+		for _, fr := range frags {
+			// bleve gives a field with no match its opening as a
+			// fragment: not a highlight.
+			if !strings.Contains(fr, "<mark>") {
+				continue
+			}
+			if out.Highlights == nil {
+				out.Highlights = map[string][]string{}
+			}
+			out.Highlights[key] = append(out.Highlights[key], fr)
 		}
-		out.Highlights[key] = append(out.Highlights[key], frags...)
 	}
 	return out
 }
