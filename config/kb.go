@@ -1,12 +1,8 @@
 package config
 
-// KB configures the service desk's knowledge base (package desk/kb).
+// KB configures the service desk's knowledge base (package desk/kb). Its
+// full-text index is <data_dir>/kb.bleve, derived from the store.
 type KB struct {
-	// Index is where the full-text index lives: "disk" (<data_dir>/kb.bleve,
-	// caught up from the store at start in time proportional to what it
-	// missed) or "memory" (rebuilt from the store at every start). Default
-	// "disk".
-	Index string `yaml:"index"`
 	// MaxBodyBytes bounds an article's body. Default 65536.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// PublicRatePerMinute is how many public self-service searches one
@@ -18,13 +14,10 @@ type KB struct {
 }
 
 func defaultKB() KB {
-	return KB{Index: "disk", MaxBodyBytes: 64 << 10, PublicRatePerMinute: 30, PublicBurst: 10}
+	return KB{MaxBodyBytes: 64 << 10, PublicRatePerMinute: 30, PublicBurst: 10}
 }
 
 func (k *KB) validate(bad func(key, format string, a ...any)) {
-	if k.Index != "disk" && k.Index != "memory" {
-		bad("kb.index", "%q is not disk or memory", k.Index)
-	}
 	if k.MaxBodyBytes < 1024 || k.MaxBodyBytes > 1<<20 {
 		bad("kb.max_body_bytes", "must be between 1024 and 1048576")
 	}

@@ -44,7 +44,8 @@ type Options struct {
 	// Audit records every change; nil records nothing (tests of search only).
 	Audit *audit.Log
 	// IndexPath is the bleve index directory (server: <data_dir>/kb.bleve);
-	// "" keeps the index in memory and rebuilds it at every start.
+	// "" keeps the index in memory (bleve's upsidedown on gtreap, rebuilt at
+	// every start: slower and bigger than on disk, see bench/README.md).
 	IndexPath string
 	// Categories are the allowed categories; default DefaultCategories.
 	Categories []string
