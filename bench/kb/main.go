@@ -29,6 +29,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/certcenter/certcenter/desk/kb"
@@ -49,6 +50,15 @@ type result struct {
 	Before, After          benchproc.Mem
 	HeapBefore, HeapAfter  uint64
 	HitsPerSearch          float64
+	// CPUPerSearch is the process's CPU time per search (user + system,
+	// over all searches): on a loaded machine steadier than wall-clock.
+	CPUPerSearch time.Duration
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func main() {
@@ -58,6 +68,7 @@ func main() {
 	missed := flag.Int("missed", 50, "articles a simulated crash leaves unindexed")
 	mode := flag.String("child", "", "internal: run one measurement with this index mode (disk or memory)")
 	dir := flag.String("dir", "", "work directory (default a new temporary one)")
+	modeList := flag.String("modes", "disk,memory", "index modes to measure, alternating per round")
 	flag.Parse()
 	if *mode != "" {
 		r, err := measure(*mode, *dir, *count, *searches, *missed)
@@ -73,7 +84,7 @@ func main() {
 	}
 	var all []result
 	for i := range *rounds {
-		modes := []string{"disk", "memory"}
+		modes := strings.Split(*modeList, ",")
 		if i%2 == 1 {
 			slices.Reverse(modes)
 		}
@@ -99,13 +110,17 @@ func main() {
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 	fmt.Printf("%d articles, %d searches per kind, one at a time; times in ms\n\n", *count, *searches)
-	fmt.Println("| round | index | zh p50 | zh p99 | en p50 | en p99 | public p50 | public p99 | hits/search | create p50 | create p99 | rebuild | catch-up (" + fmt.Sprint(*missed) + ") | index on disk | RssAnon before → after | RssFile after | Go heap before → after |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| round | index | zh p50 | zh p99 | en p50 | en p99 | public p50 | public p99 | hits/search | CPU/search | create p50 | create p99 | rebuild | catch-up (" + fmt.Sprint(*missed) + ") | index on disk | RssAnon before → after | RssFile after | Go heap before → after |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	per := len(strings.Split(*modeList, ","))
 	for i, r := range all {
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %.1f MB | %d → %d MB | %d MB | %d → %d MB |\n",
-			i/2+1, r.Mode, ms(r.ZH50), ms(r.ZH99), ms(r.EN50), ms(r.EN99), ms(r.Pub50), ms(r.Pub99), r.HitsPerSearch,
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %.1f MB | %d → %d MB | %d MB | %d → %d MB |\n",
+			i/per+1, r.Mode, ms(r.ZH50), ms(r.ZH99), ms(r.EN50), ms(r.EN99), ms(r.Pub50), ms(r.Pub99), r.HitsPerSearch, ms(r.CPUPerSearch),
 			ms(r.Create50), ms(r.Create99), r.Rebuild.Round(time.Millisecond), r.CatchUp.Round(time.Millisecond),
 			float64(r.IndexBytes)/(1<<20), r.Before.AnonKB>>10, r.After.AnonKB>>10, r.After.FileKB>>10, r.HeapBefore>>20, r.HeapAfter>>20)
+	}
+	if per != 2 {
+		return
 	}
 	fmt.Println()
 	fmt.Println("memory/disk per round: zh p50, en p50, RssAnon growth")
@@ -192,6 +207,7 @@ func measure(mode, dir string, count, searches, missed int) (result, error) {
 		}
 		return qs
 	}
+	cpu0 := cpuTime()
 	if r.ZH50, r.ZH99, err = timeq(mk(zhWords, nil)); err != nil {
 		return r, err
 	}
@@ -201,6 +217,7 @@ func measure(mode, dir string, count, searches, missed int) (result, error) {
 	if r.Pub50, r.Pub99, err = timeq(mk(append(slices.Clone(zhWords), enWords...), []string{kb.LevelPublic})); err != nil {
 		return r, err
 	}
+	r.CPUPerSearch = (cpuTime() - cpu0) / time.Duration(n)
 	r.HitsPerSearch = float64(hits) / float64(n)
 
 	// Create: commit, index, persisted segment, dirty mark cleared.
