@@ -427,7 +427,8 @@ func (k *KB) write(ctx context.Context, rec audit.Record, fn func(tx *store.Tx) 
 	if entry != nil {
 		k.opts.Audit.Logged(entry)
 	}
-	if err := k.sync(ctx, a.ID); err != nil {
+	// The article is committed: index it even if the caller has gone.
+	if err := k.sync(context.WithoutCancel(ctx), a.ID); err != nil {
 		// Saved but not yet searchable: the dirty mark stays, and Run or
 		// the next start indexes it.
 		k.log.Error("article saved, indexing failed; it will be retried", "id", a.ID, "err", err)

@@ -342,3 +342,45 @@ func BenchmarkFind(b *testing.B) {
 		}
 	}
 }
+
+// Updates of one article racing each other: the index ends with the
+// store's last version, whatever order their indexing ran in.
+func TestConcurrentUpdatesIndexTheNewest(t *testing.T) {
+	e := newEnv(t)
+	k := e.open(t)
+	ctx := context.Background()
+	a := mustCreate(t, k, ArticleInput{Lang: LangEN, Category: "cert_use", Level: LevelPublic, Title: "start", Body: "body"})
+	words := []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"}
+	done := make(chan error)
+	for _, w := range words {
+		go func() {
+			_, err := k.Update(ctx, "staff:x", a.ID, &ArticleInput{Lang: LangEN, Category: "cert_use", Level: LevelPublic, Title: w, Body: "body"})
+			done <- err
+		}()
+	}
+	for range words {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, err := k.Article(ctx, a.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Version != uint64(len(words)+1) {
+		t.Errorf("version %d, want %d", last.Version, len(words)+1)
+	}
+	for _, w := range words {
+		hits := find(t, k, Query{Text: w})
+		if want := w == last.Title; (len(hits) == 1) != want {
+			t.Errorf("%s: %d hits; the store's title is %q", w, len(hits), last.Title)
+		}
+	}
+	var marks int
+	e.st.View(ctx, func(tx *store.Tx) error {
+		return tx.EachKBDirty(func(string, uint64) error { marks++; return nil })
+	})
+	if marks != 0 {
+		t.Errorf("%d dirty marks left", marks)
+	}
+}
