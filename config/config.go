@@ -42,6 +42,8 @@ type Config struct {
 	Desk Desk `yaml:"desk"`
 	// Tokens is the USBKey inventory and unlocking.
 	Tokens Tokens `yaml:"tokens"`
+	// KB is the service desk's knowledge base.
+	KB KB `yaml:"kb"`
 
 	// Metrics: who may scrape /metrics, and where.
 	Metrics Metrics `yaml:"metrics"`
@@ -380,6 +382,7 @@ func Default() *Config {
 		Publish: defaultPublish(),
 		Desk:    defaultDesk(),
 		Tokens:  defaultTokens(),
+		KB:      defaultKB(),
 	}
 }
 
@@ -632,6 +635,7 @@ func (c *Config) Validate() error {
 	c.Publish.validate(bad)
 	c.Desk.validate(bad)
 	c.Tokens.validate(bad)
+	c.KB.validate(bad)
 	return errors.Join(errs...)
 }
 

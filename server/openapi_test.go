@@ -11,6 +11,7 @@ import (
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/desk"
+	"github.com/certcenter/certcenter/desk/kb"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ra"
 	"github.com/certcenter/certcenter/token"
@@ -63,6 +64,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	tables["token"] = tok.Routes()
+	tables["kb"] = kb.NewAPI(kb.APIOptions{}).Routes()
 	routed := map[string][]string{}
 	seen := map[string]string{}
 	for tag, routes := range tables {
@@ -78,7 +80,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range []string{"ra", "admin", "desk", "token"} {
+	for _, tag := range []string{"ra", "admin", "desk", "token", "kb"} {
 		slices.Sort(documented[tag])
 		slices.Sort(routed[tag])
 		if !slices.Equal(documented[tag], routed[tag]) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/desk/kb"
 	"github.com/certcenter/certcenter/internal/audit"
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/publish"
@@ -63,6 +64,9 @@ type components struct {
 	tokens *token.Service
 	// ra is the RA (wire_ra.go); the desk opens USBKey replacements through it.
 	ra *ra.RA
+	// kb is the service desk's knowledge base (wire_kb.go); the desk's
+	// wiring hands its Search to the ticket screens.
+	kb *kb.KB
 	// setAddr records a listener's bound address for Server.Addr.
 	setAddr func(name, addr string)
 	// escrow keeps encryption keys (wire_escrow.go); made by the first
@@ -181,7 +185,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
 	// issue, revoke or refresh: not ready, and /readyz says why.
 	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
-	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireDesk} {
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireKB, wireDesk} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
 			return nil, err

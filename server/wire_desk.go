@@ -2,17 +2,19 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/certcenter/certcenter/desk"
+	"github.com/certcenter/certcenter/desk/kb"
+	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/ra"
 	"github.com/certcenter/certcenter/store"
 )
 
 // wireDesk mounts the service desk's API and runs its SLA clock loop. Its
 // 5x8 clocks use the RA's working-day calendar; a ticket's USBKey
-// replacement is opened as the RA's request (after wireRA). The knowledge
-// base (desk.Options.Articles, package desk/kb) is filled here when that
-// package is merged; until then its route answers 501.
+// replacement is opened as the RA's request (after wireRA), and agents
+// search the knowledge base from a ticket (after wireKB).
 func wireDesk(c *components) error {
 	cal, err := ra.CalendarFrom(c.cfg.RA)
 	if err != nil {
@@ -22,6 +24,7 @@ func wireDesk(c *components) error {
 		Store: c.core.store, Audit: c.auditLog, Config: c.cfg.Desk, Calendar: cal, Auth: c.auth,
 		Logger: c.log, Registerer: c.reg, MaxBodyBytes: c.cfg.API.MaxBodyBytes,
 		Replacements: deskReplacements{c.ra, c.core.store},
+		Articles:     deskArticles{c.kb},
 	})
 	if err != nil {
 		return err
@@ -58,4 +61,35 @@ func (r deskReplacements) ReplacementState(ctx context.Context, id string) (stri
 		return err
 	})
 	return state, err
+}
+
+// deskArticles searches the knowledge base for an agent on a ticket, at the
+// levels the caller's role reads (a hotline agent does not see engineers'
+// articles).
+type deskArticles struct{ kb *kb.KB }
+
+func (a deskArticles) Search(ctx context.Context, query, lang string, limit int) ([]desk.ArticleHit, error) {
+	var levels []string
+	if p, ok := httpapi.PrincipalFrom(ctx); ok && p.Staff != nil {
+		levels = kb.ReaderLevels(p.Staff.Role)
+	}
+	if limit <= 0 {
+		limit = 10
+	}
+	res, err := a.kb.Find(ctx, kb.Query{Text: query, Lang: lang, Levels: levels, Limit: min(limit, kb.MaxLimit)})
+	var ie *kb.InputError
+	if errors.As(err, &ie) {
+		return nil, httpapi.BadRequest("%s", ie.Reason)
+	} else if err != nil {
+		return nil, err
+	}
+	hits := make([]desk.ArticleHit, 0, len(res.Hits))
+	for _, h := range res.Hits {
+		hit := desk.ArticleHit{ID: h.ID, Title: h.Title, Lang: h.Lang, Category: h.Category, Score: h.Score}
+		if b := h.Highlights["body"]; len(b) > 0 {
+			hit.Snippet = b[0]
+		}
+		hits = append(hits, hit)
+	}
+	return hits, nil
 }

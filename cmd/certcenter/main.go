@@ -83,7 +83,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), initCmd(), seedCmd(), backupCmd(), restoreCmd(), versionCmd(), certCmd(), raCmd(), auditCmd(), adminCmd(), orgCmd(), staffCmd(), diagCmd(), publishCmd(), ldapAccountCmd(), ticketCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), initCmd(), seedCmd(), backupCmd(), restoreCmd(), versionCmd(), certCmd(), raCmd(), auditCmd(), adminCmd(), orgCmd(), staffCmd(), diagCmd(), publishCmd(), ldapAccountCmd(), ticketCmd(), tokenCmd(), kbCmd())
 	return root
 }
 
