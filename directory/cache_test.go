@@ -2,11 +2,14 @@ package directory
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/certcenter/certcenter/config"
+	"github.com/certcenter/certcenter/store"
 )
 
 // TestEntryCacheByteBound reads more entries than the cache's byte bound
@@ -70,4 +73,69 @@ func TestEntryCacheByteBound(t *testing.T) {
 		}
 	}
 	check("searches by cn")
+}
+
+// TestEntrySizeMatchesHeap builds every subscriber entry of a seeded
+// store, keeps them, and compares the heap they hold (the live heap's
+// growth, after collections) with the cache's estimate, entrySize: the
+// byte bound is only as true as the estimate. It also reports the bytes
+// per entry, the figure in README.md.
+func TestEntrySizeMatchesHeap(t *testing.T) {
+	const n = 400
+	e := newEnv(t, n, nil)
+	d := e.d
+	st := d.static.Load()
+	var ids []string
+	if err := e.st.View(t.Context(), func(tx *store.Tx) error {
+		return tx.EachSubscriberIDAfter("", func(id string) error { ids = append(ids, id); return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != n {
+		t.Fatalf("%d subscribers, want %d", len(ids), n)
+	}
+	entries := make([]*Entry, 0, n)
+	if err := e.st.View(t.Context(), func(tx *store.Tx) error {
+		for _, id := range ids {
+			s, err := tx.Subscriber(id)
+			if err != nil {
+				return err
+			}
+			en, err := d.buildSubscriber(tx, st, s, []string{id}, time.Now())
+			if err != nil {
+				return err
+			}
+			entries = append(entries, en)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var est int64
+	for _, en := range entries {
+		est += entrySize(en)
+	}
+	// The heap with the entries and without them, each after collections,
+	// with nothing else running in between: the store's own work while
+	// the entries were built does not enter the difference.
+	live := func() int64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	with := live()
+	cert := len(firstValue(entries[0], "userCertificate"))
+	clear(entries)
+	heap := with - live()
+	perHeap, perEst := heap/n, est/n
+	t.Logf("per subscriber entry with one certificate: %d bytes of heap, %d estimated (certificate DER %d bytes)",
+		perHeap, perEst, cert)
+	// The estimate also counts the cache's map entries, which the heap
+	// here does not hold; a factor of 1.5 either way catches an estimate
+	// that forgot a copy of the values.
+	if float64(perEst) < float64(perHeap)/1.5 || float64(perEst) > float64(perHeap)*1.5 {
+		t.Fatalf("entrySize estimates %d bytes per entry, the heap grew %d per entry", perEst, perHeap)
+	}
 }

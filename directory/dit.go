@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"runtime"
 	"slices"
 	"sort"
@@ -268,12 +267,11 @@ func (d *Directory) rebuildStatic(ctx context.Context) error {
 		user := []attrSpec{
 			{name: "objectClass", values: []string{"top", "cRLDistributionPoint", "pkiCA", "deltaCRL"}},
 			{name: "cn", values: []string{iss.Cert.Subject.CommonName}},
-			{name: "cACertificate", values: []string{string(iss.Cert.Raw)},
-				certs: []*certInfo{{serial: iss.Cert.SerialNumber, issuer: mustNorm(iss.Cert.Issuer.String())}}},
+			{name: "cACertificate", raw: [][]byte{iss.Cert.Raw}, certs: []certSpec{{issuer: mustNorm(iss.Cert.Issuer.String())}}},
 		}
 		for _, c := range crlscope.Published(iss.Name) {
 			if v, ok := blobs[c.File()]; ok {
-				user = append(user, attrSpec{name: c.LDAPAttribute(), values: []string{string(v)}})
+				user = append(user, attrSpec{name: c.LDAPAttribute(), raw: [][]byte{v}})
 			}
 		}
 		cas = append(cas, newEntry(dn, "cRLDistributionPoint", false, user, nil))
@@ -409,8 +407,10 @@ func subschemaEntry() *Entry {
 }
 
 func firstValue(e *Entry, name string) string {
-	if a := e.attr(attrByName[strings.ToLower(name)]); a != nil && len(a.values) > 0 {
-		return string(a.values[0])
+	if a := e.attr(attrByName[strings.ToLower(name)]); a != nil {
+		for v := range a.values() {
+			return string(v)
+		}
 	}
 	return ""
 }
@@ -506,8 +506,9 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 			break
 		}
 	}
-	var certs, serials []string
-	var infos []*certInfo
+	var serials []string
+	var certs [][]byte
+	var infos []certSpec
 	var expires time.Time
 	cfg := d.opts.Config
 	if err := tx.CertsBySubscriber(s.ID, func(c *store.Cert) error {
@@ -523,8 +524,8 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 				expires = c.NotAfter
 			}
 		}
-		certs = append(certs, string(c.DER))
-		infos = append(infos, &certInfo{serial: new(big.Int).SetBytes(c.Serial), issuer: st.issuerDN[c.Issuer], profile: c.Profile})
+		certs = append(certs, c.DER)
+		infos = append(infos, certSpec{issuer: st.issuerDN[c.Issuer], profile: c.Profile})
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("reading certificates of %s: %w", s.ID, err)
@@ -548,7 +549,7 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 		{name: "o", values: one(s.Organization)},
 		{name: "ou", values: one(s.OrgUnit)},
 		{name: "serialNumber", values: one(s.SerialNumber)},
-		{name: "userCertificate", values: certs, certs: infos},
+		{name: "userCertificate", raw: certs, certs: infos},
 	}
 	// a hidden attribute is not in the entry at all, so no filter or
 	// compare can test its value

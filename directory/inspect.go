@@ -57,7 +57,7 @@ func (d *Directory) Publication(ctx context.Context, c *store.Cert) (Publication
 		}
 		p.DN = e.DN
 		if a := e.attr(attrByName["usercertificate"]); a != nil {
-			for _, v := range a.values {
+			for v := range a.values() {
 				if bytes.Equal(v, c.DER) {
 					p.Published = true
 				}
