@@ -419,7 +419,12 @@ func firstValue(e *Entry, name string) string {
 
 // subscriberEntry returns the entry of one subscriber, from the cache or
 // built from the store; nil if the subscriber does not exist.
-func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*Entry, error) {
+//
+// gen is d.gen as it was before tx was opened. A change committed since
+// (onChange advances gen) may be missing from tx's snapshot, so an entry
+// built from it then is answered but not cached: the change already
+// dropped the cached one, and a stale copy cached after that would stay.
+func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string, gen uint64) (*Entry, error) {
 	now := d.now()
 	d.cacheMu.RLock()
 	e := d.byID[id]
@@ -427,7 +432,6 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 	if e != nil && (e.expires.IsZero() || now.Before(e.expires)) {
 		return e, nil
 	}
-	gen := d.gen.Load()
 	s, err := tx.Subscriber(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -435,7 +439,7 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 	if err != nil {
 		return nil, err
 	}
-	group, err := d.cnIDs(tx, s.CommonName)
+	group, err := d.cnIDs(tx, s.CommonName, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -451,8 +455,9 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 	return e, nil
 }
 
-// cnIDs returns the IDs of the subscribers with a common name, cached.
-func (d *Directory) cnIDs(tx *store.Tx, cn string) ([]string, error) {
+// cnIDs returns the IDs of the subscribers with a common name, cached
+// unless a change was committed since tx was opened (gen: subscriberEntry).
+func (d *Directory) cnIDs(tx *store.Tx, cn string, gen uint64) ([]string, error) {
 	key := normalize(cn)
 	d.cacheMu.RLock()
 	ids, ok := d.cnGroup[key]
@@ -460,7 +465,6 @@ func (d *Directory) cnIDs(tx *store.Tx, cn string) ([]string, error) {
 	if ok {
 		return ids, nil
 	}
-	gen := d.gen.Load()
 	ids = []string{}
 	if err := tx.SubscriberIDsByCommonName(cn, func(id string) error {
 		ids = append(ids, id)
