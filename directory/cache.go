@@ -11,8 +11,8 @@ import (
 // all of it.
 //
 // An entry keeps each value once, as the bytes a response sends (entry.go):
-// about 2.3 KB with one certificate, 1.3 KB of it the certificate, so the
-// default 32 MB hold some 14 000 entries. The bound is in bytes because the
+// about 2.4 KB counted with a 1 KB certificate, so the default 32 MB hold
+// some 14 000 entries. The bound is in bytes because the
 // entries' size follows their certificates, and a cache bounded by count
 // alone was a gigabyte of heap at 100 000 entries, which the collector then
 // doubles.
@@ -56,10 +56,11 @@ func allocSize(n int) int64 {
 // allocations (struct, block, attributes, norms, certificates, strings) as
 // malloc rounds them, and its keys in byID, byDN and bySerial. Strings it
 // shares — the normalized DN as entryDN's norm, norms of object class
-// names, issuer DNs — are not counted.
+// names, issuer DNs, organisation and profile names (intern) — are not
+// counted.
 func entrySize(e *Entry) int64 {
 	n := allocSize(int(unsafe.Sizeof(Entry{})))
-	n += allocSize(len(e.DN)) + allocSize(len(e.norm)) + allocSize(len(e.subscriber)) + allocSize(len(e.org))
+	n += allocSize(len(e.DN)) + allocSize(len(e.norm)) + allocSize(len(e.subscriber))
 	n += allocSize(cap(e.block))
 	n += allocSize(cap(e.attrs) * int(unsafe.Sizeof(entryAttr{})))
 	n += allocSize(cap(e.norms) * int(unsafe.Sizeof("")))
@@ -69,12 +70,9 @@ func entrySize(e *Entry) int64 {
 		}
 	}
 	n += allocSize(cap(e.certs) * int(unsafe.Sizeof(certInfo{})))
-	for _, c := range e.certs {
-		n += allocSize(len(c.profile))
-	}
-	n += allocSize(cap(e.serials) * int(unsafe.Sizeof("")))
-	for _, s := range e.serials {
-		n += allocSize(len(s)) + mapEntryBytes
+	n += allocSize(len(e.serials))
+	for range e.eachSerial() {
+		n += mapEntryBytes
 	}
 	return n + 2*mapEntryBytes // byID and byDN
 }
@@ -103,7 +101,7 @@ func (d *Directory) cacheLocked(id string, e *Entry) {
 	}
 	d.byID[id] = e
 	d.byDN[e.norm] = e
-	for _, serial := range e.serials {
+	for serial := range e.eachSerial() {
 		d.bySerial[serial] = id
 	}
 	d.cacheBytes += size
@@ -137,7 +135,7 @@ func (d *Directory) evictLocked(id string) {
 	if e == nil {
 		return
 	}
-	for _, s := range e.serials {
+	for s := range e.eachSerial() {
 		if d.bySerial[s] == id {
 			delete(d.bySerial, s)
 		}

@@ -133,9 +133,9 @@ func TestEntrySizeMatchesHeap(t *testing.T) {
 	t.Logf("per subscriber entry with one certificate: %d bytes of heap, %d estimated (certificate DER %d bytes)",
 		perHeap, perEst, cert)
 	// The estimate also counts the cache's map entries, which the heap
-	// here does not hold; a factor of 1.5 either way catches an estimate
-	// that forgot a copy of the values.
-	if float64(perEst) < float64(perHeap)/1.5 || float64(perEst) > float64(perHeap)*1.5 {
+	// here does not hold (about 150 bytes); a factor of 1.25 either way
+	// catches an estimate that forgot or invented a copy of the values.
+	if float64(perEst) < float64(perHeap)/1.25 || float64(perEst) > float64(perHeap)*1.25 {
 		t.Fatalf("entrySize estimates %d bytes per entry, the heap grew %d per entry", perEst, perHeap)
 	}
 }

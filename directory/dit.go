@@ -103,6 +103,11 @@ type Directory struct {
 	cacheBytes int64
 	gen        atomic.Uint64
 
+	// shared holds one copy of the organisation and profile names entries
+	// carry (intern).
+	shared      sync.Map
+	sharedCount atomic.Int64
+
 	changes changeQueue
 	unwatch func()
 }
@@ -429,7 +434,7 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string, gen 
 	d.cacheMu.RLock()
 	e := d.byID[id]
 	d.cacheMu.RUnlock()
-	if e != nil && (e.expires.IsZero() || now.Before(e.expires)) {
+	if e != nil && e.live(now) {
 		return e, nil
 	}
 	s, err := tx.Subscriber(id)
@@ -453,6 +458,23 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string, gen 
 	}
 	d.cacheMu.Unlock()
 	return e, nil
+}
+
+// maxShared bounds the strings intern keeps: organisations and profiles
+// are few, and past the bound each entry keeps its own copy.
+const maxShared = 4096
+
+// intern returns the copy of s that entries share.
+func (d *Directory) intern(s string) string {
+	if v, ok := d.shared.Load(s); ok {
+		return v.(string)
+	}
+	if d.sharedCount.Load() >= maxShared {
+		return s
+	}
+	d.sharedCount.Add(1)
+	v, _ := d.shared.LoadOrStore(s, s)
+	return v.(string)
 }
 
 // cnIDs returns the IDs of the subscribers with a common name, cached
@@ -529,7 +551,7 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 			}
 		}
 		certs = append(certs, c.DER)
-		infos = append(infos, certSpec{issuer: st.issuerDN[c.Issuer], profile: c.Profile})
+		infos = append(infos, certSpec{issuer: st.issuerDN[c.Issuer], profile: d.intern(c.Profile)})
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("reading certificates of %s: %w", s.ID, err)
@@ -559,9 +581,11 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 	// compare can test its value
 	user = slices.DeleteFunc(user, func(a attrSpec) bool { return d.hidden[attrByName[strings.ToLower(a.name)]] })
 	e := newEntry(rdn+","+cont, "inetOrgPerson", false, user, nil)
-	e.expires = expires
+	if !expires.IsZero() {
+		e.expires = expires.UnixNano()
+	}
 	e.subscriber = s.ID
-	e.serials = serials
-	e.org = normalize(s.Organization)
+	e.serials = strings.Join(serials, " ")
+	e.org = d.intern(normalize(s.Organization))
 	return e, nil
 }

@@ -16,9 +16,9 @@ import (
 // normalized form where that differs (norms). Entries are immutable once
 // built, so cached ones are shared by concurrent searches.
 //
-// A subscriber with one certificate costs about 2.3 KB of heap this way,
-// 1.3 KB of it the certificate (README.md, Memory); the entry that kept
-// values decoded, normalized and encoded each took 6.2 KB.
+// A subscriber with a 1 KB certificate costs about 2.3 KB of heap this
+// way (README.md, Memory); when values were kept decoded, normalized and
+// encoded, each in its own allocation, it took 9.2 KB.
 type Entry struct {
 	DN   string
 	norm string
@@ -35,13 +35,14 @@ type Entry struct {
 	// certs identify the values of the certificate attribute, in order.
 	certs []certInfo
 	// expires is when a published certificate expires and the entry must be
-	// rebuilt without it; zero if never.
-	expires time.Time
+	// rebuilt without it, in Unix nanoseconds; zero if never (live).
+	expires int64
 	// subscriber is the store ID for subscriber entries.
 	subscriber string
 	// serials are the hex serials of all the subscriber's certificates,
-	// published or not: a change to any of them drops the cached entry.
-	serials []string
+	// published or not, separated by spaces (eachSerial): a change to any
+	// of them drops the cached entry.
+	serials string
 	// org is the normalized organisation of a subscriber or container
 	// entry, which access rules decide on (access.go); "" for the others.
 	org string
@@ -55,11 +56,25 @@ type entryAttr struct {
 	src           *Entry
 	at            *attrType
 	off, set, end uint32
-	// idx is where the attribute's values start in src.norms (-1: each
-	// value is its own normalized form, or the rule normalizes nothing),
-	// or in src.certs for a certificate attribute.
+	// idx is where the attribute's values start in src.certs for a
+	// certificate attribute; for others, where their normalized forms
+	// start in src.norms, or how they are found without being stored
+	// (normSelf, normConst, normEntryDN).
 	idx int32
 }
+
+// Normalized forms an entry does not store (entryAttr.idx).
+const (
+	normSelf    = -1 - iota // each value is its own normalized form, or the rule normalizes nothing
+	normConst               // constNorms has it, else it is its own
+	normEntryDN             // the entry's normalized DN (entryDN)
+)
+
+// live reports whether the entry still holds only unexpired certificates.
+func (e *Entry) live(now time.Time) bool { return e.expires == 0 || now.UnixNano() < e.expires }
+
+// eachSerial yields the hex serials of the subscriber's certificates.
+func (e *Entry) eachSerial() iter.Seq[string] { return strings.FieldsSeq(e.serials) }
 
 // certInfo identifies a published certificate for certificateExactMatch.
 type certInfo struct {
@@ -146,7 +161,7 @@ func newEntry(dn string, structural string, hasSubordinates bool, user []attrSpe
 		size += tlvLen(tlvLen(len(at.outName())) + tlvLen(setLen(s)))
 		if at.match == matchCertificate {
 			nCerts += len(s.raw)
-		} else if at.normalizes() && needsNorms(at, s.values, dn, norm) {
+		} else if at.normalizes() && normMode(at, s.values, dn, norm) == 0 {
 			nNorms += len(s.values)
 		}
 	}
@@ -192,10 +207,12 @@ func newEntry(dn string, structural string, hasSubordinates bool, user []attrSpe
 			}
 		}
 		a.end = uint32(len(e.block))
-		if at.match != matchCertificate && at.normalizes() && needsNorms(at, s.values, dn, norm) {
-			a.idx = int32(len(e.norms))
-			for _, v := range s.values {
-				e.norms = append(e.norms, normValue(at, v, dn, norm))
+		if at.match != matchCertificate && at.normalizes() {
+			if a.idx = normMode(at, s.values, dn, norm); a.idx == 0 {
+				a.idx = int32(len(e.norms))
+				for _, v := range s.values {
+					e.norms = append(e.norms, normValue(at, v, dn, norm))
+				}
 			}
 		}
 		e.attrs = append(e.attrs, a)
@@ -259,15 +276,24 @@ func normValue(at *attrType, v, dn, norm string) string {
 	return normalize(v)
 }
 
-// needsNorms reports whether some value of a normalizing attribute differs
-// from its normalized form, so its norms must be kept.
-func needsNorms(at *attrType, values []string, dn, norm string) bool {
+// normMode is how the normalized forms of a normalizing attribute's values
+// are found (normSelf, normConst, normEntryDN), or 0 if they must be
+// stored: most entries' values are their own normalized forms or shared
+// ones, and storing them cost a string header each.
+func normMode(at *attrType, values []string, dn, norm string) int32 {
+	mode := int32(normSelf)
 	for _, v := range values {
-		if normValue(at, v, dn, norm) != v {
-			return true
+		switch {
+		case normValue(at, v, dn, norm) == v:
+		case v == dn && len(values) == 1:
+			return normEntryDN
+		case constNorms[v] != "":
+			mode = normConst
+		default:
+			return 0
 		}
 	}
-	return false
+	return mode
 }
 
 // derSerial is the serial number of a DER certificate as an unsigned
@@ -346,9 +372,15 @@ func (a *entryAttr) all() iter.Seq2[[]byte, string] {
 			}
 			n := ""
 			if norm {
+				switch a.idx {
+				case normEntryDN:
+					n = a.src.norm
+				case normConst:
+					n = constNorms[string(v.body)]
+				}
 				if a.idx >= 0 {
 					n = a.src.norms[int(a.idx)+i]
-				} else {
+				} else if n == "" {
 					// the value is its own normalized form; the block is
 					// never written once built, so the string may share it
 					n = unsafe.String(unsafe.SliceData(v.body), len(v.body))

@@ -405,7 +405,7 @@ func (d *Directory) cachedEntry(st *staticDIT, norm string, wait bool) *Entry {
 	}
 	e := d.byDN[norm]
 	d.cacheMu.RUnlock()
-	if e != nil && (e.expires.IsZero() || d.now().Before(e.expires)) {
+	if e != nil && e.live(d.now()) {
 		return e
 	}
 	return nil
