@@ -160,7 +160,7 @@ func newEntry(dn string, structural string, hasSubordinates bool, user []attrSpe
 		nAttrs++
 		size += tlvLen(tlvLen(len(at.outName())) + tlvLen(setLen(s)))
 		if at.match == matchCertificate {
-			nCerts += len(s.raw)
+			nCerts += len(s.values) + len(s.raw)
 		} else if at.normalizes() && normMode(at, s.values, dn, norm) == 0 {
 			nNorms += len(s.values)
 		}
@@ -190,16 +190,20 @@ func newEntry(dn string, structural string, hasSubordinates bool, user []attrSpe
 		a.set = uint32(len(e.block))
 		e.block = append(e.block, 0x31)
 		e.block = appendLength(e.block, set)
-		for _, v := range s.values {
-			e.block = appendString(e.block, 0x04, v)
-		}
 		if at.match == matchCertificate {
 			a.idx = int32(len(e.certs))
 		}
-		for j, v := range s.raw {
-			e.block = appendTLV(e.block, 0x04, v)
+		for j := range len(s.values) + len(s.raw) {
+			n := 0
+			if j < len(s.values) {
+				n = len(s.values[j])
+				e.block = appendString(e.block, 0x04, s.values[j])
+			} else {
+				n = len(s.raw[j-len(s.values)])
+				e.block = appendTLV(e.block, 0x04, s.raw[j-len(s.values)])
+			}
 			if at.match == matchCertificate {
-				ci := certInfo{serial: derSerial(e.block[len(e.block)-len(v):])}
+				ci := certInfo{serial: derSerial(e.block[len(e.block)-n:])}
 				if j < len(s.certs) {
 					ci.issuer, ci.profile = s.certs[j].issuer, s.certs[j].profile
 				}
