@@ -4,8 +4,12 @@
 // (back-mdb, equality indexes on cn, uid, mail and serialNumber, its own
 // config and database directory, a loopback port), then runs one load
 // generator (go-ldap, N connections, bounded time) against each in turn:
-// base-scope reads of random subscriber entries and subtree equality
-// searches on cn. It prints a Markdown table for bench/README.md.
+// base-scope reads of random entries among a hot set of -hot subscribers
+// (base-hot) and among all of them (base), and subtree equality searches
+// on cn (sub-eq-cn). certcenter runs with its default ldap.cache_mb unless
+// -cache-mb says otherwise, so base reads among all entries mostly build
+// entries that are not cached. It prints Markdown tables for
+// bench/README.md, with both servers' resident memory after every cell.
 //
 //	go build -o /tmp/cc ./cmd/certcenter
 //	go run ./bench/ldap -certcenter /tmp/cc -count 100000 -duration 20s
@@ -45,14 +49,17 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "measured time per target and workload")
 	warm := flag.Duration("warmup", 3*time.Second, "unmeasured time before each measurement")
 	rounds := flag.Int("rounds", 1, "rounds, alternating which server goes first; the table shows each workload's round with the median ratio")
+	hot := flag.Int("hot", 10000, "subscribers the base-hot workload reads (the first ones)")
+	cacheMB := flag.Int("cache-mb", 0, "certcenter's ldap.cache_mb; 0 keeps its default")
+	workloads := flag.String("workloads", "base-hot,base,sub-eq-cn", "workloads, comma-separated")
 	flag.Parse()
-	if err := run(*bin, *dir, *count, *conns, *rounds, *dur, *warm); err != nil {
+	if err := run(*bin, *dir, *count, *conns, *rounds, *hot, *cacheMB, strings.Split(*workloads, ","), *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "ldapbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) error {
+func run(bin, dir string, count, conns, rounds, hot, cacheMB int, workloads []string, dur, warm time.Duration) error {
 	if err := slapd.Installed(); err != nil {
 		return err
 	}
@@ -66,7 +73,15 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		os.WriteFile(filepath.Join(data, "seeded"), nil, 0o600)
 	}
 	ccAddr, slapdAddr := freePort(), freePort()
-	cc := exec.Command(bin, "serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", "")
+	args := []string{"serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", ""}
+	if cacheMB > 0 {
+		cfg := filepath.Join(dir, "certcenter.yaml")
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, "ldap:\n  cache_mb: %d\n", cacheMB), 0o600); err != nil {
+			return err
+		}
+		args = append(args, "--config", cfg)
+	}
+	cc := exec.Command(bin, args...)
 	cc.Stdout, cc.Stderr = nil, nil
 	if err := cc.Start(); err != nil {
 		return err
@@ -88,7 +103,6 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 	}
 	defer sl.Stop()
 	type round struct{ r [2]stats }
-	workloads := []string{"base", "sub-eq-cn"}
 	results := map[string][]round{}
 	for n := range max(rounds, 1) {
 		for _, w := range workloads {
@@ -103,23 +117,28 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 				name, addr := [...]string{"certcenter", "slapd"}[i], [...]string{ccAddr, slapdAddr}[i]
 				pid := [...]int{cc.Process.Pid, sl.Pid()}[i]
 				log("round %d: %s: %s warm-up %s", n+1, name, w, warm)
-				if _, err := load(addr, w, count, conns, warm); err != nil {
+				if _, err := load(addr, w, count, hot, conns, warm); err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
 				log("round %d: %s: %s measuring %s", n+1, name, w, dur)
 				cpu0 := cpuTime(pid)
-				s, err := load(addr, w, count, conns, dur)
+				s, err := load(addr, w, count, hot, conns, dur)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
 				s.cpuPerOp = (cpuTime(pid) - cpu0) / time.Duration(max(s.n, 1))
+				s.mem = benchproc.MemOf(pid)
 				rr.r[i] = s
 			}
 			results[w] = append(results[w], rr)
 		}
 	}
 	ratio := func(r round) float64 { return r.r[0].rate / r.r[1].rate }
-	fmt.Printf("\n%d subscribers, %d connections, %s per cell, %d rounds, GOMAXPROCS of the machine; %s\n\n", count, conns, dur, max(rounds, 1), time.Now().UTC().Format("2006-01-02"))
+	cache := "default ldap.cache_mb"
+	if cacheMB > 0 {
+		cache = fmt.Sprintf("ldap.cache_mb %d", cacheMB)
+	}
+	fmt.Printf("\n%d subscribers (base-hot: the first %d), %d connections, %s per cell, %d rounds, certcenter with %s; %s\n\n", count, min(hot, count), conns, dur, max(rounds, 1), cache, time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("The round with the median ratio per workload:")
 	fmt.Println()
 	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) | every round's ratio | server CPU per search cc / slapd |")
@@ -136,6 +155,19 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		c, s := m.r[0], m.r[1]
 		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2fx | %s | %s / %s (%.2fx less) |\n", w, c.rate, c.p50, c.p99, s.rate, s.p50, s.p99, ratio(m), strings.Join(all, " "),
 			c.cpuPerOp.Round(100*time.Nanosecond), s.cpuPerOp.Round(100*time.Nanosecond), float64(s.cpuPerOp)/float64(max(c.cpuPerOp, 1)))
+	}
+	fmt.Println()
+	fmt.Println("Every round (resident memory of each server right after its cell, RssAnon / RssFile):")
+	fmt.Println()
+	fmt.Println("| round | workload | certcenter searches/s | slapd searches/s | ratio | certcenter memory | slapd memory |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for n := range max(rounds, 1) {
+		for _, w := range workloads {
+			r := results[w][n]
+			c, s := r.r[0], r.r[1]
+			fmt.Printf("| %d | %s | %.0f | %.0f | %.2fx | %d / %d MB | %d / %d MB |\n", n+1, w, c.rate, s.rate, ratio(r),
+				c.mem.AnonKB>>10, c.mem.FileKB>>10, s.mem.AnonKB>>10, s.mem.FileKB>>10)
+		}
 	}
 	fmt.Println()
 	fmt.Println("| process | RssAnon | RssFile |")
@@ -261,12 +293,13 @@ func cpuTime(pid int) time.Duration {
 type stats struct {
 	n        int
 	cpuPerOp time.Duration // the server's CPU per search
+	mem      benchproc.Mem // the server's resident memory after the cell
 	rate     float64
 	p50, p99 time.Duration
 }
 
 // load runs the workload on conns connections for d and measures it.
-func load(addr, workload string, count, conns int, d time.Duration) (stats, error) {
+func load(addr, workload string, count, hot, conns int, d time.Duration) (stats, error) {
 	var mu sync.Mutex
 	var all []time.Duration
 	var firstErr error
@@ -289,9 +322,12 @@ func load(addr, workload string, count, conns int, d time.Duration) (stats, erro
 			lat := make([]time.Duration, 0, 1<<16)
 			for ctx.Err() == nil {
 				n := rand.IntN(count)
+				if workload == "base-hot" {
+					n = rand.IntN(min(hot, count))
+				}
 				cn := fmt.Sprintf("seed-%07d", n)
 				var req *ldap.SearchRequest
-				if workload == "base" {
+				if workload == "base" || workload == "base-hot" {
 					req = ldap.NewSearchRequest(fmt.Sprintf("cn=%s,ou=unit-%02d,%s", cn, n%16, suffix), ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, nil)
 				} else {
 					req = ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(cn="+cn+")", nil, nil)
