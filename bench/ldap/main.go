@@ -22,8 +22,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,14 +54,15 @@ func main() {
 	hot := flag.Int("hot", 10000, "subscribers the base-hot workload reads (the first ones)")
 	cacheMB := flag.Int("cache-mb", 0, "certcenter's ldap.cache_mb; 0 keeps its default")
 	workloads := flag.String("workloads", "base-hot,base,sub-eq-cn", "workloads, comma-separated")
+	profile := flag.Bool("profile", false, "write a CPU profile of certcenter during each of its first-round cells to -dir/cpu-WORKLOAD.pb.gz")
 	flag.Parse()
-	if err := run(*bin, *dir, *count, *conns, *rounds, *hot, *cacheMB, strings.Split(*workloads, ","), *dur, *warm); err != nil {
+	if err := run(*bin, *dir, *count, *conns, *rounds, *hot, *cacheMB, *profile, strings.Split(*workloads, ","), *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "ldapbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, dir string, count, conns, rounds, hot, cacheMB int, workloads []string, dur, warm time.Duration) error {
+func run(bin, dir string, count, conns, rounds, hot, cacheMB int, profile bool, workloads []string, dur, warm time.Duration) error {
 	if err := slapd.Installed(); err != nil {
 		return err
 	}
@@ -74,12 +77,21 @@ func run(bin, dir string, count, conns, rounds, hot, cacheMB int, workloads []st
 	}
 	ccAddr, slapdAddr := freePort(), freePort()
 	args := []string{"serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", ""}
+	var cfg []byte
 	if cacheMB > 0 {
-		cfg := filepath.Join(dir, "certcenter.yaml")
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, "ldap:\n  cache_mb: %d\n", cacheMB), 0o600); err != nil {
+		cfg = fmt.Appendf(cfg, "ldap:\n  cache_mb: %d\n", cacheMB)
+	}
+	metrics := ""
+	if profile {
+		metrics = freePort()
+		cfg = fmt.Appendf(cfg, "metrics:\n  addr: %s\n  pprof: true\n", metrics)
+	}
+	if cfg != nil {
+		file := filepath.Join(dir, "certcenter.yaml")
+		if err := os.WriteFile(file, cfg, 0o600); err != nil {
 			return err
 		}
-		args = append(args, "--config", cfg)
+		args = append(args, "--config", file)
 	}
 	cc := exec.Command(bin, args...)
 	cc.Stdout, cc.Stderr = nil, nil
@@ -122,7 +134,20 @@ func run(bin, dir string, count, conns, rounds, hot, cacheMB int, workloads []st
 				}
 				log("round %d: %s: %s measuring %s", n+1, name, w, dur)
 				cpu0 := cpuTime(pid)
+				var profiled chan struct{}
+				if metrics != "" && i == 0 && n == 0 {
+					profiled = make(chan struct{})
+					go func() {
+						defer close(profiled)
+						if err := fetchProfile(metrics, dur, filepath.Join(dir, "cpu-"+w+".pb.gz")); err != nil {
+							log("profile of %s: %v", w, err)
+						}
+					}()
+				}
 				s, err := load(addr, w, count, hot, conns, dur)
+				if profiled != nil {
+					<-profiled
+				}
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
@@ -177,6 +202,24 @@ func run(bin, dir string, count, conns, rounds, hot, cacheMB int, workloads []st
 		fmt.Printf("| %s | %d MB | %d MB |\n", [...]string{"certcenter", "slapd"}[i], m.AnonKB>>10, m.FileKB>>10)
 	}
 	return nil
+}
+
+// fetchProfile writes a CPU profile of d (less a second, to end within the
+// cell) from certcenter's pprof listener to file.
+func fetchProfile(addr string, d time.Duration, file string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds())-1, 1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o600)
 }
 
 func cmpFloat(a, b float64) int {
