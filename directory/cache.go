@@ -106,25 +106,57 @@ func (d *Directory) cacheLocked(id string, e *Entry) {
 	}
 	d.cacheBytes += size
 	for len(d.cnGroup) > len(d.byID)+cnGroupSlack {
-		for cn := range d.cnGroup {
-			d.dropGroupLocked(cn)
-			break
+		d.dropSomeGroupLocked()
+	}
+}
+
+// evictSomeLocked frees an eighth of the cache, at random but giving a
+// second chance to entries read since the last eviction (map order is
+// random enough; a scan once in a while is cheaper than an LRU list that
+// every cached read would have to lock, and read entries survive reads of
+// many others — a hot set stays cached under a stream of misses). Whole
+// cn groups go, as a change would drop them, so a cached entry's group is
+// always known. cacheMu is held.
+func (d *Directory) evictSomeLocked() {
+	n := max(len(d.byID)/8, 1)
+	for pass := range 2 {
+		for id, e := range d.byID {
+			if pass == 0 && e.used.Swap(false) {
+				continue
+			}
+			d.dropLocked(id)
+			if n--; n <= 0 {
+				return
+			}
 		}
 	}
 }
 
-// evictSomeLocked frees an eighth of the cache at random (map order is
-// random enough, and a scan of everything once in a while is cheaper than
-// an LRU list that every cached read would have to lock). Whole cn groups
-// go, as a change would drop them, so a cached entry's group is always
-// known. cacheMu is held.
-func (d *Directory) evictSomeLocked() {
-	n := max(len(d.byID)/8, 1)
-	for id := range d.byID {
-		d.dropLocked(id)
-		if n--; n <= 0 {
+// dropSomeGroupLocked drops a cn group (and its cached entries), one
+// whose entries were not read since the last eviction if one of the
+// first few looked at is such. cacheMu is held.
+func (d *Directory) dropSomeGroupLocked() {
+	tries := 8
+	for cn, ids := range d.cnGroup {
+		used := false
+		for _, id := range ids {
+			if e := d.byID[id]; e != nil && e.used.Load() {
+				used = true
+				break
+			}
+		}
+		if tries--; !used || tries <= 0 {
+			d.dropGroupLocked(cn)
 			return
 		}
+	}
+}
+
+// touch marks a cached entry read, for evictSomeLocked's second chance;
+// it writes only the first time, so hot entries' cache lines stay shared.
+func (e *Entry) touch() {
+	if !e.used.Load() {
+		e.used.Store(true)
 	}
 }
 

@@ -139,3 +139,47 @@ func TestEntrySizeMatchesHeap(t *testing.T) {
 		t.Fatalf("entrySize estimates %d bytes per entry, the heap grew %d per entry", perEst, perHeap)
 	}
 }
+
+// TestEntryCacheKeepsReadEntries: eviction gives entries read since the
+// last eviction a second chance, so a hot set read between misses stays
+// cached while a stream of other entries passes through the cache.
+func TestEntryCacheKeepsReadEntries(t *testing.T) {
+	mk := func(i int) *Entry {
+		cn := fmt.Sprintf("p%05d", i)
+		e := newEntry("cn="+cn+",o=certcenter,c=CN", "inetOrgPerson", false, []attrSpec{
+			{name: "objectClass", values: []string{"top", "person"}}, {name: "cn", values: []string{cn}}, {name: "sn", values: []string{cn}},
+		}, nil)
+		e.subscriber, e.serials = cn, fmt.Sprintf("%04x", i)
+		return e
+	}
+	size := entrySize(mk(0))
+	const capacity, hot = 400, 100
+	d := &Directory{opts: Options{CacheEntries: 1 << 20, CacheBytes: capacity * size},
+		byID: map[string]*Entry{}, byDN: map[string]*Entry{}, bySerial: map[string]string{}, cnGroup: map[string][]string{}}
+	d.cacheMu.Lock()
+	defer d.cacheMu.Unlock()
+	read := func() (cached int) {
+		for i := range hot {
+			if e := d.byID[fmt.Sprintf("p%05d", i)]; e != nil {
+				e.touch()
+				cached++
+			}
+		}
+		return cached
+	}
+	for i := range hot {
+		e := mk(i)
+		d.cacheLocked(e.subscriber, e)
+	}
+	read()
+	for i := hot; i < hot+20*capacity; i++ {
+		e := mk(i)
+		d.cacheLocked(e.subscriber, e)
+		if got := read(); got != hot {
+			t.Fatalf("after %d other entries, %d of the %d read entries are cached", i-hot+1, got, hot)
+		}
+	}
+	if d.cacheBytes > d.opts.CacheBytes || len(d.byID) < capacity/2 {
+		t.Fatalf("%d entries, %d bytes cached of %d", len(d.byID), d.cacheBytes, d.opts.CacheBytes)
+	}
+}

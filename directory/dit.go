@@ -435,6 +435,7 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string, gen 
 	e := d.byID[id]
 	d.cacheMu.RUnlock()
 	if e != nil && e.live(now) {
+		e.touch()
 		return e, nil
 	}
 	s, err := tx.Subscriber(id)

@@ -28,7 +28,9 @@ type Entry struct {
 	// (userEnd < 0: its attributes are sent one by one).
 	block   []byte
 	userEnd int32
-	attrs   []entryAttr
+	// used is set when a cached entry is read (touch, cache.go).
+	used  atomic.Bool
+	attrs []entryAttr
 	// norms are the normalized values of attributes with a normalizing
 	// matching rule where some value differs from its normalized form.
 	norms []string

@@ -406,6 +406,7 @@ func (d *Directory) cachedEntry(st *staticDIT, norm string, wait bool) *Entry {
 	e := d.byDN[norm]
 	d.cacheMu.RUnlock()
 	if e != nil && e.live(d.now()) {
+		e.touch()
 		return e
 	}
 	return nil
