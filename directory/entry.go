@@ -213,7 +213,7 @@ func newEntry(dn string, structural string, hasSubordinates bool, user []attrSpe
 			}
 		}
 		a.end = uint32(len(e.block))
-		if at.match != matchCertificate && at.normalizes() {
+		if at.normalizes() {
 			if a.idx = normMode(at, s.values, dn, norm); a.idx == 0 {
 				a.idx = int32(len(e.norms))
 				for _, v := range s.values {
@@ -370,7 +370,7 @@ func (a *entryAttr) all() iter.Seq2[[]byte, string] {
 		if err != nil {
 			return
 		}
-		norm := a.at.normalizes() && a.at.match != matchCertificate
+		norm := a.at.normalizes()
 		for i := 0; len(set.body) > 0; i++ {
 			var v elem
 			if v, set.body, err = readElem(set.body); err != nil {

@@ -479,7 +479,7 @@ func (f *filter) evalExtensible(e *Entry) tri {
 	}
 	for i := range e.attrs {
 		a := &e.attrs[i]
-		if f.at != nil && a.at != f.at || !a.at.normalizes() || a.at.match == matchCertificate {
+		if f.at != nil && a.at != f.at || !a.at.normalizes() {
 			continue
 		}
 		for v, n := range a.all() {
