@@ -24,7 +24,7 @@ func TestEntryCacheByteBound(t *testing.T) {
 		t.Fatalf("ldap.cache_mb 1 gave a bound of %d bytes", e.d.opts.CacheBytes)
 	}
 	e.d.cacheMu.Lock()
-	e.d.opts.CacheBytes = bound // below a megabyte: the test's 300 entries are about 3 MB
+	e.d.opts.CacheBytes = bound // below a megabyte: the test's 300 entries are about 700 KB
 	e.d.cacheMu.Unlock()
 	c := e.dial(t)
 	defer c.Close()
