@@ -183,9 +183,9 @@ type LDAP struct {
 	// not known here. Default "": none.
 	ClientCAFile string `yaml:"client_ca_file"`
 	// CacheMB bounds the directory's cache of built subscriber entries, in
-	// MiB (an entry with one certificate is about 10 KB: its values are
-	// kept decoded for filters and encoded for answers). Entries not cached
-	// are built from the store when read. Default 32.
+	// MiB (an entry with one 1 KB certificate is about 2.4 KB: each value
+	// is kept once, encoded for answers). Entries not cached are built
+	// from the store when read. Default 32.
 	CacheMB int `yaml:"cache_mb"`
 }
 

@@ -3,7 +3,6 @@ package directory
 import (
 	"crypto/x509"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -165,46 +164,11 @@ func (d *Directory) cachedView(e *Entry, kind int) *Entry {
 
 func (d *Directory) makeView(e *Entry, kind int) *Entry {
 	r := d.rules
+	keepAttr := func(at *attrType) bool { return at.operational || r.public == nil || r.public[at] }
 	keepCert := func(c *certInfo) bool { return kind != viewProfiles || r.profiles[c.profile] }
-	changed := false
-	var attrs []entryAttr
-	for _, a := range e.attrs {
-		if !a.at.operational && r.public != nil && !r.public[a.at] {
-			changed = true
-			continue
-		}
-		if a.certs != nil && kind == viewProfiles {
-			var vals [][]byte
-			var certs []*certInfo
-			for i, c := range a.certs {
-				if keepCert(c) {
-					vals, certs = append(vals, a.values[i]), append(certs, c)
-				}
-			}
-			if len(certs) == 0 {
-				return invisibleEntry // none of its certificates is public
-			}
-			if len(certs) != len(a.certs) {
-				changed = true
-				a.values, a.certs = vals, certs
-				a.tlv = appendAttr(nil, a.at.outName(), a.values, false)
-			}
-		}
-		attrs = append(attrs, a)
-	}
-	if kind == viewProfiles && !slices.ContainsFunc(attrs, func(a entryAttr) bool { return a.certs != nil }) {
-		return invisibleEntry // no certificate at all
-	}
-	if !changed {
-		return e
-	}
-	v := &Entry{DN: e.DN, norm: e.norm, rdns: e.rdns, dnTLV: e.dnTLV, attrs: attrs,
-		expires: e.expires, subscriber: e.subscriber, serials: e.serials, org: e.org}
-	for i := range attrs {
-		if !attrs[i].at.operational {
-			v.allUser = append(v.allUser, attrs[i].tlv...)
-			v.allUserTypes = append(v.allUserTypes, attrs[i].typesTLV...)
-		}
+	v, certs := e.subset(keepAttr, keepCert)
+	if kind == viewProfiles && certs == 0 {
+		return invisibleEntry // none of its certificates is public, or it has none
 	}
 	return v
 }

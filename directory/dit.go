@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"runtime"
 	"slices"
 	"sort"
@@ -109,6 +108,11 @@ type Directory struct {
 	// cacheBytes is what the entries in byID cost (entrySize).
 	cacheBytes int64
 	gen        atomic.Uint64
+
+	// shared holds one copy of the organisation and profile names entries
+	// carry (intern).
+	shared      sync.Map
+	sharedCount atomic.Int64
 
 	changes changeQueue
 	unwatch func()
@@ -277,12 +281,11 @@ func (d *Directory) rebuildStatic(ctx context.Context) error {
 		user := []attrSpec{
 			{name: "objectClass", values: []string{"top", "cRLDistributionPoint", "pkiCA", "deltaCRL"}},
 			{name: "cn", values: []string{iss.Cert.Subject.CommonName}},
-			{name: "cACertificate", values: []string{string(iss.Cert.Raw)},
-				certs: []*certInfo{{serial: iss.Cert.SerialNumber, issuer: mustNorm(iss.Cert.Issuer.String())}}},
+			{name: "cACertificate", raw: [][]byte{iss.Cert.Raw}, certs: []certSpec{{issuer: mustNorm(iss.Cert.Issuer.String())}}},
 		}
 		for _, c := range crlscope.Published(iss.Name) {
 			if v, ok := blobs[c.File()]; ok {
-				user = append(user, attrSpec{name: c.LDAPAttribute(), values: []string{string(v)}})
+				user = append(user, attrSpec{name: c.LDAPAttribute(), raw: [][]byte{v}})
 			}
 		}
 		cas = append(cas, newEntry(dn, "cRLDistributionPoint", false, user, nil))
@@ -421,8 +424,10 @@ func subschemaEntry() *Entry {
 }
 
 func firstValue(e *Entry, name string) string {
-	if a := e.attr(attrByName[strings.ToLower(name)]); a != nil && len(a.values) > 0 {
-		return string(a.values[0])
+	if a := e.attr(attrByName[strings.ToLower(name)]); a != nil {
+		for v := range a.values() {
+			return string(v)
+		}
 	}
 	return ""
 }
@@ -431,15 +436,20 @@ func firstValue(e *Entry, name string) string {
 
 // subscriberEntry returns the entry of one subscriber, from the cache or
 // built from the store; nil if the subscriber does not exist.
-func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*Entry, error) {
+//
+// gen is d.gen as it was before tx was opened. A change committed since
+// (onChange advances gen) may be missing from tx's snapshot, so an entry
+// built from it then is answered but not cached: the change already
+// dropped the cached one, and a stale copy cached after that would stay.
+func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string, gen uint64) (*Entry, error) {
 	now := d.now()
 	d.cacheMu.RLock()
 	e := d.byID[id]
 	d.cacheMu.RUnlock()
-	if e != nil && (e.expires.IsZero() || now.Before(e.expires)) {
+	if e != nil && e.live(now) {
+		e.touch()
 		return e, nil
 	}
-	gen := d.gen.Load()
 	s, err := tx.Subscriber(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -447,7 +457,7 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 	if err != nil {
 		return nil, err
 	}
-	group, err := d.cnIDs(tx, s.CommonName)
+	group, err := d.cnIDs(tx, s.CommonName, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -463,8 +473,26 @@ func (d *Directory) subscriberEntry(tx *store.Tx, st *staticDIT, id string) (*En
 	return e, nil
 }
 
-// cnIDs returns the IDs of the subscribers with a common name, cached.
-func (d *Directory) cnIDs(tx *store.Tx, cn string) ([]string, error) {
+// maxShared bounds the strings intern keeps: organisations and profiles
+// are few, and past the bound each entry keeps its own copy.
+const maxShared = 4096
+
+// intern returns the copy of s that entries share.
+func (d *Directory) intern(s string) string {
+	if v, ok := d.shared.Load(s); ok {
+		return v.(string)
+	}
+	if d.sharedCount.Load() >= maxShared {
+		return s
+	}
+	d.sharedCount.Add(1)
+	v, _ := d.shared.LoadOrStore(s, s)
+	return v.(string)
+}
+
+// cnIDs returns the IDs of the subscribers with a common name, cached
+// unless a change was committed since tx was opened (gen: subscriberEntry).
+func (d *Directory) cnIDs(tx *store.Tx, cn string, gen uint64) ([]string, error) {
 	key := normalize(cn)
 	d.cacheMu.RLock()
 	ids, ok := d.cnGroup[key]
@@ -472,7 +500,6 @@ func (d *Directory) cnIDs(tx *store.Tx, cn string) ([]string, error) {
 	if ok {
 		return ids, nil
 	}
-	gen := d.gen.Load()
 	ids = []string{}
 	if err := tx.SubscriberIDsByCommonName(cn, func(id string) error {
 		ids = append(ids, id)
@@ -518,8 +545,9 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 			break
 		}
 	}
-	var certs, serials []string
-	var infos []*certInfo
+	var serials []string
+	var certs [][]byte
+	var infos []certSpec
 	var expires time.Time
 	org := "" // the ID of the organisation its certificates were issued to (access.go)
 	cfg := d.opts.Config
@@ -543,8 +571,8 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 				expires = c.NotAfter
 			}
 		}
-		certs = append(certs, string(c.DER))
-		infos = append(infos, &certInfo{serial: new(big.Int).SetBytes(c.Serial), issuer: st.issuerDN[c.Issuer], profile: c.Profile})
+		certs = append(certs, c.DER)
+		infos = append(infos, certSpec{issuer: st.issuerDN[c.Issuer], profile: d.intern(c.Profile)})
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("reading certificates of %s: %w", s.ID, err)
@@ -568,15 +596,17 @@ func (d *Directory) buildSubscriber(tx *store.Tx, st *staticDIT, s *store.Subscr
 		{name: "o", values: one(s.Organization)},
 		{name: "ou", values: one(s.OrgUnit)},
 		{name: "serialNumber", values: one(s.SerialNumber)},
-		{name: "userCertificate", values: certs, certs: infos},
+		{name: "userCertificate", raw: certs, certs: infos},
 	}
 	// a hidden attribute is not in the entry at all, so no filter or
 	// compare can test its value
 	user = slices.DeleteFunc(user, func(a attrSpec) bool { return d.hidden[attrByName[strings.ToLower(a.name)]] })
 	e := newEntry(rdn+","+cont, "inetOrgPerson", false, user, nil)
-	e.expires = expires
+	if !expires.IsZero() {
+		e.expires = expires.UnixNano()
+	}
 	e.subscriber = s.ID
-	e.serials = serials
-	e.org = org
+	e.serials = strings.Join(serials, " ")
+	e.org = d.intern(org)
 	return e, nil
 }

@@ -336,7 +336,7 @@ func (f *filter) eval(e *Entry) tri {
 		if a == nil {
 			return triFalse
 		}
-		for _, v := range a.norm {
+		for _, v := range a.all() {
 			if f.substr(v) {
 				return triTrue
 			}
@@ -356,7 +356,7 @@ func (f *filter) equal(a *entryAttr) tri {
 		if a == nil {
 			return triFalse
 		}
-		for _, c := range a.certs {
+		for _, c := range a.certList() {
 			if c.match(f.cert) {
 				return triTrue
 			}
@@ -368,7 +368,7 @@ func (f *filter) equal(a *entryAttr) tri {
 	if a == nil {
 		return triFalse
 	}
-	for _, v := range a.norm {
+	for _, v := range a.all() {
 		if v == f.value {
 			return triTrue
 		}
@@ -381,7 +381,7 @@ func anyInteger(a *entryAttr, ok func(int64) bool) tri {
 	if a == nil {
 		return triFalse
 	}
-	for _, v := range a.values {
+	for v := range a.values() {
 		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && ok(n) {
 			return triTrue
 		}
@@ -399,7 +399,7 @@ func (f *filter) approx(a *entryAttr) tri {
 		return triFalse
 	}
 	want := alnum(f.value)
-	for _, v := range a.norm {
+	for _, v := range a.all() {
 		if alnum(v) == want {
 			return triTrue
 		}
@@ -437,7 +437,7 @@ func (f *filter) order(a *entryAttr) tri {
 		if a == nil {
 			return triFalse
 		}
-		for _, v := range a.norm {
+		for _, v := range a.all() {
 			if c := strings.Compare(v, f.value); f.kind == fGreater && c >= 0 || f.kind == fLess && c <= 0 {
 				return triTrue
 			}
@@ -457,7 +457,7 @@ func (f *filter) evalExtensible(e *Entry) tri {
 		for i := range e.attrs {
 			a := &e.attrs[i]
 			if a.at.match == matchCertificate && (f.at == nil || f.at == a.at) {
-				for _, c := range a.certs {
+				for _, c := range a.certList() {
 					if c.match(f.cert) {
 						return triTrue
 					}
@@ -479,17 +479,18 @@ func (f *filter) evalExtensible(e *Entry) tri {
 	}
 	for i := range e.attrs {
 		a := &e.attrs[i]
-		if f.at != nil && a.at != f.at || a.norm == nil {
+		if f.at != nil && a.at != f.at || !a.at.normalizes() {
 			continue
 		}
-		for j, v := range a.values {
-			if cmp(v, a.norm[j]) {
+		for v, n := range a.all() {
+			if cmp(v, n) {
 				return triTrue
 			}
 		}
 	}
 	if f.dnAttrs {
-		for _, r := range e.rdns {
+		rdns, _ := parseDN(e.DN) // rare: the entry does not keep its RDNs parsed
+		for _, r := range rdns {
 			for _, av := range r {
 				if f.at != nil && !strings.EqualFold(av.attr, f.at.name) {
 					continue
@@ -504,9 +505,4 @@ func (f *filter) evalExtensible(e *Entry) tri {
 		return triFalse
 	}
 	return triFalse
-}
-
-// match reports whether the certificate is the one the assertion names.
-func (c *certInfo) match(a *certAssertion) bool {
-	return a != nil && c.serial.Cmp(a.serial) == 0 && c.issuer == a.issuer
 }

@@ -50,14 +50,15 @@ func (d *Directory) Publication(ctx context.Context, c *store.Cert) (Publication
 	if st == nil {
 		return p, errors.New("the directory is not started")
 	}
+	gen := d.gen.Load()
 	err := d.st.View(ctx, func(tx *store.Tx) error {
-		e, err := d.subscriberEntry(tx, st, c.SubscriberID)
+		e, err := d.subscriberEntry(tx, st, c.SubscriberID, gen)
 		if err != nil || e == nil {
 			return err
 		}
 		p.DN = e.DN
 		if a := e.attr(attrByName["usercertificate"]); a != nil {
-			for _, v := range a.values {
+			for v := range a.values() {
 				if bytes.Equal(v, c.DER) {
 					p.Published = true
 				}

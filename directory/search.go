@@ -73,6 +73,9 @@ type searchPlan struct {
 	indexed  bool
 	ids      []string
 	scanSubs bool
+	// gen is the cache generation from before the store transaction
+	// opened (subscriberEntry).
+	gen uint64
 }
 
 // search runs one search request, writing entries to out.
@@ -97,6 +100,9 @@ func (d *Directory) search(ctx context.Context, sess session, req *searchRequest
 		}
 	}
 	var res searchOutcome
+	// before the transaction opens: entries built from it are cached only
+	// if no change was committed meanwhile (subscriberEntry)
+	p.gen = d.gen.Load()
 	err := d.st.View(ctx, func(tx *store.Tx) error {
 		if early, err := d.locate(tx, p); err != nil || early != nil {
 			if early != nil {
@@ -220,7 +226,7 @@ func (d *Directory) plan(sess session, req *searchRequest) (*searchPlan, *search
 func (d *Directory) locate(tx *store.Tx, p *searchPlan) (*searchOutcome, error) {
 	if p.baseNorm != "" {
 		var err error
-		if p.base, err = d.lookupDN(tx, p.st, p.baseNorm); err != nil {
+		if p.base, err = d.lookupDNAt(tx, p.st, p.baseNorm, p.gen); err != nil {
 			return nil, err
 		}
 		if p.base != nil {
@@ -234,7 +240,7 @@ func (d *Directory) locate(tx *store.Tx, p *searchPlan) (*searchOutcome, error) 
 	if p.req.scope == scopeBase || d.seesNoPeople(p.grant) {
 		return nil, nil
 	}
-	ids, ok, err := d.indexed(tx, p.req.filter)
+	ids, ok, err := d.indexed(tx, p.req.filter, p.gen)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +349,7 @@ func (x *execution) visit(id string) error {
 			return errTimeLimit
 		}
 	}
-	e, err := x.d.subscriberEntry(x.tx, x.p.st, id)
+	e, err := x.d.subscriberEntry(x.tx, x.p.st, id, x.p.gen)
 	if err != nil || e == nil || !x.p.inScope(e.norm) {
 		return err
 	}
@@ -399,15 +405,22 @@ func (d *Directory) cachedEntry(st *staticDIT, norm string, wait bool) *Entry {
 	}
 	e := d.byDN[norm]
 	d.cacheMu.RUnlock()
-	if e != nil && (e.expires.IsZero() || d.now().Before(e.expires)) {
+	if e != nil && e.live(d.now()) {
+		e.touch()
 		return e
 	}
 	return nil
 }
 
-// lookupDN finds an entry by normalized DN: a static one, a cached one, or
-// a subscriber found through the cn index (the RDN's cn) — never a scan.
+// lookupDN is lookupDNAt for a caller that has just opened tx.
 func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
+	return d.lookupDNAt(tx, st, norm, d.gen.Load())
+}
+
+// lookupDNAt finds an entry by normalized DN: a static one, a cached one, or
+// a subscriber found through the cn index (the RDN's cn) — never a scan.
+// gen is the cache generation from before tx opened (subscriberEntry).
+func (d *Directory) lookupDNAt(tx *store.Tx, st *staticDIT, norm string, gen uint64) (*Entry, error) {
 	if e := d.cachedEntry(st, norm, true); e != nil {
 		return e, nil
 	}
@@ -424,12 +437,12 @@ func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, 
 	if cn == "" {
 		return nil, nil
 	}
-	ids, err := d.cnIDs(tx, cn)
+	ids, err := d.cnIDs(tx, cn, gen)
 	if err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
-		e, err := d.subscriberEntry(tx, st, id)
+		e, err := d.subscriberEntry(tx, st, id, gen)
 		if err != nil {
 			return nil, err
 		}
@@ -454,11 +467,11 @@ func (d *Directory) matchedDN(st *staticDIT, g *grant, norm string) string {
 // containing, an equality on an indexed attribute (cn, uid, mail,
 // serialNumber) or a certificateExactMatch (the certificate's serial is the
 // store's primary key). An OR of such filters uses the union.
-func (d *Directory) indexed(tx *store.Tx, f *filter) ([]string, bool, error) {
+func (d *Directory) indexed(tx *store.Tx, f *filter, gen uint64) ([]string, bool, error) {
 	switch f.kind {
 	case fAnd:
 		for _, s := range f.subs {
-			if ids, ok, err := d.indexed(tx, s); ok || err != nil {
+			if ids, ok, err := d.indexed(tx, s, gen); ok || err != nil {
 				return ids, ok, err
 			}
 		}
@@ -466,7 +479,7 @@ func (d *Directory) indexed(tx *store.Tx, f *filter) ([]string, bool, error) {
 	case fOr:
 		var all []string
 		for _, s := range f.subs {
-			ids, ok, err := d.indexed(tx, s)
+			ids, ok, err := d.indexed(tx, s, gen)
 			if !ok || err != nil {
 				return nil, false, err
 			}
@@ -495,7 +508,7 @@ func (d *Directory) indexed(tx *store.Tx, f *filter) ([]string, bool, error) {
 	var err error
 	switch f.at.name {
 	case "cn":
-		ids, err = d.cnIDs(tx, f.value)
+		ids, err = d.cnIDs(tx, f.value, gen)
 		ids = append([]string(nil), ids...) // the cached slice is shared
 	case "uid":
 		err = tx.SubscribersByUID(f.value, collect)

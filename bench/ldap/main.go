@@ -4,8 +4,12 @@
 // (back-mdb, equality indexes on cn, uid, mail and serialNumber, its own
 // config and database directory, a loopback port), then runs one load
 // generator (go-ldap, N connections, bounded time) against each in turn:
-// base-scope reads of random subscriber entries and subtree equality
-// searches on cn. It prints a Markdown table for bench/README.md.
+// base-scope reads of random entries among a hot set of -hot subscribers
+// (base-hot) and among all of them (base), and subtree equality searches
+// on cn (sub-eq-cn). certcenter runs with its default ldap.cache_mb unless
+// -cache-mb says otherwise, so base reads among all entries mostly build
+// entries that are not cached. It prints Markdown tables for
+// bench/README.md, with both servers' resident memory after every cell.
 //
 //	go build -o /tmp/cc ./cmd/certcenter
 //	go run ./bench/ldap -certcenter /tmp/cc -count 100000 -duration 20s
@@ -18,8 +22,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +51,10 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "measured time per target and workload")
 	warm := flag.Duration("warmup", 3*time.Second, "unmeasured time before each measurement")
 	rounds := flag.Int("rounds", 1, "rounds, alternating which server goes first; the table shows each workload's round with the median ratio")
+	hot := flag.Int("hot", 10000, "subscribers the base-hot workload reads (the first ones)")
+	cacheMB := flag.Int("cache-mb", 0, "certcenter's ldap.cache_mb; 0 keeps its default")
+	workloads := flag.String("workloads", "base-hot,base,sub-eq-cn", "workloads, comma-separated")
+	profile := flag.Bool("profile", false, "write a CPU profile of certcenter during each of its first-round cells to -dir/cpu-WORKLOAD.pb.gz")
 	// -bind-dn adds the workloads base-bound and sub-eq-cn-bound: certcenter
 	// is read by a directory account approved for the seeded people's
 	// organisation (bound.go), so every entry passes its access rules;
@@ -52,17 +62,21 @@ func main() {
 	// (the bound workloads need ldap.allow_cleartext_bind: true).
 	bindDN := flag.String("bind-dn", "", "directory account to bind certcenter's connections with in the -bound workloads (made by the bench)")
 	bindPW := flag.String("bind-password", "bench account password", "its password")
-	cfgFile := flag.String("config", "", "certcenter config file for serve")
+	cfgFile := flag.String("config", "", "certcenter config file for serve; -cache-mb and -profile add their own ldap: and metrics: sections, so it must not have those")
 	flag.Parse()
 	bind = [2]string{*bindDN, *bindPW}
 	serveConfig = *cfgFile
-	if err := run(*bin, *dir, *count, *conns, *rounds, *dur, *warm); err != nil {
+	ws := strings.Split(*workloads, ",")
+	if *bindDN != "" {
+		ws = append(ws, "base-bound", "sub-eq-cn-bound")
+	}
+	if err := run(*bin, *dir, *count, *conns, *rounds, *hot, *cacheMB, *profile, ws, *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "ldapbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) error {
+func run(bin, dir string, count, conns, rounds, hot, cacheMB int, profile bool, workloads []string, dur, warm time.Duration) error {
 	if err := slapd.Installed(); err != nil {
 		return err
 	}
@@ -82,10 +96,31 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		}
 	}
 	ccAddr, slapdAddr := freePort(), freePort()
-	cc := exec.Command(bin, "serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", "")
+	args := []string{"serve", "--data", data, "--http-addr", freePort(), "--api-addr", freePort(), "--ldap-addr", ccAddr, "--ldaps-addr", ""}
+	var cfg []byte
 	if serveConfig != "" {
-		cc.Args = append(cc.Args, "--config", serveConfig)
+		b, err := os.ReadFile(serveConfig)
+		if err != nil {
+			return err
+		}
+		cfg = append(b, '\n')
 	}
+	if cacheMB > 0 {
+		cfg = fmt.Appendf(cfg, "ldap:\n  cache_mb: %d\n", cacheMB)
+	}
+	metrics := ""
+	if profile {
+		metrics = freePort()
+		cfg = fmt.Appendf(cfg, "metrics:\n  addr: %s\n  pprof: true\n", metrics)
+	}
+	if cfg != nil {
+		file := filepath.Join(dir, "certcenter.yaml")
+		if err := os.WriteFile(file, cfg, 0o600); err != nil {
+			return err
+		}
+		args = append(args, "--config", file)
+	}
+	cc := exec.Command(bin, args...)
 	cc.Stdout, cc.Stderr = nil, nil
 	if err := cc.Start(); err != nil {
 		return err
@@ -107,10 +142,6 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 	}
 	defer sl.Stop()
 	type round struct{ r [2]stats }
-	workloads := []string{"base", "sub-eq-cn"}
-	if bind[0] != "" {
-		workloads = append(workloads, "base-bound", "sub-eq-cn-bound")
-	}
 	results := map[string][]round{}
 	for n := range max(rounds, 1) {
 		for _, w := range workloads {
@@ -124,28 +155,54 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 			for _, i := range order {
 				name, addr := [...]string{"certcenter", "slapd"}[i], [...]string{ccAddr, slapdAddr}[i]
 				pid := [...]int{cc.Process.Pid, sl.Pid()}[i]
+				if w == "base-hot" {
+					// every hot entry read twice: what fits in the cache
+					// is cached, as a server that has run a while holds it
+					log("round %d: %s: reading the %d hot entries", n+1, name, min(hot, count))
+					if err := prime(addr, min(hot, count), conns); err != nil {
+						return fmt.Errorf("%s %s: %w", name, w, err)
+					}
+				}
 				log("round %d: %s: %s warm-up %s", n+1, name, w, warm)
 				as := ""
 				if i == 0 && strings.HasSuffix(w, "-bound") {
 					as = bind[0]
 				}
-				if _, err := load(addr, w, as, count, conns, warm); err != nil {
+				if _, err := load(addr, w, as, count, hot, conns, warm); err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
 				log("round %d: %s: %s measuring %s", n+1, name, w, dur)
 				cpu0 := cpuTime(pid)
-				s, err := load(addr, w, as, count, conns, dur)
+				var profiled chan struct{}
+				if metrics != "" && i == 0 && n == 0 {
+					profiled = make(chan struct{})
+					go func() {
+						defer close(profiled)
+						if err := fetchProfile(metrics, dur, filepath.Join(dir, "cpu-"+w+".pb.gz")); err != nil {
+							log("profile of %s: %v", w, err)
+						}
+					}()
+				}
+				s, err := load(addr, w, as, count, hot, conns, dur)
+				if profiled != nil {
+					<-profiled
+				}
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", name, w, err)
 				}
 				s.cpuPerOp = (cpuTime(pid) - cpu0) / time.Duration(max(s.n, 1))
+				s.mem = benchproc.MemOf(pid)
 				rr.r[i] = s
 			}
 			results[w] = append(results[w], rr)
 		}
 	}
 	ratio := func(r round) float64 { return r.r[0].rate / r.r[1].rate }
-	fmt.Printf("\n%d subscribers, %d connections, %s per cell, %d rounds, GOMAXPROCS of the machine; %s\n\n", count, conns, dur, max(rounds, 1), time.Now().UTC().Format("2006-01-02"))
+	cache := "default ldap.cache_mb"
+	if cacheMB > 0 {
+		cache = fmt.Sprintf("ldap.cache_mb %d", cacheMB)
+	}
+	fmt.Printf("\n%d subscribers (base-hot: the first %d), %d connections, %s per cell, %d rounds, certcenter with %s; %s\n\n", count, min(hot, count), conns, dur, max(rounds, 1), cache, time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("The round with the median ratio per workload:")
 	fmt.Println()
 	fmt.Println("| workload | certcenter searches/s | certcenter p50 | certcenter p99 | slapd searches/s | slapd p50 | slapd p99 | ratio (cc/slapd) | every round's ratio | server CPU per search cc / slapd |")
@@ -164,6 +221,19 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 			c.cpuPerOp.Round(100*time.Nanosecond), s.cpuPerOp.Round(100*time.Nanosecond), float64(s.cpuPerOp)/float64(max(c.cpuPerOp, 1)))
 	}
 	fmt.Println()
+	fmt.Println("Every round (resident memory of each server right after its cell, RssAnon / RssFile):")
+	fmt.Println()
+	fmt.Println("| round | workload | certcenter searches/s | slapd searches/s | ratio | certcenter memory | slapd memory |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for n := range max(rounds, 1) {
+		for _, w := range workloads {
+			r := results[w][n]
+			c, s := r.r[0], r.r[1]
+			fmt.Printf("| %d | %s | %.0f | %.0f | %.2fx | %d / %d MB | %d / %d MB |\n", n+1, w, c.rate, s.rate, ratio(r),
+				c.mem.AnonKB>>10, c.mem.FileKB>>10, s.mem.AnonKB>>10, s.mem.FileKB>>10)
+		}
+	}
+	fmt.Println()
 	fmt.Println("| process | RssAnon | RssFile |")
 	fmt.Println("|---|---|---|")
 	for i, pid := range []int{cc.Process.Pid, sl.Pid()} {
@@ -171,6 +241,54 @@ func run(bin, dir string, count, conns, rounds int, dur, warm time.Duration) err
 		fmt.Printf("| %s | %d MB | %d MB |\n", [...]string{"certcenter", "slapd"}[i], m.AnonKB>>10, m.FileKB>>10)
 	}
 	return nil
+}
+
+// prime reads the first n subscriber entries twice, over conns connections.
+func prime(addr string, n, conns int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for k := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := ldap.DialURL("ldap://" + addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for range 2 {
+				for i := k; i < n; i += conns {
+					dn := fmt.Sprintf("cn=seed-%07d,ou=unit-%02d,%s", i, i%16, suffix)
+					if _, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil)); err != nil {
+						errs <- fmt.Errorf("reading %s: %w", dn, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// fetchProfile writes a CPU profile of d (less a second, to end within the
+// cell) from certcenter's pprof listener to file.
+func fetchProfile(addr string, d time.Duration, file string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds())-1, 1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o600)
 }
 
 func cmpFloat(a, b float64) int {
@@ -287,6 +405,7 @@ func cpuTime(pid int) time.Duration {
 type stats struct {
 	n        int
 	cpuPerOp time.Duration // the server's CPU per search
+	mem      benchproc.Mem // the server's resident memory after the cell
 	rate     float64
 	p50, p99 time.Duration
 }
@@ -300,7 +419,7 @@ var (
 
 // load runs the workload on conns connections for d and measures it; each
 // connection first binds as bindDN (with bind's password) if it is set.
-func load(addr, workload, bindDN string, count, conns int, d time.Duration) (stats, error) {
+func load(addr, workload, bindDN string, count, hot, conns int, d time.Duration) (stats, error) {
 	var mu sync.Mutex
 	var all []time.Duration
 	var firstErr error
@@ -331,6 +450,9 @@ func load(addr, workload, bindDN string, count, conns int, d time.Duration) (sta
 			lat := make([]time.Duration, 0, 1<<16)
 			for ctx.Err() == nil {
 				n := rand.IntN(count)
+				if workload == "base-hot" {
+					n = rand.IntN(min(hot, count))
+				}
 				cn := fmt.Sprintf("seed-%07d", n)
 				var req *ldap.SearchRequest
 				if strings.HasPrefix(workload, "base") {
