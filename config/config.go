@@ -43,6 +43,10 @@ type Config struct {
 
 	// Server configures the process as a whole.
 	Server Server `yaml:"server"`
+
+	// NATS and Replica configure read replicas over NATS JetStream.
+	NATS    NATS    `yaml:"nats"`
+	Replica Replica `yaml:"replica"`
 }
 
 // Server configures the process as a whole.
@@ -367,6 +371,8 @@ func Default() *Config {
 		},
 		RA:      defaultRA(),
 		Publish: defaultPublish(),
+		NATS:    defaultNATS(),
+		Replica: defaultReplica(),
 	}
 }
 
@@ -617,6 +623,7 @@ func (c *Config) Validate() error {
 	}
 	c.RA.validate(bad, checkAddr)
 	c.Publish.validate(bad)
+	c.validateReplica(bad)
 	return errors.Join(errs...)
 }
 
