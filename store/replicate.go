@@ -22,6 +22,8 @@ package store
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -246,11 +248,48 @@ func (tx *Tx) applySubscriber(r Record) error {
 	return tx.PutSubscriber(&s)
 }
 
-// DropAll deletes every record (a replica about to load a new snapshot).
-// Reads during the drop see an empty or partial store.
-func (s *Store) DropAll() error {
+// Reload replaces every record with those of a backup stream (a replica
+// loading a new snapshot), then tells watchers that every CA, certificate,
+// subscriber, directory account and blob may have changed, so caches built
+// from the old records are dropped. Reads during the reload see an empty
+// or partial store.
+func (s *Store) Reload(ctx context.Context, r io.Reader) error {
 	if err := s.db.DropAll(); err != nil {
 		return fmt.Errorf("dropping the store's records: %w", err)
+	}
+	if err := s.Restore(ctx, r); err != nil {
+		return err
+	}
+	var changes []Change
+	flush := func() {
+		s.notify(changes)
+		changes = nil
+	}
+	err := s.View(ctx, func(tx *Tx) error {
+		for _, p := range [][]byte{pCA, pCert, pSub, pDirAccount, pBlob} {
+			if err := tx.scan(p, nil, false, func(k, _ []byte) error {
+				tx.changes = tx.changes[:0]
+				tx.changedRaw(k)
+				switch {
+				case bytes.HasPrefix(k, pCert):
+					tx.changed(KindCert, hex.EncodeToString(k[len(pCert):]))
+				case bytes.HasPrefix(k, pSub):
+					tx.changed(KindSubscriber, string(k[len(pSub):]))
+				}
+				changes = append(changes, tx.changes...)
+				if len(changes) >= 10000 {
+					flush()
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	flush()
+	if err != nil {
+		return fmt.Errorf("announcing reloaded records: %w", err)
 	}
 	return nil
 }
