@@ -187,6 +187,10 @@ func New(opts Options) (*Responder, error) {
 	return r, nil
 }
 
+// ReloadIssuers rebuilds the table of CAs and their responders from the
+// Authority: a read replica calls it when a replicated CA record changed.
+func (r *Responder) ReloadIssuers() error { return r.reloadIssuers() }
+
 func (r *Responder) reloadIssuers() error {
 	t, err := newIssuerTable(r.auth.Issuers(), !r.opts.ResponderIDByName)
 	if err != nil {

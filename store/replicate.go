@@ -296,3 +296,19 @@ func (s *Store) Reload(ctx context.Context, r io.Reader) error {
 
 // replState is the store's replication switch (see ReplicateWrites).
 type replState = atomic.Pointer[replication]
+
+// Blob says which blob a record is (namespace and key), if it is one.
+func (r Record) Blob() (ns, k string, ok bool) {
+	if !bytes.HasPrefix(r.Key, pBlob) {
+		return "", "", false
+	}
+	rest := r.Key[len(pBlob):]
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	return string(rest[:i]), string(rest[i+1:]), true
+}
+
+// IsCA says whether a record is a CA record.
+func (r Record) IsCA() bool { return bytes.HasPrefix(r.Key, pCA) }
