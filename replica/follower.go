@@ -127,11 +127,15 @@ func (f *Follower) Start(ctx context.Context) error {
 // position to the snapshot's.
 func (f *Follower) bootstrap(ctx context.Context) error {
 	begin := time.Now()
-	obs, err := f.js.ObjectStore(ctx, f.opts.Stream.Bucket)
+	// Short attempts for the metadata: while the cluster elects its meta
+	// leader a request gets no answer, and the caller retries.
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	obs, err := f.js.ObjectStore(mctx, f.opts.Stream.Bucket)
 	if err != nil {
 		return fmt.Errorf("opening object store %s: %w", f.opts.Stream.Bucket, err)
 	}
-	info, err := obs.GetInfo(ctx, snapshotName)
+	info, err := obs.GetInfo(mctx, snapshotName)
 	if err != nil {
 		return fmt.Errorf("reading the snapshot's description: %w", err)
 	}
@@ -205,7 +209,7 @@ func (f *Follower) consumerName() string { return "replica-" + f.opts.Name }
 // follow (re)creates the durable consumer at the first message after the
 // applied position and applies batches until an error.
 func (f *Follower) follow(ctx context.Context) error {
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	stream, err := f.js.Stream(sctx, f.opts.Stream.Name)
 	if err != nil {

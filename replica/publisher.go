@@ -132,7 +132,9 @@ func (p *Publisher) run(ctx context.Context, wake <-chan struct{}) error {
 // stream's last message is the last entry published, even if a crash came
 // before the cursor recorded it, so it is not published twice.
 func (p *Publisher) setUp(ctx context.Context) error {
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Short attempts: while the cluster elects its meta leader a request
+	// gets no answer, and Run retries soon after.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, snaps, large, err := p.opts.Stream.ensure(sctx, p.js)
 	if err != nil {

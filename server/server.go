@@ -63,6 +63,7 @@ type components struct {
 	// follower applies it (replica.role replica); nil otherwise.
 	primary  *replica.Publisher
 	follower *replica.Follower
+	nats     *natsConn
 }
 
 // service is a component with a lifecycle. start must return once the

@@ -116,7 +116,7 @@ func wirePrimary(c *components) error {
 				n.close()
 				return err
 			}
-			c.primary = pub
+			c.primary, c.nats = pub, n
 			jobs.start(ctx)
 			return nil
 		},
@@ -202,7 +202,7 @@ func startReplica(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 	}
 	s := &Server{c: c, addrs: map[string]string{}, storeJobs: newLoop("store", log, st.Run), restoreMemoryLimit: restoreMemoryLimit}
 	c.setAddr = s.setAddr
-	c.follower = fol
+	c.follower, c.nats = fol, n
 	c.addService(n.service())
 	s.storeJobs.start(ctx)
 
