@@ -23,11 +23,11 @@ package store
 import (
 	"bytes"
 	"context"
-	"io"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 )
 
