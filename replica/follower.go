@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -235,24 +236,35 @@ func (f *Follower) follow(ctx context.Context) error {
 	}
 	large, _ := f.js.ObjectStore(sctx, f.opts.Stream.largeBucket())
 	f.contact.Store(f.now().UnixNano())
+	// A pull iterator keeps requests outstanding, so a message is handed
+	// over as soon as it is stored; a batch is what has arrived by then.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*f.opts.BatchSize), jetstream.PullHeartbeat(2*time.Second))
+	if err != nil {
+		return fmt.Errorf("consuming %s: %w", f.opts.Stream.Name, err)
+	}
+	defer it.Stop()
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(f.opts.BatchSize, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return fmt.Errorf("fetching from %s: %w", f.opts.Stream.Name, err)
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("fetching from %s: %w", f.opts.Stream.Name, err)
-		}
-		f.contact.Store(f.now().UnixNano())
-		if len(msgs) == 0 {
+		m, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if errors.Is(err, nats.ErrTimeout) {
+			// Nothing new for a second: caught up, and the consumer
+			// answers (heartbeats would have failed otherwise).
+			f.contact.Store(f.now().UnixNano())
 			f.lagSince.Store(0)
 			f.m.pending.Set(0)
 			f.m.lag.Set(0)
 			continue
+		}
+		if err != nil {
+			return fmt.Errorf("consuming %s: %w", f.opts.Stream.Name, err)
+		}
+		f.contact.Store(f.now().UnixNano())
+		msgs := []jetstream.Msg{m}
+		for len(msgs) < f.opts.BatchSize {
+			m, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
+			if err != nil {
+				break // none buffered now; a real failure shows on the next Next
+			}
+			msgs = append(msgs, m)
 		}
 		if large == nil {
 			large, _ = f.js.ObjectStore(ctx, f.opts.Stream.largeBucket())

@@ -214,6 +214,7 @@ func startReplica(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 	c.public.Handle("/ocsp/", responder)
 	c.addFront("/ocsp", responder)
 	c.addCheck("ocsp", responder.Ready)
+	c.runLoop("ocsp", responder.Run) // read-only: marks itself ready and waits
 	b, err := crl.New(crl.Options{Store: st, CA: core.ca, Logger: log, Registerer: reg, ServeOnly: true,
 		Interval: cfg.CRL.Interval.D(), Validity: cfg.CRL.Validity.D(), DeltaValidity: cfg.CRL.DeltaValidity.D(), DeltaDelay: cfg.CRL.DeltaDelay.D()})
 	if err != nil {

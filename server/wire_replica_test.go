@@ -273,6 +273,9 @@ func TestReplicas(t *testing.T) {
 	certs := certsOf(t, rc.primary)
 	all := []*Server{rc.primary, rc.replicas[0], rc.replicas[1]}
 	_, issuer := rc.issuer(t)
+	for _, s := range all {
+		waitReady(t, "http://"+s.Addr("http"))
+	}
 
 	t.Run("revocation reaches both replicas", func(t *testing.T) {
 		// Before: good everywhere (replicas bootstrapped from the snapshot).
@@ -381,6 +384,7 @@ func TestReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 		top.Cleanup(func() { s.Stop(context.Background()) })
+		waitReady(t, "http://"+s.Addr("http"))
 		<-done
 		name, _ := rc.issuer(t)
 		files := []string{crlscope.Complete(name).File(), crlscope.Complete(name).DeltaCRL().File()}
@@ -408,6 +412,9 @@ func TestReplicas(t *testing.T) {
 		rc.replicas[1].c.nats.emb.Shutdown() // the node inside replica n2
 		replRevoke(t, rc.primary, certs[35].Serial)
 		revokedEverywhere(t, rc, all, certs[35].Serial, 20*time.Second)
+		for _, s := range all {
+			waitReady(t, "http://"+s.Addr("http"))
+		}
 	})
 }
 
