@@ -1,7 +1,10 @@
 package replica
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"os"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +43,8 @@ type FollowerOptions struct {
 	BatchSize int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// TempDir holds the snapshot while it is loaded. Default os.TempDir().
+	TempDir string
 	// OnReload runs after a snapshot was loaded into the store (the CA
 	// certificates may have changed).
 	OnReload func(ctx context.Context)
@@ -144,13 +149,28 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("snapshot has no change-log position (%q)", info.Metadata[metaSeq])
 	}
+	// Downloaded to a file first: the object's chunks come from a consumer
+	// that times out if its reader (Badger loading) falls behind.
+	tmp, err := os.CreateTemp(f.opts.TempDir, "certcenter-snapshot-*")
+	if err != nil {
+		return fmt.Errorf("creating the snapshot's download file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
 	res, err := obs.Get(ctx, snapshotName)
 	if err != nil {
 		return fmt.Errorf("reading the snapshot: %w", err)
 	}
-	defer res.Close()
+	_, err = io.Copy(tmp, res) // checks the object's SHA-256 digest at its end
+	res.Close()
+	if err != nil {
+		return fmt.Errorf("downloading the snapshot: %w", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	f.loaded.Store(false)
-	if err := f.st.Reload(ctx, res); err != nil {
+	if err := f.st.Reload(ctx, bufio.NewReaderSize(tmp, 1<<20)); err != nil {
 		return fmt.Errorf("loading the snapshot: %w", err)
 	}
 	if err := f.st.Update(ctx, func(tx *store.Tx) error { return tx.SetCursor(AppliedCursor, seq) }); err != nil {

@@ -164,7 +164,7 @@ func startReplica(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 	var responder *ocsp.Responder
 	fol, err := replica.NewFollower(replica.FollowerOptions{
 		Store: st, JetStream: n.js, Stream: replica.StreamOf(cfg.Replica), Name: name, Logger: log, Registerer: reg,
-		MaxLag: cfg.Replica.MaxLag.D(), BatchSize: cfg.Replica.BatchSize,
+		MaxLag: cfg.Replica.MaxLag.D(), BatchSize: cfg.Replica.BatchSize, TempDir: cfg.DataDir,
 		OnReload: func(ctx context.Context) {
 			if core.ca != nil {
 				reloadIssuers(ctx, core.ca, responder, log)

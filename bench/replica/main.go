@@ -117,6 +117,9 @@ func run(f flags) error {
 		}
 		defer os.RemoveAll(work)
 	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
 	pdir, rdir := filepath.Join(work, "primary"), filepath.Join(work, "replica")
 	if out, err := exec.Command("cp", "-a", f.seeded, pdir).CombinedOutput(); err != nil {
 		return fmt.Errorf("copying %s: %v: %s", f.seeded, err, out)
