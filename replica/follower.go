@@ -3,11 +3,11 @@ package replica
 import (
 	"bufio"
 	"context"
-	"io"
-	"os"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
