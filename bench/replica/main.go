@@ -78,7 +78,9 @@ func main() {
 	}
 }
 
-func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", a...) }
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", a...)
+}
 
 type proc struct {
 	name, dir, http, metrics string
