@@ -21,14 +21,20 @@ package store
 // (the all-in-one server, a replica's own store) nothing extra is logged.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // LogRecord: a replicated record was written or deleted (Key: the raw store
@@ -257,8 +263,11 @@ func (s *Store) Reload(ctx context.Context, r io.Reader) error {
 	if err := s.db.DropAll(); err != nil {
 		return fmt.Errorf("dropping the store's records: %w", err)
 	}
-	if err := s.Restore(ctx, r); err != nil {
-		return err
+	// Not Badger's Load: it moves the transaction timestamps without a
+	// lock and must not run beside other transactions, and a replica goes
+	// on serving while it reloads. A write batch is safe beside them.
+	if err := s.loadBatched(ctx, r); err != nil {
+		return fmt.Errorf("loading backup stream: %w", err)
 	}
 	var changes []Change
 	flush := func() {
@@ -296,6 +305,52 @@ func (s *Store) Reload(ctx context.Context, r io.Reader) error {
 
 // replState is the store's replication switch (see ReplicateWrites).
 type replState = atomic.Pointer[replication]
+
+// loadBatched writes the records of a backup stream (Badger's format: a
+// little-endian length, then a protobuf KVList) through a write batch.
+func (s *Store) loadBatched(ctx context.Context, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var buf []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var sz uint64
+		if err := binary.Read(br, binary.LittleEndian, &sz); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+		if sz > 1<<30 {
+			return fmt.Errorf("a backup block of %d bytes", sz)
+		}
+		if uint64(cap(buf)) < sz {
+			buf = make([]byte, sz)
+		}
+		if _, err := io.ReadFull(br, buf[:sz]); err != nil {
+			return err
+		}
+		var list pb.KVList
+		if err := proto.Unmarshal(buf[:sz], &list); err != nil {
+			return err
+		}
+		for _, kv := range list.Kv {
+			if bytes.HasPrefix(kv.Key, []byte("!badger!")) || (len(kv.Meta) > 0 && kv.Meta[0]&1 != 0) { // internal keys, deletions
+				continue
+			}
+			e := badger.NewEntry(kv.Key, kv.Value)
+			if len(kv.UserMeta) > 0 {
+				e = e.WithMeta(kv.UserMeta[0])
+			}
+			if err := wb.SetEntry(e); err != nil {
+				return err
+			}
+		}
+	}
+	return wb.Flush()
+}
 
 // Blob says which blob a record is (namespace and key), if it is one.
 func (r Record) Blob() (ns, k string, ok bool) {
