@@ -312,7 +312,7 @@ func (s *Store) loadBatched(ctx context.Context, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	var buf []byte
+	var buf, last []byte
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -337,6 +337,12 @@ func (s *Store) loadBatched(ctx context.Context, r io.Reader) error {
 			return err
 		}
 		for _, kv := range list.Kv {
+			// A key's versions come newest first: keep only the newest
+			// (Load let versions decide; a batch writes in order).
+			if last != nil && bytes.Equal(kv.Key, last) {
+				continue
+			}
+			last = append(last[:0], kv.Key...)
 			if bytes.HasPrefix(kv.Key, []byte("!badger!")) || (len(kv.Meta) > 0 && kv.Meta[0]&1 != 0) { // internal keys, deletions
 				continue
 			}

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -120,4 +122,40 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReloadKeepsNewestVersions loads a backup whose keys have several
+// versions (and a deletion) into a store that is being read meanwhile.
+func TestReloadKeepsNewestVersions(t *testing.T) {
+	ctx := context.Background()
+	p, _ := openTest(t)
+	r, _ := openTest(t)
+	for i := range 3 {
+		must(t, p.Update(ctx, func(tx *Tx) error { return tx.PutBlob("ocsp", "a", []byte{byte(i)}) }))
+	}
+	must(t, p.Update(ctx, func(tx *Tx) error { return tx.PutBlob("ocsp", "gone", []byte{9}) }))
+	must(t, p.Update(ctx, func(tx *Tx) error { return tx.DeleteBlob("ocsp", "gone") }))
+	must(t, r.Update(ctx, func(tx *Tx) error { return tx.PutBlob("ocsp", "stale", []byte{7}) }))
+	var buf bytes.Buffer
+	must(t, p.Backup(ctx, &buf))
+	done := make(chan struct{})
+	go func() { // a replica serves while it reloads
+		defer close(done)
+		for range 200 {
+			r.View(ctx, func(tx *Tx) error { _, _ = tx.Blob("ocsp", "a"); return nil })
+		}
+	}()
+	must(t, r.Reload(ctx, &buf))
+	<-done
+	must(t, r.View(ctx, func(tx *Tx) error {
+		if b, err := tx.Blob("ocsp", "a"); err != nil || !bytes.Equal(b, []byte{2}) {
+			t.Fatalf("a = %v, %v; want the newest version [2]", b, err)
+		}
+		for _, k := range []string{"gone", "stale"} {
+			if _, err := tx.Blob("ocsp", k); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("%s survived the reload: %v", k, err)
+			}
+		}
+		return nil
+	}))
 }
