@@ -50,6 +50,10 @@ type Config struct {
 
 	// Server configures the process as a whole.
 	Server Server `yaml:"server"`
+
+	// NATS and Replica configure read replicas over NATS JetStream.
+	NATS    NATS    `yaml:"nats"`
+	Replica Replica `yaml:"replica"`
 }
 
 // Server configures the process as a whole.
@@ -383,6 +387,8 @@ func Default() *Config {
 		Desk:    defaultDesk(),
 		Tokens:  defaultTokens(),
 		KB:      defaultKB(),
+		NATS:    defaultNATS(),
+		Replica: defaultReplica(),
 	}
 }
 
@@ -636,6 +642,7 @@ func (c *Config) Validate() error {
 	c.Desk.validate(bad)
 	c.Tokens.validate(bad)
 	c.KB.validate(bad)
+	c.validateReplica(bad)
 	return errors.Join(errs...)
 }
 

@@ -80,7 +80,15 @@ type Options struct {
 	// DeltaDelay is how long Notify waits for more revocations before it
 	// rebuilds the delta CRL (crl.delta_delay).
 	DeltaDelay time.Duration
+	// ServeOnly is a read replica's builder: it serves the CRLs it finds
+	// in the store (replicated from the primary) and never builds one —
+	// Full, Delta and the repair refuse with ErrServeOnly, Run only waits,
+	// and a missing or unusable CRL is a 503, not a rebuild.
+	ServeOnly bool
 }
+
+// ErrServeOnly is returned by a ServeOnly builder asked to build.
+var ErrServeOnly = errors.New("crl: this builder only serves (read replica)")
 
 // Builder generates, stores and serves the CRLs of every CA.
 type Builder struct {
@@ -314,6 +322,9 @@ func addRevocation(scopes []*scope, layout crlscope.Layout, r *store.Revocation)
 // CRLs, and stores them in one transaction, so the complete CRL, the ARL and
 // the delta change together.
 func (b *Builder) Full(ctx context.Context, caName string) error {
+	if b.opts.ServeOnly {
+		return ErrServeOnly
+	}
 	defer b.lock(caName)()
 	start := time.Now()
 	err := b.full(ctx, caName, false)
@@ -405,6 +416,9 @@ func (b *Builder) full(ctx context.Context, caName string, keepBase bool) error 
 // Delta rebuilds the delta CRLs of a CA against its current full CRLs; with
 // no usable full CRL it builds those too.
 func (b *Builder) Delta(ctx context.Context, caName string) error {
+	if b.opts.ServeOnly {
+		return ErrServeOnly
+	}
 	defer b.lock(caName)()
 	start := time.Now()
 	err := b.delta(ctx, caName)
@@ -679,6 +693,9 @@ func (b *Builder) get(ctx context.Context, file string) (der []byte, m meta, eta
 // committed after they were built (a crash between the revocation's commit
 // and the delta's).
 func (b *Builder) Repair(ctx context.Context) error {
+	if b.opts.ServeOnly {
+		return nil
+	}
 	var errs []error
 	for _, iss := range b.ca.Issuers() {
 		reason, err := b.fullNeeded(ctx, iss)

@@ -46,6 +46,10 @@ func (b *Builder) takePending() []string {
 // Run rebuilds delta and full CRLs when Notify asks, and full and delta
 // CRLs when they are due, until ctx is done. Call Repair first.
 func (b *Builder) Run(ctx context.Context) error {
+	if b.opts.ServeOnly {
+		<-ctx.Done()
+		return nil
+	}
 	t := time.NewTicker(checkEvery)
 	defer t.Stop()
 	for {

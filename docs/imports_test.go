@@ -18,7 +18,7 @@ const module = "github.com/certcenter/certcenter/"
 // The layers ARCHITECTURE.md's "Packages" section draws, as import rules.
 var (
 	// features never import each other; they meet through store and ca.
-	features = []string{"ocsp", "crl", "directory", "ra", "admin", "token", "desk"}
+	features = []string{"ocsp", "crl", "directory", "ra", "admin", "token", "desk", "replica"}
 	// importedOnlyBy: the wiring and bootstrap are at the top, below cmd.
 	importedOnlyBy = map[string][]string{
 		"server":    {"cmd/certcenter"},

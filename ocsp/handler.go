@@ -146,7 +146,10 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request, method int) 
 	}
 	ids := buf.req.CertIDs
 	ctx := req.Context()
-	if len(ids) > 1 || (r.opts.SignNonces && buf.req.HasNonce) {
+	if r.opts.ReadOnly && len(ids) > 1 {
+		return r.writeError(w, StatusTryLater) // a replica never signs
+	}
+	if !r.opts.ReadOnly && (len(ids) > 1 || (r.opts.SignNonces && buf.req.HasNonce)) {
 		return r.serveLive(ctx, w, &buf.req)
 	}
 	iss := r.issuers.Load().match(&ids[0])

@@ -17,6 +17,12 @@ import (
 // marks the responder ready, and then repeats renewal and refresh every
 // RefreshInterval until ctx is done.
 func (r *Responder) Run(ctx context.Context) error {
+	if r.opts.ReadOnly {
+		// A replica's responses are the primary's: nothing to repair.
+		r.repaired.Store(true)
+		<-ctx.Done()
+		return nil
+	}
 	r.replaceRevokedResponders(ctx)
 	r.finishReplacements(ctx)
 	r.renewResponders(ctx)

@@ -90,6 +90,13 @@ type Options struct {
 	RenewBefore time.Duration
 	// Workers sign in parallel during repair and refresh. Default GOMAXPROCS.
 	Workers int
+	// ReadOnly is a read replica's responder: it serves the pre-signed
+	// responses it finds in the store (replicated from the primary) and
+	// never signs — no live signing, no repair, no refresher. A serial
+	// without a current response gets tryLater, never a stale answer; a
+	// request with several CertIDs gets tryLater; a nonce is ignored.
+	// Call Invalidate when a replicated response is written.
+	ReadOnly bool
 }
 
 // Responder answers OCSP requests and keeps the stored responses current.
@@ -179,6 +186,10 @@ func New(opts Options) (*Responder, error) {
 	r.m = newMetrics(opts.Registerer, r)
 	return r, nil
 }
+
+// ReloadIssuers rebuilds the table of CAs and their responders from the
+// Authority: a read replica calls it when a replicated CA record changed.
+func (r *Responder) ReloadIssuers() error { return r.reloadIssuers() }
 
 func (r *Responder) reloadIssuers() error {
 	t, err := newIssuerTable(r.auth.Issuers(), !r.opts.ResponderIDByName)
@@ -371,6 +382,10 @@ func (r *Responder) resign(ctx context.Context, c *store.Cert, reason string) er
 }
 
 // invalidate drops every cached response of a serial.
+// Invalidate drops serial's cached responses: a read replica calls it when
+// a replicated response for serial is written to its store.
+func (r *Responder) Invalidate(serial []byte) { r.invalidate(serial) }
+
 func (r *Responder) invalidate(serial []byte) {
 	for h := SHA1; h < numHashes; h++ {
 		if k, ok := makeKey(h, serial); ok {
@@ -443,6 +458,9 @@ func (r *Responder) lookup(ctx context.Context, iss *issuer, id *CertID, now tim
 	}
 	if c.Issuer != iss.name {
 		return nil, errUnknown
+	}
+	if r.opts.ReadOnly {
+		return nil, errTryLater // no current pre-signed response to serve
 	}
 	rec, err := r.signCert(c, id.Hash)
 	if err != nil {

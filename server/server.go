@@ -28,6 +28,7 @@ import (
 	"github.com/certcenter/certcenter/ra"
 	"github.com/certcenter/certcenter/token"
 	"github.com/certcenter/certcenter/token/escrow"
+	"github.com/certcenter/certcenter/replica"
 )
 
 // Version is set by the build (-ldflags "-X .../server.Version=...").
@@ -72,6 +73,11 @@ type components struct {
 	// escrow keeps encryption keys (wire_escrow.go); made by the first
 	// wiring that needs it (the RA's, the token package's).
 	escrow *escrow.Escrow
+	// primary publishes the change log to NATS (replica.role primary),
+	// follower applies it (replica.role replica); nil otherwise.
+	primary  *replica.Publisher
+	follower *replica.Follower
+	nats     *natsConn
 }
 
 // service is a component with a lifecycle. start must return once the
@@ -140,12 +146,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // builds every component and starts the listeners. On failure, whatever had
 // started is stopped again.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
+	if cfg.Replica.Role == "replica" {
+		return startReplica(ctx, cfg, log) // wire_replica.go
+	}
 	begin := time.Now()
 	restoreMemoryLimit := applyMemoryLimit(cfg, log)
 	core, err := openCore(ctx, cfg, log)
 	if err != nil {
 		restoreMemoryLimit()
 		return nil, err
+	}
+	if cfg.Replica.Role == "primary" {
+		core.store.ReplicateWrites(replicatedBlobs...) // before anything is written
 	}
 	defer func() {
 		if err != nil {
@@ -185,7 +197,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
 	// issue, revoke or refresh: not ready, and /readyz says why.
 	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
-	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireKB, wireDesk} {
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireKB, wireDesk, wirePrimary} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
 			return nil, err

@@ -619,6 +619,9 @@ func (tx *Tx) DeleteBlob(ns, k string) error {
 	if err := tx.txn.Delete(cat(pBlob, []byte(ns), []byte(k))); err != nil {
 		return fmt.Errorf("deleting %s/%s: %w", ns, k, err)
 	}
+	if err := tx.logReplicated(cat(pBlob, []byte(ns), []byte(k))); err != nil {
+		return err
+	}
 	tx.changed(KindBlob, ns+"/"+k)
 	return nil
 }

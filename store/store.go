@@ -102,6 +102,8 @@ type Store struct {
 	logMu     sync.Mutex
 	logs      logState
 	compactMu sync.Mutex
+	// repl is the replicated key prefixes (replicate.go); nil: off.
+	repl replState
 }
 
 // Open opens (creating if needed) the database in opts.Dir.
@@ -395,6 +397,8 @@ type Tx struct {
 	changes  []Change
 	// logSeqs are the change-log numbers this transaction took.
 	logSeqs []uint64
+	// replLogged are the replicated keys this transaction logged.
+	replLogged map[string]bool
 }
 
 func (tx *Tx) changed(k Kind, key string) {
@@ -416,6 +420,9 @@ func (tx *Tx) set(key, val []byte) error {
 	err := tx.txn.Set(key, val)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		return fmt.Errorf("transaction too big: %w", err)
+	}
+	if err == nil {
+		err = tx.logReplicated(key)
 	}
 	return err
 }

@@ -89,7 +89,7 @@ func rootCmd() *cobra.Command {
 
 func serveCmd() *cobra.Command {
 	var c common
-	var httpAddr, ldapAddr, ldapsAddr, apiAddr string
+	var httpAddr, ldapAddr, ldapsAddr, apiAddr, role string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server (an empty data directory gets a demo CA and a bootstrap administrator)",
@@ -99,7 +99,7 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for flag, dst := range map[string]*string{"http-addr": &cfg.HTTP.Addr, "ldap-addr": &cfg.LDAP.Addr, "ldaps-addr": &cfg.LDAP.LDAPSAddr, "api-addr": &cfg.API.Addr} {
+			for flag, dst := range map[string]*string{"http-addr": &cfg.HTTP.Addr, "ldap-addr": &cfg.LDAP.Addr, "ldaps-addr": &cfg.LDAP.LDAPSAddr, "api-addr": &cfg.API.Addr, "role": &cfg.Replica.Role} {
 				if f := cmd.Flags().Lookup(flag); f.Changed {
 					*dst = f.Value.String()
 				}
@@ -111,6 +111,7 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	c.register(cmd)
+	cmd.Flags().StringVar(&role, "role", "", "primary (publishes the change log to NATS) or replica (read-only OCSP, CRLs, LDAP from the stream); default replica.role, \"\" is the all-in-one server")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "", "public HTTP listen address (OCSP, CRLs, health; default :8080)")
 	cmd.Flags().StringVar(&ldapAddr, "ldap-addr", "", "LDAP and StartTLS listen address (default :1389; empty disables)")
 	cmd.Flags().StringVar(&ldapsAddr, "ldaps-addr", "", "LDAPS listen address (default :1636; empty disables)")
