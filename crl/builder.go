@@ -134,6 +134,11 @@ type meta struct {
 	// store's is dirty: the revocation record, written in the revocation's
 	// own transaction, is the durable dirty marker.
 	Window window `json:"window"`
+	// DirtyIndexed says the CRL was built by a version that reads the
+	// store's dirty marks (store.DirtyCRL, store.DirtyCRLDelta): repair
+	// trusts the marks for it and skips the window check, which a CRL
+	// built before them still gets.
+	DirtyIndexed bool `json:"dirty_indexed,omitempty"`
 }
 
 // window summarises the revocations in a time window: their count and a
@@ -315,8 +320,15 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 	since := now.Add(-deltaOverlap)
 	t0 := time.Now()
 	var win window
+	var mark []byte
 	err = b.store.View(ctx, func(tx *store.Tx) error {
-		err := tx.EachRevoked(caName, func(r *store.Revocation) error {
+		// The dirty mark in the snapshot the CRL is built from: the commit
+		// clears it only if no revocation marked it again since.
+		var err error
+		if mark, err = tx.Dirty(store.DirtyCRL, caName); err != nil {
+			return err
+		}
+		err = tx.EachRevoked(caName, func(r *store.Revocation) error {
 			return addRevocation(scopes, b.layout, r)
 		})
 		if err != nil {
@@ -331,7 +343,7 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 	t1 := time.Now()
 	var out []*published
 	for _, s := range scopes {
-		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since, Entries: s.count, Shards: b.shards, Window: win}
+		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since, Entries: s.count, Shards: b.shards, Window: win, DirtyIndexed: true}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
 			return err
@@ -340,12 +352,12 @@ func (b *Builder) full(ctx context.Context, caName string) error {
 	}
 	// The deltas of the new bases, so that no delta names an old base.
 	t2 := time.Now()
-	deltas, err := b.buildDeltas(ctx, iss, out)
+	deltas, deltaMark, err := b.buildDeltas(ctx, iss, out)
 	if err != nil {
 		return err
 	}
 	t3 := time.Now()
-	if err := b.commit(ctx, caName, append(out, deltas...)); err != nil {
+	if err := b.commit(ctx, caName, append(out, deltas...), marks{full: mark, delta: deltaMark}); err != nil {
 		return err
 	}
 	b.log.Info("full CRLs built", "issuer", caName, "number", number, "entries", scopes[0].count,
@@ -383,21 +395,21 @@ func (b *Builder) delta(ctx context.Context, caName string) error {
 		}
 		bases = append(bases, p)
 	}
-	deltas, err := b.buildDeltas(ctx, iss, bases)
+	deltas, deltaMark, err := b.buildDeltas(ctx, iss, bases)
 	if err != nil {
 		return err
 	}
-	return b.commit(ctx, caName, deltas)
+	return b.commit(ctx, caName, deltas, marks{delta: deltaMark})
 }
 
 // buildDeltas builds the delta CRL of each user-certificate base in bases
 // (the complete CRL and the shards; the ARL has none). A delta lists every
 // revocation since its base's DeltaSince, carries the base's IDP unchanged
 // (RFC 5280 §5.2.4: same scope) and a number from the same sequence.
-func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*published) ([]*published, error) {
+func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*published) ([]*published, []byte, error) {
 	scopes, err := b.scopes(iss, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byFile := map[string]*published{}
 	for _, p := range bases {
@@ -414,22 +426,27 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 	since := bases[0].meta.DeltaSince
 	number, err := b.store.Next(crlscope.Sequence(iss.Name))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := b.now().UTC().Truncate(time.Second)
+	var mark []byte
 	err = b.store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if mark, err = tx.Dirty(store.DirtyCRLDelta, iss.Name); err != nil {
+			return err
+		}
 		return tx.EachRevokedSince(iss.Name, since, func(r *store.Revocation) error {
 			return addRevocation(scopes, b.layout, r)
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading revocations since %s: %w", since.Format(time.RFC3339), err)
+		return nil, nil, fmt.Errorf("reading revocations since %s: %w", since.Format(time.RFC3339), err)
 	}
 	var out []*published
 	for _, s := range scopes {
 		base, err := baseOf(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.idp = base.idp
 		next := now.Add(b.opts.DeltaValidity)
@@ -437,14 +454,14 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 			next = base.meta.NextUpdate
 		}
 		m := meta{Number: number, BaseNumber: base.meta.Number, ThisUpdate: now, NextUpdate: next,
-			DeltaSince: since, Entries: s.count, Shards: b.shards}
+			DeltaSince: since, Entries: s.count, Shards: b.shards, DirtyIndexed: true}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, mark, nil
 }
 
 // sign encodes and signs one CRL.
@@ -482,8 +499,25 @@ func newPublished(file string, der []byte, m meta, idp []byte) *published {
 
 // commit stores CRLs and their metadata in one transaction, then makes them
 // the ones served.
-func (b *Builder) commit(ctx context.Context, caName string, ps []*published) error {
+// marks are the dirty marks (store.DirtyCRL, store.DirtyCRLDelta) a build
+// saw in its snapshots; commit clears each that is still the same. A mark
+// that was absent (nil) needs nothing.
+type marks struct {
+	full, delta []byte
+}
+
+func (b *Builder) commit(ctx context.Context, caName string, ps []*published, mk marks) error {
 	err := b.store.Update(ctx, func(tx *store.Tx) error {
+		if mk.full != nil {
+			if _, err := tx.ClearDirtyIf(store.DirtyCRL, caName, mk.full); err != nil {
+				return err
+			}
+		}
+		if mk.delta != nil {
+			if _, err := tx.ClearDirtyIf(store.DirtyCRLDelta, caName, mk.delta); err != nil {
+				return err
+			}
+		}
 		for _, p := range ps {
 			mb, err := json.Marshal(p.meta)
 			if err != nil {
@@ -692,14 +726,21 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 		return "complete CRL: " + err.Error(), nil
 	}
 	var cur window
+	var mark []byte
 	if err := b.store.View(ctx, func(tx *store.Tx) error {
 		var err error
+		if mark, err = tx.Dirty(store.DirtyCRL, iss.Name); err != nil || full.meta.DirtyIndexed {
+			return err
+		}
 		cur, err = readWindow(tx, iss.Name, full.meta.DeltaSince)
 		return err
 	}); err != nil {
 		return "", fmt.Errorf("checking the full CRLs of %s: %w", iss.Name, err)
 	}
-	if !cur.equal(full.meta.Window) {
+	if mark != nil {
+		return fmt.Sprintf("revocations were committed after %s was built", full.file), nil
+	}
+	if !full.meta.DirtyIndexed && !cur.equal(full.meta.Window) {
 		return fmt.Sprintf("%s lists %d revocations since %s, the store has %d (or they changed)", full.file,
 			full.meta.Window.Count, full.meta.DeltaSince.Format(time.RFC3339), cur.Count), nil
 	}
@@ -734,13 +775,21 @@ func (b *Builder) deltaNeeded(ctx context.Context, iss *ca.Issuer) (string, erro
 		return "delta: " + err.Error(), nil
 	}
 	n := 0
+	var mark []byte
 	err = b.store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if mark, err = tx.Dirty(store.DirtyCRLDelta, iss.Name); err != nil || d.meta.DirtyIndexed {
+			return err
+		}
 		return tx.EachRevokedSince(iss.Name, d.meta.DeltaSince, func(*store.Revocation) error { n++; return nil })
 	})
 	if err != nil {
 		return "", fmt.Errorf("counting revocations of %s: %w", iss.Name, err)
 	}
-	if n != d.meta.Entries {
+	if mark != nil {
+		return fmt.Sprintf("revocations were committed after %s was built", d.file), nil
+	}
+	if !d.meta.DirtyIndexed && n != d.meta.Entries {
 		return fmt.Sprintf("%d revocations since %s, the delta lists %d", n, d.meta.DeltaSince.Format(time.RFC3339), d.meta.Entries), nil
 	}
 	return "", nil
