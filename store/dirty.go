@@ -22,7 +22,8 @@ import (
 // token it saw (Dirty) and clears with ClearDirtyIf: a mark written again
 // after the snapshot has another token and stays.
 
-// Kinds the store marks itself, in the transaction of the change.
+// Kinds of marks. The store writes the first three itself, in the
+// transaction of the change.
 const (
 	// DirtyOCSP: id is a certificate serial in lower-case hex; marked at
 	// issuance and at every status change.
@@ -33,6 +34,10 @@ const (
 	// DirtyCRLDelta: id is an issuer; marked at every revocation, cleared by
 	// a delta CRL rebuild.
 	DirtyCRLDelta = "crl-delta"
+	// DirtyRA: id is an RA request; marked by the ra package while the
+	// request is left executing or a renewal's old certificate is still to
+	// be revoked.
+	DirtyRA = "ra"
 )
 
 var (
