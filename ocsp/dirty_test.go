@@ -3,9 +3,9 @@ package ocsp
 import (
 	"bytes"
 	"crypto"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
-	"encoding/hex"
 	"testing"
 	"time"
 
