@@ -11,6 +11,7 @@ import (
 	"github.com/certcenter/certcenter/admin"
 	"github.com/certcenter/certcenter/config"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/internal/seed"
 	"github.com/certcenter/certcenter/ra"
 )
 
@@ -39,7 +40,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		for method, op := range ops {
 			key := strings.ToUpper(method) + " " + path
 			if len(op.Tags) != 1 {
-				t.Errorf("api/openapi.yaml %s has tags %v; want exactly one (ra or admin)", key, op.Tags)
+				t.Errorf("api/openapi.yaml %s has tags %v; want exactly one (ra, admin or seed)", key, op.Tags)
 			}
 			for _, tag := range op.Tags {
 				documented[tag] = append(documented[tag], key)
@@ -51,7 +52,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables := map[string][]httpapi.Route{"ra": r.Routes(), "admin": admin.New(admin.Options{}).Routes()}
+	tables := map[string][]httpapi.Route{"ra": r.Routes(), "admin": admin.New(admin.Options{}).Routes(), "seed": (&seed.API{}).Routes()}
 	routed := map[string][]string{}
 	seen := map[string]string{}
 	for tag, routes := range tables {
@@ -67,7 +68,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range []string{"ra", "admin"} {
+	for _, tag := range []string{"ra", "admin", "seed"} {
 		slices.Sort(documented[tag])
 		slices.Sort(routed[tag])
 		if !slices.Equal(documented[tag], routed[tag]) {

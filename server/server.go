@@ -171,7 +171,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
 	// issue, revoke or refresh: not ready, and /readyz says why.
 	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
-	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireRA, wireAdmin} {
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireRA, wireAdmin, wireSeed} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
 			return nil, err
