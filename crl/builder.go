@@ -129,10 +129,10 @@ type meta struct {
 	Shards     int       `json:"shards"`
 	SHA256     []byte    `json:"sha256"`
 	// Window is, for a full CRL, the revocations at or after DeltaSince in
-	// the snapshot it was built from. A revocation committed after the
-	// snapshot changes it, so a full CRL whose Window differs from the
-	// store's is dirty: the revocation record, written in the revocation's
-	// own transaction, is the durable dirty marker.
+	// the snapshot it was built from. Repair compares it with the store only
+	// for a CRL built before the dirty marks (DirtyIndexed false); for the
+	// others the mark written in the revocation's own transaction says the
+	// same without reading the revocations.
 	Window window `json:"window"`
 	// DirtyIndexed says the CRL was built by a version that reads the
 	// store's dirty marks (store.DirtyCRL, store.DirtyCRLDelta): repair
@@ -660,7 +660,9 @@ func (b *Builder) get(ctx context.Context, file string) (der []byte, m meta, eta
 // missing, corrupt, expired, due, or built with another shard count, and the
 // delta CRLs that are missing, corrupt, due, or miss a revocation that was
 // committed after they were built (a crash between the revocation's commit
-// and the delta's).
+// and the delta's). A missed revocation is known from the store's dirty
+// marks (store.DirtyCRL, store.DirtyCRLDelta), so Repair reads each CRL's
+// metadata and two keys per CA, never the revocations.
 func (b *Builder) Repair(ctx context.Context) error {
 	var errs []error
 	for _, iss := range b.ca.Issuers() {
