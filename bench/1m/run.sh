@@ -38,12 +38,13 @@ fi
 report "- database on disk: $(du -sh --apparent-size "$DATA/db" | cut -f1) apparent, $(du -sh "$DATA/db" | cut -f1) allocated"
 
 port=$(( 20000 + RANDOM % 20000 ))
-serve() { # serve LOG -> prints seconds until /readyz, leaves PID in $pid
-  local t0 t1
+serve() { # serve LOG -> prints seconds until /readyz; the server's PID is in $WORK/pid
+  local t0 t1 pid
   t0=$(date +%s.%N)
   "$BIN" serve --data "$DATA" --http-addr 127.0.0.1:$port --api-addr 127.0.0.1:$((port+1)) \
     --ldap-addr 127.0.0.1:$((port+2)) --ldaps-addr 127.0.0.1:$((port+3)) >"$1" 2>&1 &
   pid=$!
+  echo $pid >"$WORK/pid"
   until [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/readyz)" = 200 ]; do
     kill -0 $pid 2>/dev/null || { echo "serve died, log in $1" >&2; exit 1; }
     sleep 0.05
@@ -55,6 +56,7 @@ mem() { grep -E '^(RssAnon|RssFile)' /proc/$1/status | tr -s ' \t' ' ' | tr '\n'
 
 for start in first second; do
   secs=$(serve "$WORK/serve-$start.log")
+  pid=$(cat "$WORK/pid")
   sleep 2
   report "- $start start until /readyz: $secs s; idle after start: $(mem $pid)"
   if [ $start = first ]; then
@@ -62,7 +64,8 @@ for start in first second; do
     built=$(grep -m1 'full CRLs built' "$WORK/serve-$start.log" | grep -oE 'entries=[0-9]+ read=[^ ]+ sign=[^ ]+ deltas=[^ ]+ store=[^ ]+' || true)
     report "- full CRL: $(stat -c %s "$WORK/full.crl") bytes, $(openssl crl -inform DER -in "$WORK/full.crl" -noout -text | grep -c 'Serial Number') entries; built at start: ${built:-not rebuilt at this start}"
   fi
-  kill $pid; wait $pid || true
+  kill $pid
+  while kill -0 $pid 2>/dev/null; do sleep 0.1; done
 done
 
 report ""
