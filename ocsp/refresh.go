@@ -384,7 +384,7 @@ func (r *Responder) walkAll(ctx context.Context) (RefreshStats, error) {
 			for _, c := range certs {
 				id := hex.EncodeToString(c.Serial)
 				if now.Sub(c.NotAfter) > r.opts.Validity {
-					if err := tx.ClearDirty(store.DirtyOCSP, id); err != nil {
+					if err := clearMark(tx, id); err != nil {
 						return err
 					}
 					continue
@@ -405,7 +405,7 @@ func (r *Responder) walkAll(ctx context.Context) (RefreshStats, error) {
 				if err := tx.PutBlob(dueNamespace, dueKey(rec, id), nil); err != nil {
 					return err
 				}
-				if err := tx.ClearDirty(store.DirtyOCSP, id); err != nil {
+				if err := clearMark(tx, id); err != nil {
 					return err
 				}
 				if t := rec.thisUpdate.Unix(); oldest == 0 || t < oldest {
@@ -533,4 +533,15 @@ func (r *Responder) signAndSave(ctx context.Context, certs []*store.Cert) (int, 
 		}
 	}
 	return n, recs[0].thisUpdate.Unix(), nil
+}
+
+// clearMark clears a certificate's mark if it has one: a store written
+// before the index has none, and a delete of every absent key would leave
+// a million tombstones for compaction.
+func clearMark(tx *store.Tx, id string) error {
+	mark, err := tx.Dirty(store.DirtyOCSP, id)
+	if err != nil || mark == nil {
+		return err
+	}
+	return tx.ClearDirty(store.DirtyOCSP, id)
 }

@@ -37,19 +37,21 @@ else
 fi
 report "- database on disk: $(du -sh --apparent-size "$DATA/db" | cut -f1) apparent, $(du -sh "$DATA/db" | cut -f1) allocated"
 
-port=$(( 20000 + RANDOM % 20000 ))
-serve() { # serve LOG -> prints seconds until /readyz; the server's PID is in $WORK/pid
-  local t0 t1 pid
+serve() { # serve LOG -> prints seconds until /readyz; PID in $WORK/pid, http address in $WORK/addr
+  local t0 t1 pid addr=""
   t0=$(date +%s.%N)
-  "$BIN" serve --data "$DATA" --http-addr 127.0.0.1:$port --api-addr 127.0.0.1:$((port+1)) \
-    --ldap-addr 127.0.0.1:$((port+2)) --ldaps-addr 127.0.0.1:$((port+3)) >"$1" 2>&1 &
+  # Port 0 everywhere: the machine is shared, the log says what was bound.
+  "$BIN" serve --data "$DATA" --http-addr 127.0.0.1:0 --api-addr 127.0.0.1:0 \
+    --ldap-addr 127.0.0.1:0 --ldaps-addr 127.0.0.1:0 >"$1" 2>&1 &
   pid=$!
   echo $pid >"$WORK/pid"
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/readyz)" = 200 ]; do
+  until [ -n "$addr" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz")" = 200 ]; do
     kill -0 $pid 2>/dev/null || { echo "serve died, log in $1" >&2; exit 1; }
+    [ -n "$addr" ] || addr=$(grep -m1 -oE 'certcenter ready .* http=[0-9.:]+' "$1" | grep -oE '[0-9.]+:[0-9]+$' || true)
     sleep 0.05
   done
   t1=$(date +%s.%N)
+  echo "$addr" >"$WORK/addr"
   echo "$t1 - $t0" | bc
 }
 mem() { grep -E '^(RssAnon|RssFile)' /proc/$1/status | tr -s ' \t' ' ' | tr '\n' ' '; }
@@ -60,7 +62,7 @@ for start in first second; do
   sleep 2
   report "- $start start until /readyz: $secs s; idle after start: $(mem $pid)"
   if [ $start = first ]; then
-    curl -s -o "$WORK/full.crl" http://127.0.0.1:$port/crl/demo.crl
+    curl -s -o "$WORK/full.crl" "http://$(cat "$WORK/addr")/crl/demo.crl"
     built=$(grep -m1 'full CRLs built' "$WORK/serve-$start.log" | grep -oE 'entries=[0-9]+ read=[^ ]+ sign=[^ ]+ deltas=[^ ]+ store=[^ ]+' || true)
     report "- full CRL: $(stat -c %s "$WORK/full.crl") bytes, $(openssl crl -inform DER -in "$WORK/full.crl" -noout -text | grep -c 'Serial Number') entries; built at start: ${built:-not rebuilt at this start}"
   fi
