@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -62,15 +61,17 @@ const stRdOnly = 0x1
 // probeWrite writes, syncs and removes a small file in dir. It catches a file
 // system that fails writes without saying so in statfs (I/O errors).
 func probeWrite(dir string) error {
-	p := filepath.Join(dir, "certcenter.probe")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	// A file of its own: two probes at once (the timer's and a failed
+	// commit's) sharing one name would remove each other's file and report
+	// the directory unwritable.
+	f, err := os.CreateTemp(dir, "certcenter.probe.*")
 	if err != nil {
 		return fmt.Errorf("data directory not writable: %w", err)
 	}
 	_, werr := f.Write([]byte("probe\n"))
 	serr := f.Sync()
 	cerr := f.Close()
-	rerr := os.Remove(p)
+	rerr := os.Remove(f.Name())
 	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
 		return fmt.Errorf("data directory not writable: %w", err)
 	}

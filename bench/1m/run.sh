@@ -47,7 +47,7 @@ serve() { # serve LOG -> prints seconds until /readyz; PID in $WORK/pid, http ad
   echo $pid >"$WORK/pid"
   until [ -n "$addr" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz")" = 200 ]; do
     kill -0 $pid 2>/dev/null || { echo "serve died, log in $1" >&2; exit 1; }
-    [ -n "$addr" ] || addr=$(grep -m1 -oE 'certcenter ready .* http=[0-9.:]+' "$1" | grep -oE '[0-9.]+:[0-9]+$' || true)
+    [ -n "$addr" ] || addr=$(grep -m1 -oE 'certcenter ready.* http=[0-9.:]+' "$1" | grep -oE '[0-9.]+:[0-9]+$' || true)
     sleep 0.05
   done
   t1=$(date +%s.%N)
