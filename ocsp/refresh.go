@@ -276,6 +276,7 @@ func (r *Responder) refreshDue(ctx context.Context, st *RefreshStats) error {
 		horizon := now.Add(r.opts.RefreshInterval).Unix()
 		var due []*store.Cert
 		var stale []string
+		rekey := map[string]string{} // stale key -> the record's own key
 		seen := 0
 		err := r.store.View(ctx, func(tx *store.Tx) error {
 			return tx.EachBlob(dueNamespace, func(k string, _ []byte) error {
@@ -318,7 +319,10 @@ func (r *Responder) refreshDue(ctx context.Context, st *RefreshStats) error {
 					stale = append(stale, k)
 					due = append(due, c)
 				case dueKey(rec, serialHex) != k:
+					// The record was replaced without its key (by a
+					// version before the schedule): schedule it anew.
 					stale = append(stale, k)
+					rekey[k] = dueKey(rec, serialHex)
 				default:
 					due = append(due, c)
 				}
@@ -333,6 +337,11 @@ func (r *Responder) refreshDue(ctx context.Context, st *RefreshStats) error {
 				for _, k := range stale {
 					if err := tx.DeleteBlob(dueNamespace, k); err != nil {
 						return err
+					}
+					if nk, ok := rekey[k]; ok {
+						if err := tx.PutBlob(dueNamespace, nk, nil); err != nil {
+							return err
+						}
 					}
 				}
 				return nil
