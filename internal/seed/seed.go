@@ -25,7 +25,9 @@ import (
 type Options struct {
 	Count           int
 	RevokedFraction float64
-	// Workers sign in parallel; default GOMAXPROCS.
+	// Workers sign in parallel; default 2 × GOMAXPROCS: a worker waits for
+	// its batch's commit (an fsync) with its core idle, and a second worker
+	// per core signs meanwhile.
 	Workers int
 	// BatchSize certificates are stored per transaction; default 500.
 	BatchSize int
@@ -61,7 +63,7 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 		return Result{}, fmt.Errorf("revoked fraction %g must be between 0 and 1", opts.RevokedFraction)
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
