@@ -10,7 +10,7 @@
 #   5. OCSP against the bare Go server (bench/ocsp, alternating rounds),
 #   6. LDAP against OpenLDAP slapd on the same entries (bench/ldap).
 # Environment: DATA (default /tmp/certcenter-1m; reused if it holds a
-# store), COUNT (1000000), ROUNDS (10), SKIP_LDAP=1, OUT (report file),
+# store), COUNT (1000000), ROUNDS (10), SKIP_OCSP=1, SKIP_LDAP=1, OUT (report file),
 # OCSP_FLAGS (more bench/ocsp flags, e.g. "-duration 10s -same-headers").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,9 +70,11 @@ for start in first second; do
   while kill -0 $pid 2>/dev/null; do sleep 0.1; done
 done
 
-report ""
-report "## OCSP (bench/ocsp, $ROUNDS alternating rounds)"
-go run ./bench/ocsp -bin "$BIN" -data "$DATA" -rounds "$ROUNDS" -no-openssl -revoked 0.1 ${OCSP_FLAGS:-} 2>"$WORK/ocsp.log" | tee -a "$OUT"
+if [ "${SKIP_OCSP:-}" != 1 ]; then
+  report ""
+  report "## OCSP (bench/ocsp, $ROUNDS alternating rounds)"
+  go run ./bench/ocsp -bin "$BIN" -data "$DATA" -rounds "$ROUNDS" -no-openssl -revoked 0.1 ${OCSP_FLAGS:-} 2>"$WORK/ocsp.log" | tee -a "$OUT"
+fi
 
 if [ "${SKIP_LDAP:-}" != 1 ]; then
   report ""
