@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,4 +119,30 @@ func (tx *Tx) SetDirtyIndexed(kind string) error {
 		return fmt.Errorf("recording the %s dirty index: %w", kind, err)
 	}
 	return nil
+}
+
+// MarkNew records, on a store that holds no records yet, that every index
+// built by walking a store written before it existed (the dirty indexes of
+// DirtyOCSP and DirtyRA, the subscriber attribute indexes) already covers
+// every record: the records to come are written with them. Without it the
+// first start after an offline seed of a million walks them all once.
+// It does nothing on a store that holds records.
+func (s *Store) MarkNew(ctx context.Context) error {
+	if s.Writable() != nil {
+		// A store that refuses writes gets its first records later, from
+		// a start that can write; the walk then is of an empty store.
+		return nil
+	}
+	empty, err := s.Empty(ctx)
+	if err != nil || !empty {
+		return err
+	}
+	return s.Update(ctx, func(tx *Tx) error {
+		for _, kind := range []string{DirtyOCSP, DirtyRA} {
+			if err := tx.SetDirtyIndexed(kind); err != nil {
+				return err
+			}
+		}
+		return tx.set(append([]byte{}, kSubIdxMarker...), nil)
+	})
 }

@@ -115,3 +115,37 @@ func TestDirtyMarks(t *testing.T) {
 		t.Fatal("SetDirtyIndexed did not stick")
 	}
 }
+
+// TestMarkNew: a new store's walked indexes are recorded as complete; a
+// store that holds records keeps walking once.
+func TestMarkNew(t *testing.T) {
+	ctx := context.Background()
+	indexed := func(st *store.Store) bool {
+		var ok bool
+		if err := st.View(ctx, func(tx *store.Tx) (err error) { ok, err = tx.DirtyIndexed(store.DirtyOCSP); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.MarkNew(ctx); err != nil || !indexed(st) {
+		t.Fatalf("MarkNew on an empty store = %v, indexed %v", err, indexed(st))
+	}
+	old, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Update(ctx, func(tx *store.Tx) error {
+		return tx.InsertCert(&store.Cert{Serial: []byte{1}, Issuer: "demo", Subject: "CN=x"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.MarkNew(ctx); err != nil || indexed(old) {
+		t.Fatalf("MarkNew on a store with records = %v, indexed %v; want untouched", err, indexed(old))
+	}
+}
