@@ -13,6 +13,7 @@ test:
 
 # The million-certificate bench: seed 1 000 000 (10 % revoked), start until
 # /readyz, the full CRL, memory, OCSP vs the bare Go server, LDAP vs slapd.
-# DATA=/path reuses a seeded data directory; SKIP_LDAP=1 skips slapd.
+# DATA=/path reuses a seeded data directory; COUNT, ROUNDS, SKIP_OCSP=1,
+# SKIP_LDAP=1 and OCSP_FLAGS as in bench/1m/run.sh.
 bench-1m:
 	./bench/1m/run.sh
