@@ -225,6 +225,10 @@ type API struct {
 	Hosts []string `yaml:"hosts"`
 	// MaxBodyBytes limits request bodies. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Seed mounts POST /api/v1/seed (CA operators), which adds synthetic
+	// subscribers with real certificates to a running server, for demos
+	// and benchmarks. Never in production. Default false.
+	Seed bool `yaml:"seed"`
 }
 
 // CA configures the issuing authority created by init.

@@ -142,15 +142,20 @@ type meta struct {
 	// before the field existed: the CRL is its own base.
 	DeltaBase uint64    `json:"delta_base,omitempty"`
 	BaseAt    time.Time `json:"base_at,omitzero"`
-	Entries    int       `json:"entries"`
-	Shards     int       `json:"shards"`
-	SHA256     []byte    `json:"sha256"`
+	Entries   int       `json:"entries"`
+	Shards    int       `json:"shards"`
+	SHA256    []byte    `json:"sha256"`
 	// Window is, for a full CRL, the revocations at or after DeltaSince in
-	// the snapshot it was built from. A revocation committed after the
-	// snapshot changes it, so a full CRL whose Window differs from the
-	// store's is dirty: the revocation record, written in the revocation's
-	// own transaction, is the durable dirty marker.
+	// the snapshot it was built from. Repair compares it with the store only
+	// for a CRL built before the dirty marks (DirtyIndexed false); for the
+	// others the mark written in the revocation's own transaction says the
+	// same without reading the revocations.
 	Window window `json:"window"`
+	// DirtyIndexed says the CRL was built by a version that reads the
+	// store's dirty marks (store.DirtyCRL, store.DirtyCRLDelta): repair
+	// trusts the marks for it and skips the window check, which a CRL
+	// built before them still gets.
+	DirtyIndexed bool `json:"dirty_indexed,omitempty"`
 }
 
 // deltaBase is the BaseCRLNumber of a full CRL's deltas.
@@ -374,8 +379,15 @@ func (b *Builder) full(ctx context.Context, caName string, keepBase bool) error 
 	}
 	t0 := time.Now()
 	var win window
+	var mark []byte
 	err = b.store.View(ctx, func(tx *store.Tx) error {
-		err := tx.EachRevoked(caName, func(r *store.Revocation) error {
+		// The dirty mark in the snapshot the CRL is built from: the commit
+		// clears it only if no revocation marked it again since.
+		var err error
+		if mark, err = tx.Dirty(store.DirtyCRL, caName); err != nil {
+			return err
+		}
+		err = tx.EachRevoked(caName, func(r *store.Revocation) error {
 			return addRevocation(scopes, b.layout, r)
 		})
 		if err != nil {
@@ -391,7 +403,7 @@ func (b *Builder) full(ctx context.Context, caName string, keepBase bool) error 
 	var out []*published
 	for _, s := range scopes {
 		m := meta{Number: number, ThisUpdate: now, NextUpdate: now.Add(b.opts.Validity), DeltaSince: since,
-			DeltaBase: base, BaseAt: baseAt, Entries: s.count, Shards: b.shards, Window: win}
+			DeltaBase: base, BaseAt: baseAt, Entries: s.count, Shards: b.shards, Window: win, DirtyIndexed: true}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
 			return err
@@ -400,12 +412,12 @@ func (b *Builder) full(ctx context.Context, caName string, keepBase bool) error 
 	}
 	// The deltas issued with the new full CRLs, under the same number.
 	t2 := time.Now()
-	deltas, err := b.buildDeltas(ctx, iss, out, number)
+	deltas, deltaMark, err := b.buildDeltas(ctx, iss, out, number)
 	if err != nil {
 		return err
 	}
 	t3 := time.Now()
-	if err := b.commit(ctx, caName, append(out, deltas...)); err != nil {
+	if err := b.commit(ctx, caName, append(out, deltas...), marks{full: mark, delta: deltaMark}); err != nil {
 		return err
 	}
 	b.log.Info("full CRLs built", "issuer", caName, "number", number, "entries", scopes[0].count,
@@ -446,22 +458,23 @@ func (b *Builder) delta(ctx context.Context, caName string) error {
 		}
 		bases = append(bases, p)
 	}
-	deltas, err := b.buildDeltas(ctx, iss, bases, 0)
+	deltas, deltaMark, err := b.buildDeltas(ctx, iss, bases, 0)
 	if err != nil {
 		return err
 	}
-	return b.commit(ctx, caName, deltas)
+	return b.commit(ctx, caName, deltas, marks{delta: deltaMark})
 }
 
 // buildDeltas builds the delta CRL of each user-certificate full CRL in
 // bases (the complete CRL and the shards; the ARL has none). A delta lists
 // every revocation since the full CRL's DeltaSince, names its DeltaBase,
 // carries its IDP unchanged (RFC 5280 §5.2.4: same scope) and has number,
-// or with 0 the next from the same sequence.
-func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*published, number uint64) ([]*published, error) {
+// or with 0 the next from the same sequence. It returns the delta dirty
+// mark of the snapshot it read.
+func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*published, number uint64) ([]*published, []byte, error) {
 	scopes, err := b.scopes(iss, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byFile := map[string]*published{}
 	for _, p := range bases {
@@ -478,23 +491,28 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 	since := bases[0].meta.DeltaSince
 	if number == 0 {
 		if number, err = b.store.Next(crlscope.Sequence(iss.Name)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	now := b.now().UTC().Truncate(time.Second)
+	var mark []byte
 	err = b.store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if mark, err = tx.Dirty(store.DirtyCRLDelta, iss.Name); err != nil {
+			return err
+		}
 		return tx.EachRevokedSince(iss.Name, since, func(r *store.Revocation) error {
 			return addRevocation(scopes, b.layout, r)
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading revocations since %s: %w", since.Format(time.RFC3339), err)
+		return nil, nil, fmt.Errorf("reading revocations since %s: %w", since.Format(time.RFC3339), err)
 	}
 	var out []*published
 	for _, s := range scopes {
 		base, err := baseOf(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.idp = base.idp
 		next := now.Add(b.opts.DeltaValidity)
@@ -502,14 +520,14 @@ func (b *Builder) buildDeltas(ctx context.Context, iss *ca.Issuer, bases []*publ
 			next = base.meta.NextUpdate
 		}
 		m := meta{Number: number, BaseNumber: base.meta.deltaBase(), ThisUpdate: now, NextUpdate: next,
-			DeltaSince: since, Entries: s.count, Shards: b.shards}
+			DeltaSince: since, Entries: s.count, Shards: b.shards, DirtyIndexed: true}
 		p, err := b.sign(iss, s, m)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, mark, nil
 }
 
 // sign encodes and signs one CRL.
@@ -547,8 +565,25 @@ func newPublished(file string, der []byte, m meta, idp []byte) *published {
 
 // commit stores CRLs and their metadata in one transaction, then makes them
 // the ones served.
-func (b *Builder) commit(ctx context.Context, caName string, ps []*published) error {
+// marks are the dirty marks (store.DirtyCRL, store.DirtyCRLDelta) a build
+// saw in its snapshots; commit clears each that is still the same. A mark
+// that was absent (nil) needs nothing.
+type marks struct {
+	full, delta []byte
+}
+
+func (b *Builder) commit(ctx context.Context, caName string, ps []*published, mk marks) error {
 	err := b.store.Update(ctx, func(tx *store.Tx) error {
+		if mk.full != nil {
+			if _, err := tx.ClearDirtyIf(store.DirtyCRL, caName, mk.full); err != nil {
+				return err
+			}
+		}
+		if mk.delta != nil {
+			if _, err := tx.ClearDirtyIf(store.DirtyCRLDelta, caName, mk.delta); err != nil {
+				return err
+			}
+		}
 		for _, p := range ps {
 			mb, err := json.Marshal(p.meta)
 			if err != nil {
@@ -691,7 +726,9 @@ func (b *Builder) get(ctx context.Context, file string) (der []byte, m meta, eta
 // missing, corrupt, expired, due, or built with another shard count, and the
 // delta CRLs that are missing, corrupt, due, or miss a revocation that was
 // committed after they were built (a crash between the revocation's commit
-// and the delta's).
+// and the delta's). A missed revocation is known from the store's dirty
+// marks (store.DirtyCRL, store.DirtyCRLDelta), so Repair reads each CRL's
+// metadata and two keys per CA, never the revocations.
 func (b *Builder) Repair(ctx context.Context) error {
 	if b.opts.ServeOnly {
 		return nil
@@ -760,14 +797,21 @@ func (b *Builder) fullNeeded(ctx context.Context, iss *ca.Issuer) (string, error
 		return "complete CRL: " + err.Error(), nil
 	}
 	var cur window
+	var mark []byte
 	if err := b.store.View(ctx, func(tx *store.Tx) error {
 		var err error
+		if mark, err = tx.Dirty(store.DirtyCRL, iss.Name); err != nil || full.meta.DirtyIndexed {
+			return err
+		}
 		cur, err = readWindow(tx, iss.Name, full.meta.DeltaSince)
 		return err
 	}); err != nil {
 		return "", fmt.Errorf("checking the full CRLs of %s: %w", iss.Name, err)
 	}
-	if !cur.equal(full.meta.Window) {
+	if mark != nil {
+		return fmt.Sprintf("revocations were committed after %s was built", full.file), nil
+	}
+	if !full.meta.DirtyIndexed && !cur.equal(full.meta.Window) {
 		return fmt.Sprintf("%s lists %d revocations since %s, the store has %d (or they changed)", full.file,
 			full.meta.Window.Count, full.meta.DeltaSince.Format(time.RFC3339), cur.Count), nil
 	}
@@ -802,13 +846,21 @@ func (b *Builder) deltaNeeded(ctx context.Context, iss *ca.Issuer) (string, erro
 		return "delta: " + err.Error(), nil
 	}
 	n := 0
+	var mark []byte
 	err = b.store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if mark, err = tx.Dirty(store.DirtyCRLDelta, iss.Name); err != nil || d.meta.DirtyIndexed {
+			return err
+		}
 		return tx.EachRevokedSince(iss.Name, d.meta.DeltaSince, func(*store.Revocation) error { n++; return nil })
 	})
 	if err != nil {
 		return "", fmt.Errorf("counting revocations of %s: %w", iss.Name, err)
 	}
-	if n != d.meta.Entries {
+	if mark != nil {
+		return fmt.Sprintf("revocations were committed after %s was built", d.file), nil
+	}
+	if !d.meta.DirtyIndexed && n != d.meta.Entries {
 		return fmt.Sprintf("%d revocations since %s, the delta lists %d", n, d.meta.DeltaSince.Format(time.RFC3339), d.meta.Entries), nil
 	}
 	return "", nil

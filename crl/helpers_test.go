@@ -102,6 +102,28 @@ func (e *env) revoke(c *x509.Certificate, r ca.Reason) {
 	}
 }
 
+// marks lists the CRL dirty marks of the demo CA ("crl", "crl-delta").
+func (e *env) marks() []string {
+	e.t.Helper()
+	var out []string
+	err := e.store.View(context.Background(), func(tx *store.Tx) error {
+		for _, kind := range []string{store.DirtyCRL, store.DirtyCRLDelta} {
+			m, err := tx.Dirty(kind, "demo")
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				out = append(out, kind)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
 // blob reads a stored CRL.
 func (e *env) blob(file string) []byte {
 	e.t.Helper()

@@ -139,7 +139,7 @@ func TestRepairReplacesAnOutdatedIDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.b.commit(ctx, "demo", []*published{p}); err != nil {
+	if err := e.b.commit(ctx, "demo", []*published{p}, marks{}); err != nil {
 		t.Fatal(err)
 	}
 	e.restart()

@@ -210,8 +210,14 @@ func TestRepairRebuildsADirtyFullCRL(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.restart()
+		if m := e.marks(); len(m) != 2 {
+			t.Fatalf("dirty marks after the revocation = %v; want the full and the delta CRL's", m)
+		}
 		if err := e.b.Repair(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if m := e.marks(); len(m) != 0 {
+			t.Fatalf("dirty marks after the repair = %v; want none", m)
 		}
 		full := e.parse(e.blob("demo.crl"))
 		if !lists(full, c.SerialNumber) || len(full.RevokedCertificateEntries) != i+1 {

@@ -117,6 +117,10 @@ func (r *Responder) dropResponses(ctx context.Context, issuer string) (int, erro
 				if err := tx.DeleteBlob(blobNamespace, hex.EncodeToString(c.Serial)); err != nil {
 					return err
 				}
+				// The refresher signs it anew from the dirty set.
+				if err := tx.MarkDirty(store.DirtyOCSP, hex.EncodeToString(c.Serial)); err != nil {
+					return err
+				}
 				n++
 			}
 			return nil

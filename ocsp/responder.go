@@ -295,10 +295,22 @@ func (r *Responder) save(ctx context.Context, certs []*store.Cert, recs []*recor
 				continue
 			}
 			k := hex.EncodeToString(certs[i].Serial)
+			// The certificate read above makes a concurrent status change
+			// conflict with this transaction: clearing its dirty mark here
+			// never loses a newer one.
 			if old, err := tx.Blob(blobNamespace, k); err == nil {
-				if o, err := decodeRecord(old); err == nil && (o.certUpdatedAt.After(rec.certUpdatedAt) ||
+				o, err := decodeRecord(old)
+				if err == nil && (o.certUpdatedAt.After(rec.certUpdatedAt) ||
 					o.certUpdatedAt.Equal(rec.certUpdatedAt) && !o.thisUpdate.Before(rec.thisUpdate)) {
+					if err := tx.ClearDirty(store.DirtyOCSP, k); err != nil {
+						return err
+					}
 					continue
+				}
+				if err == nil {
+					if err := tx.DeleteBlob(dueNamespace, dueKey(o, k)); err != nil {
+						return err
+					}
 				}
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -308,6 +320,12 @@ func (r *Responder) save(ctx context.Context, certs []*store.Cert, recs []*recor
 				return err
 			}
 			if err := tx.PutBlob(blobNamespace, k, b); err != nil {
+				return err
+			}
+			if err := tx.PutBlob(dueNamespace, dueKey(rec, k), nil); err != nil {
+				return err
+			}
+			if err := tx.ClearDirty(store.DirtyOCSP, k); err != nil {
 				return err
 			}
 			written[i] = true

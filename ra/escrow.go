@@ -369,7 +369,7 @@ func (r *RA) storeEscrowRequest(tx *store.Tx, log func(audit.Record) error, rq *
 	if err := r.move(rq, rq.Steps[0].Name, c.ID(), "submit", "received"); err != nil {
 		return err
 	}
-	if err := tx.PutRARequest(rq); errors.Is(err, store.ErrExists) {
+	if err := r.put(tx, rq); errors.Is(err, store.ErrExists) {
 		id, _ := tx.OpenRARequest(rq.DuplicateKey)
 		return httpapi.Conflict("a %s for certificate %x is already pending as request %s", rq.Kind, rq.TargetSerial, id)
 	} else if err != nil {

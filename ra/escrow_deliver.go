@@ -78,7 +78,7 @@ func (r *RA) LinkKey(ctx context.Context, c *caller, id string) (*KeyLink, error
 			return err
 		}
 		rq.Escrow.LinkIssuedAt, rq.Escrow.LinkIssuedTo = now, c.ID()
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		link = &KeyLink{URL: strings.TrimRight(r.cfg.DownloadBaseURL, "/") + "/api/v1/key-downloads/" + token, Expires: d.Expires, Format: rq.Escrow.Format}
@@ -182,7 +182,7 @@ func (r *RA) DownloadKey(ctx context.Context, token string) (*KeyDelivery, error
 			if err := r.move(cur, StateDelivered, "link", "deliver", "key downloaded through the one-time link as "+cur.Escrow.Format); err != nil {
 				return err
 			}
-			if err := tx.PutRARequest(cur); err != nil {
+			if err := r.put(tx, cur); err != nil {
 				return err
 			}
 		}

@@ -39,7 +39,7 @@ func (r *RA) issueEncryption(ctx context.Context, rq *store.RARequest) (*store.R
 				return nil
 			}
 			rq.SigningSerial = serial
-			return tx.PutRARequest(rq)
+			return r.put(tx, rq)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("recording the serial of request %s: %w", rq.ID, err)
@@ -104,7 +104,7 @@ func (r *RA) issueEncryption(ctx context.Context, rq *store.RARequest) (*store.R
 		if err := tx.PutOrgCert(rq.OrgID, cert.Serial); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "ra.issue", Object: "request/" + rq.ID, Details: map[string]string{
@@ -140,7 +140,7 @@ func (r *RA) recoverKey(ctx context.Context, rq *store.RARequest) (*store.RARequ
 		if err := r.move(rq, StateRecovered, "system", "recover", "key of certificate "+hex.EncodeToString(rq.TargetSerial)+" recovered; released through a one-time link"); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		details := map[string]string{"request": rq.ID, "judicial": strconv.FormatBool(rq.Escrow.Judicial), "approvers": approvers(rq)}

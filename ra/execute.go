@@ -195,7 +195,7 @@ func (r *RA) issue(ctx context.Context, rq *store.RARequest, org *store.Org) (*s
 				return err
 			}
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "ra.issue", Object: "request/" + rq.ID, Details: details})
@@ -245,7 +245,7 @@ func (r *RA) reserveSerial(ctx context.Context, rq *store.RARequest) (*store.RAR
 			return nil
 		}
 		rq.SigningSerial = serial
-		return tx.PutRARequest(rq)
+		return r.put(tx, rq)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recording the serial of request %s: %w", rq.ID, err)
@@ -298,12 +298,12 @@ func (r *RA) attemptFailed(ctx context.Context, rq *store.RARequest, cause error
 			if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
 				return err
 			}
-			if err := tx.PutRARequest(rq); err != nil {
+			if err := r.put(tx, rq); err != nil {
 				return err
 			}
 			return log(audit.Record{Actor: "system", Action: "ra.fail", Object: "request/" + rq.ID, Details: map[string]string{"reason": why}})
 		}
-		return tx.PutRARequest(rq)
+		return r.put(tx, rq)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (and counting the attempt failed: %v)", cause, err)
@@ -362,7 +362,7 @@ func (r *RA) fail(ctx context.Context, rq *store.RARequest, why string) (*store.
 		if err := r.move(rq, StateFailed, "system", "fail", why); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "ra.fail", Object: "request/" + rq.ID, Details: map[string]string{"reason": why}})
@@ -397,7 +397,7 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 		if err := r.tokenFollowsRevocation(tx, rq); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "cert.revoke", Object: "cert/" + hex.EncodeToString(rq.TargetSerial), Details: map[string]string{
@@ -410,21 +410,15 @@ func (r *RA) revoke(ctx context.Context, rq *store.RARequest) (*store.RARequest,
 }
 
 // Repair finishes requests a crash, a CA outage or a failed write left
-// issuing or revoking. It skips a request another executor (the approval
-// that completed it) is carrying out right now.
+// issuing or revoking, and revokes the old certificates of delivered
+// renewals the policy retires. It reads the store's dirty index
+// (store.DirtyRA), which put keeps in the transaction of every request
+// write, so it costs what is in flight, not the number of requests; a
+// store written before the index is walked once. It skips a request
+// another executor (the approval that completed it) is carrying out right
+// now.
 func (r *RA) Repair(ctx context.Context) {
-	var ids, retire []string
-	err := r.st.View(ctx, func(tx *store.Tx) error {
-		return tx.EachRARequest(func(rq *store.RARequest) error {
-			if isExecution(rq.State) {
-				ids = append(ids, rq.ID)
-			}
-			if r.mustRetire(rq) {
-				retire = append(retire, rq.ID)
-			}
-			return nil
-		})
-	})
+	ids, retire, err := r.inFlight(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("finding requests left in flight", "err", err)
@@ -448,6 +442,94 @@ func (r *RA) Repair(ctx context.Context) {
 			r.log.Info("finished request left in flight", "request", id, "state", rq.State)
 		}
 	}
+}
+
+// pending says whether rq has work Repair must finish.
+func (r *RA) pending(rq *store.RARequest) bool {
+	return isExecution(rq.State) || r.mustRetire(rq)
+}
+
+// put writes rq and keeps its dirty mark in the same transaction: marked
+// while it is pending, cleared once it is not.
+func (r *RA) put(tx *store.Tx, rq *store.RARequest) error {
+	if err := tx.PutRARequest(rq); err != nil {
+		return err
+	}
+	if r.pending(rq) {
+		return tx.MarkDirty(store.DirtyRA, rq.ID)
+	}
+	return tx.ClearDirty(store.DirtyRA, rq.ID)
+}
+
+// inFlight lists the requests to execute and the renewals to retire: from
+// the dirty index, or, the first time on a store without it, from a walk
+// of every request that also writes the index.
+func (r *RA) inFlight(ctx context.Context) (ids, retire []string, err error) {
+	classify := func(rq *store.RARequest) {
+		if isExecution(rq.State) {
+			ids = append(ids, rq.ID)
+		}
+		if r.mustRetire(rq) {
+			retire = append(retire, rq.ID)
+		}
+	}
+	err = r.st.Update(ctx, func(tx *store.Tx) error {
+		ids, retire = nil, nil
+		indexed, err := tx.DirtyIndexed(store.DirtyRA)
+		if err != nil {
+			return err
+		}
+		if !indexed {
+			var pending []*store.RARequest
+			if err := tx.EachRARequest(func(rq *store.RARequest) error {
+				if r.pending(rq) {
+					pending = append(pending, rq)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, rq := range pending {
+				classify(rq)
+				if err := tx.MarkDirty(store.DirtyRA, rq.ID); err != nil {
+					return err
+				}
+			}
+			return tx.SetDirtyIndexed(store.DirtyRA)
+		}
+		var marked []string
+		if err := tx.EachDirty(store.DirtyRA, "", func(id string, _ []byte) error {
+			marked = append(marked, id)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, id := range marked {
+			rq, err := tx.RARequest(id)
+			if errors.Is(err, store.ErrNotFound) {
+				if err := tx.ClearDirty(store.DirtyRA, id); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !r.pending(rq) {
+				// Its work finished in a write that did not go
+				// through put (or the policy changed): the mark only
+				// outlived it. Reading the request makes a concurrent
+				// write conflict with this clear.
+				if err := tx.ClearDirty(store.DirtyRA, id); err != nil {
+					return err
+				}
+				continue
+			}
+			classify(rq)
+		}
+		return nil
+	})
+	return ids, retire, err
 }
 
 // mustRetire says whether rq is a delivered renewal whose old certificate
@@ -481,7 +563,7 @@ func (r *RA) retire(ctx context.Context, id string) {
 			return nil
 		}
 		cur.OldRevoked = true
-		if err := tx.PutRARequest(cur); err != nil {
+		if err := r.put(tx, cur); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "cert.revoke", Object: "cert/" + hex.EncodeToString(cur.TargetSerial), Details: map[string]string{

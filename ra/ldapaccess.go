@@ -113,7 +113,7 @@ func (r *RA) SubmitLDAPAccess(ctx context.Context, c *caller, in LDAPAccessReque
 		if err := r.move(rq, rq.Steps[0].Name, c.ID(), "submit", "received"); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); errors.Is(err, store.ErrExists) {
+		if err := r.put(tx, rq); errors.Is(err, store.ErrExists) {
 			id, _ := tx.OpenRARequest(rq.DuplicateKey)
 			return httpapi.Conflict("directory account %s is already requested in %s", in.Account, id)
 		} else if err != nil {
@@ -165,7 +165,7 @@ func (r *RA) grantAccess(ctx context.Context, rq *store.RARequest) (*store.RAReq
 		if err := r.move(rq, StateGranted, "system", "grant", "directory account "+la.AccountID+" created"); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "ldap_account.create", Object: "ldap-account/" + la.AccountID, Details: map[string]string{

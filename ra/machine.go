@@ -175,7 +175,7 @@ func (r *RA) Submit(ctx context.Context, c *httpapi.Principal, s Submission) (*S
 			if err != nil {
 				return fmt.Errorf("item %d: %w", i, err)
 			}
-			if err := tx.PutRARequest(rq); errors.Is(err, store.ErrExists) {
+			if err := r.put(tx, rq); errors.Is(err, store.ErrExists) {
 				id, _ := tx.OpenRARequest(rq.DuplicateKey)
 				return httpapi.Conflict("item %d: %s is already pending as request %s", i, describeDup(rq), id)
 			} else if err != nil {
@@ -435,7 +435,7 @@ func (r *RA) Decide(ctx context.Context, c *httpapi.Principal, id string, d Deci
 			if err := r.move(rq, StateRejected, c.ID(), "reject", d.Reason); err != nil {
 				return err
 			}
-			if err := tx.PutRARequest(rq); err != nil {
+			if err := r.put(tx, rq); err != nil {
 				return err
 			}
 			return log(audit.Record{Actor: c.ID(), Action: "ra.reject", Object: "request/" + rq.ID, Details: map[string]string{"step": rq.Steps[rq.Step].Name, "reason": d.Reason}})
@@ -445,7 +445,7 @@ func (r *RA) Decide(ctx context.Context, c *httpapi.Principal, id string, d Deci
 		if err := r.move(rq, next, c.ID(), "approve", d.Comment); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		step := rq.Steps[i]

@@ -254,7 +254,7 @@ func (r *RA) downloadRequestCert(w http.ResponseWriter, req *http.Request) error
 		if err := r.move(rq, StateDelivered, c.ID(), "deliver", "downloaded by the administrator"); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		delivered = rq.ID
@@ -307,7 +307,7 @@ func (r *RA) downloadOnce(w http.ResponseWriter, req *http.Request) error {
 			if err := r.move(rq, StateDelivered, "link", "deliver", "downloaded through the one-time link"); err != nil {
 				return err
 			}
-			if err := tx.PutRARequest(rq); err != nil {
+			if err := r.put(tx, rq); err != nil {
 				return err
 			}
 			delivered = rq.ID

@@ -88,6 +88,11 @@ func TestRepairFinishesInFlightIssuance(t *testing.T) {
 			} else if !lost && (err == nil || !strings.Contains(err.Error(), "retried automatically")) {
 				t.Fatalf("approve with a failing CA = %v; want a retry-later error", err)
 			}
+			// The request left issuing is in the dirty index, written
+			// with it: Repair reads that, not every request.
+			if mark := dirtyMark(t, st, rq.ID); (mark != nil) != (tc.failBefore > 0) {
+				t.Fatalf("before Repair: dirty mark %x; want one exactly when the issuance is left in flight", mark)
+			}
 			r.Repair(ctx)
 			var got *store.RARequest
 			n := 0
@@ -98,10 +103,62 @@ func TestRepairFinishesInFlightIssuance(t *testing.T) {
 			if got.State != StateIssued || len(got.Serial) == 0 || n != 1 {
 				t.Fatalf("after Repair: state %s, serial %x, %d certificates; want issued with exactly one", got.State, got.Serial, n)
 			}
+			if mark := dirtyMark(t, st, rq.ID); mark != nil {
+				t.Fatalf("after Repair: the request is still marked dirty")
+			}
 		})
 	}
 	if _, err := r.audit.Verify(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func dirtyMark(t *testing.T, st *store.Store, id string) []byte {
+	t.Helper()
+	var mark []byte
+	if err := st.View(context.Background(), func(tx *store.Tx) (err error) {
+		mark, err = tx.Dirty(store.DirtyRA, id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return mark
+}
+
+// TestRepairWalksAStoreWithoutIndex: a request left issuing by a version
+// that kept no dirty index (written straight to the store) is found by the
+// first Repair, which walks every request once and writes the index.
+func TestRepairWalksAStoreWithoutIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(store.Options{Dir: dir + "/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := New(Options{Store: st, Authority: &flaky{}, Config: config.Default().RA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq := &store.RARequest{ID: "old", Kind: KindRenew, State: StateDelivered}
+	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.PutRARequest(rq) }); err != nil {
+		t.Fatal(err)
+	}
+	ids, retire, err := r.inFlight(ctx)
+	if err != nil || len(ids) != 0 || len(retire) != 1 || retire[0] != "old" {
+		t.Fatalf("first inFlight = %v, %v, %v; want the renewal to retire", ids, retire, err)
+	}
+	if dirtyMark(t, st, "old") == nil {
+		t.Fatal("the walk did not mark the pending renewal")
+	}
+	// Later writes that bypass put are not seen: the index is trusted.
+	if err := st.Update(ctx, func(tx *store.Tx) error {
+		return tx.PutRARequest(&store.RARequest{ID: "new", Kind: KindRenew, State: StateDelivered})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, retire, err = r.inFlight(ctx); err != nil || len(retire) != 1 || retire[0] != "old" {
+		t.Fatalf("second inFlight = %v, %v; want only the indexed renewal", retire, err)
 	}
 }
 

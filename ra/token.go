@@ -226,7 +226,7 @@ func (r *RA) SubmitUnlock(ctx context.Context, c *caller, in UnlockRequest) (*st
 		if rq, err = r.tokenRequest(tx, c, KindTokenUnlock, tok, in.Comment); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); errors.Is(err, store.ErrExists) {
+		if err := r.put(tx, rq); errors.Is(err, store.ErrExists) {
 			id, _ := tx.OpenRARequest(rq.DuplicateKey)
 			return httpapi.Conflict("token %s already has an unlock request pending: %s", tok.Serial, id)
 		} else if err != nil {
@@ -266,7 +266,7 @@ func (r *RA) authorise(ctx context.Context, rq *store.RARequest) (*store.RAReque
 		if err := r.move(rq, StateAuthorised, "system", "authorise", "the requester may fetch the unlock authorisation once"); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "token.unlock_authorised", Object: "request/" + rq.ID, Details: map[string]string{"token": rq.Token.Serial}})
@@ -377,7 +377,7 @@ func (r *RA) fetchUnlock(ctx context.Context, c *caller, serial, challengeHex st
 		if err := r.move(rq, StateUnlocked, c.ID(), "unlock", "authorisation ("+form+") delivered to the requester"); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		if tok.State == store.TokenLocked {
@@ -481,7 +481,7 @@ func (r *RA) submitReplace0(ctx context.Context, c *caller, in ReplaceRequest) (
 		rq.CSR, rq.Profile, rq.SubscriberID, rq.TargetSerial = csr.Raw, signing.Profile, signing.SubscriberID, signing.Serial
 		rq.Subject, rq.Cause, rq.Reason = signing.Subject, in.Cause, int(cause.reason)
 		rq.Token.NewSerial, rq.Token.Cause, rq.Token.OldCerts = nt.Serial, in.Cause, old.Certs
-		if err := tx.PutRARequest(rq); errors.Is(err, store.ErrExists) {
+		if err := r.put(tx, rq); errors.Is(err, store.ErrExists) {
 			id, _ := tx.OpenRARequest(rq.DuplicateKey)
 			return httpapi.Conflict("token %s already has a replacement pending: %s", old.Serial, id)
 		} else if err != nil {
@@ -515,7 +515,7 @@ func (r *RA) replace(ctx context.Context, rq *store.RARequest) (*store.RARequest
 				return nil
 			}
 			rq.SigningSerial = serial
-			return tx.PutRARequest(rq)
+			return r.put(tx, rq)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("recording the serial of request %s: %w", rq.ID, err)
@@ -613,7 +613,7 @@ func (r *RA) replace(ctx context.Context, rq *store.RARequest) (*store.RARequest
 			old.Serial, next, nt.Serial, cert.SerialHex(), len(rq.Token.OldCerts), reason, note)); err != nil {
 			return err
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		revoked := make([]string, len(rq.Token.OldCerts))

@@ -56,7 +56,7 @@ func (e escrowRecoverer) RecoverOnto(ctx context.Context, requestID string, enc,
 			History: []store.RAAction{{Actor: "system", Action: "recover", State: StateRecovered, At: now,
 				Comment: "key of certificate " + serialHex + " recovered for the replacing USBKey of request " + requestID + "; released through a one-time link"}},
 		}
-		if err := tx.PutRARequest(rq); err != nil {
+		if err := r.put(tx, rq); err != nil {
 			return err
 		}
 		return log(audit.Record{Actor: "system", Action: "escrow.recover", Object: "certificate/" + serialHex,

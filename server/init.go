@@ -89,6 +89,12 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 		c.Close()
 		return nil, err
 	}
+	// A new data directory: its indexes cover every record from the first,
+	// so no later start walks the store to build them.
+	if err := c.store.MarkNew(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	c.ca = ca.New(ca.Options{
 		Store: c.store, Signers: c.signers, Logger: log,
 		PublicURL: cfg.CA.PublicURL, LDAPURL: cfg.CA.LDAPURL, Suffix: cfg.LDAP.Suffix,

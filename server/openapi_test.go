@@ -13,6 +13,7 @@ import (
 	"github.com/certcenter/certcenter/desk"
 	"github.com/certcenter/certcenter/desk/kb"
 	"github.com/certcenter/certcenter/internal/httpapi"
+	"github.com/certcenter/certcenter/internal/seed"
 	"github.com/certcenter/certcenter/ra"
 	"github.com/certcenter/certcenter/token"
 )
@@ -42,7 +43,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		for method, op := range ops {
 			key := strings.ToUpper(method) + " " + path
 			if len(op.Tags) != 1 {
-				t.Errorf("api/openapi.yaml %s has tags %v; want exactly one (ra or admin)", key, op.Tags)
+				t.Errorf("api/openapi.yaml %s has tags %v; want exactly one (ra, admin or seed)", key, op.Tags)
 			}
 			for _, tag := range op.Tags {
 				documented[tag] = append(documented[tag], key)
@@ -65,6 +66,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	tables["token"] = tok.Routes()
 	tables["kb"] = kb.NewAPI(kb.APIOptions{}).Routes()
+	tables["seed"] = (&seed.API{}).Routes()
 	routed := map[string][]string{}
 	seen := map[string]string{}
 	for tag, routes := range tables {
@@ -80,7 +82,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range []string{"ra", "admin", "desk", "token", "kb"} {
+	for _, tag := range []string{"ra", "admin", "desk", "token", "kb", "seed"} {
 		slices.Sort(documented[tag])
 		slices.Sort(routed[tag])
 		if !slices.Equal(documented[tag], routed[tag]) {

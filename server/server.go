@@ -26,9 +26,9 @@ import (
 	"github.com/certcenter/certcenter/internal/httpapi"
 	"github.com/certcenter/certcenter/publish"
 	"github.com/certcenter/certcenter/ra"
+	"github.com/certcenter/certcenter/replica"
 	"github.com/certcenter/certcenter/token"
 	"github.com/certcenter/certcenter/token/escrow"
-	"github.com/certcenter/certcenter/replica"
 )
 
 // Version is set by the build (-ldflags "-X .../server.Version=...").
@@ -197,7 +197,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server
 	// read-only) still serves OCSP, CRLs and LDAP, but the instance cannot
 	// issue, revoke or refresh: not ready, and /readyz says why.
 	c.addCheck("store", func(context.Context) error { return core.store.Writable() })
-	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireKB, wireDesk, wirePrimary} {
+	for _, wire := range []func(*components) error{wireOCSP, wireCRL, wireDirectory, wirePublish, wireToken, wireRA, wireAdmin, wireKB, wireDesk, wireSeed, wirePrimary} {
 		if err := wire(c); err != nil {
 			s.Stop(context.Background())
 			return nil, err

@@ -238,7 +238,12 @@ func (tx *Tx) putCert(c *Cert) error {
 	if err := tx.set(cat(pCert, c.Serial), v); err != nil {
 		return fmt.Errorf("writing certificate %x: %w", c.Serial, err)
 	}
-	tx.changed(KindCert, hex.EncodeToString(c.Serial))
+	serial := hex.EncodeToString(c.Serial)
+	// Every write of a certificate changes what its OCSP response must say.
+	if err := tx.MarkDirty(DirtyOCSP, serial); err != nil {
+		return err
+	}
+	tx.changed(KindCert, serial)
 	return nil
 }
 
@@ -258,6 +263,11 @@ func (tx *Tx) indexRevocation(c *Cert) error {
 	k := append(cat(pIdxRevT, []byte(c.Issuer), nil), append(t[:], c.Serial...)...)
 	if err := tx.set(k, []byte{byte(c.Reason)}); err != nil {
 		return fmt.Errorf("writing revocation time index for %x: %w", c.Serial, err)
+	}
+	for _, kind := range []string{DirtyCRL, DirtyCRLDelta} {
+		if err := tx.MarkDirty(kind, c.Issuer); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -68,11 +68,10 @@ func probeWrite(dir string) error {
 	if err != nil {
 		return fmt.Errorf("data directory not writable: %w", err)
 	}
-	p := f.Name()
 	_, werr := f.Write([]byte("probe\n"))
 	serr := f.Sync()
 	cerr := f.Close()
-	rerr := os.Remove(p)
+	rerr := os.Remove(f.Name())
 	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
 		return fmt.Errorf("data directory not writable: %w", err)
 	}

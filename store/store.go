@@ -22,6 +22,7 @@
 //	blob\0<namespace>\0<key>                    opaque records of feature packages (OCSP responses, CRLs)
 //	seq\0<name>                                 sequences
 //	log\0<seq be64>, logcur\0<consumer>         the change log and its cursors (changelog.go)
+//	dirty\0<kind>\0<id>, dirtyok\0<kind>        work a change left for a consumer (dirty.go)
 package store
 
 import (

@@ -72,6 +72,9 @@ type flags struct {
 	rounds    int
 	bareServe string
 	bareAddr  string
+	// sameHeaders makes the ceiling send certcenter's RFC 5019 caching
+	// headers too, so the two differ only in how the answer is found.
+	sameHeaders bool
 }
 
 func main() {
@@ -89,10 +92,11 @@ func main() {
 	flag.BoolVar(&f.noOpenSSL, "no-openssl", false, "skip the openssl ocsp peer")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (paths, index, logs)")
 	flag.StringVar(&f.bareServe, "serve-bare", "", "internal: serve the response map in this file")
+	flag.BoolVar(&f.sameHeaders, "same-headers", false, "the ceiling sends certcenter's caching headers (Cache-Control, Last-Modified, Expires, ETag) as well as its bytes")
 	flag.StringVar(&f.bareAddr, "addr", "127.0.0.1:0", "internal: address of the bare server")
 	flag.Parse()
 	if f.bareServe != "" {
-		if err := serveBare(f.bareServe, f.bareAddr); err != nil {
+		if err := serveBare(f.bareServe, f.bareAddr, f.sameHeaders); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -181,7 +185,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	bare := exec.Command(self, "-serve-bare", mapFile, "-addr", barePort)
+	bare := exec.Command(self, "-serve-bare", mapFile, "-addr", barePort, fmt.Sprintf("-same-headers=%v", f.sameHeaders))
 	bare.Stderr = os.Stderr
 	if err := bare.Start(); err != nil {
 		return err
@@ -392,7 +396,11 @@ func fetchAll(ctx context.Context, base string, paths []string, out string) erro
 		if _, err := xocsp.ParseResponse(body, nil); err != nil {
 			return fmt.Errorf("certcenter answered %s with %x: %w", p, body, err)
 		}
-		fmt.Fprintf(w, "%s %s\n", p, base64.StdEncoding.EncodeToString(body))
+		var hdr []string
+		for _, k := range cachingHeaders {
+			hdr = append(hdr, res.Header.Get(k))
+		}
+		fmt.Fprintf(w, "%s %s %s\n", p, base64.StdEncoding.EncodeToString(body), base64.StdEncoding.EncodeToString([]byte(strings.Join(hdr, "\x00"))))
 	}
 	return w.Flush()
 }
@@ -416,33 +424,60 @@ func checkOne(ctx context.Context, u string) error {
 	return err
 }
 
-// serveBare is the ceiling: net/http answering stored bytes by path.
-func serveBare(file, addr string) error {
+// cachingHeaders are the RFC 5019 headers certcenter sends with a GET.
+var cachingHeaders = []string{"Cache-Control", "Last-Modified", "Expires", "Etag"}
+
+// serveBare is the ceiling: net/http answering stored bytes by path, and
+// with sameHeaders certcenter's caching headers, prepared once per path.
+func serveBare(file, addr string, sameHeaders bool) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	m := map[string][]byte{}
+	type answer struct {
+		body []byte
+		hdr  [][]string
+	}
+	m := map[string]*answer{}
 	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
-		p, v, _ := strings.Cut(line, " ")
-		body, err := base64.StdEncoding.DecodeString(v)
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			return fmt.Errorf("response map line %q", line)
+		}
+		body, err := base64.StdEncoding.DecodeString(fields[1])
 		if err != nil {
 			return err
 		}
-		m[p] = body
+		a := &answer{body: body}
+		if sameHeaders && len(fields) > 2 {
+			h, err := base64.StdEncoding.DecodeString(fields[2])
+			if err != nil {
+				return err
+			}
+			for _, v := range strings.Split(string(h), "\x00") {
+				a.hdr = append(a.hdr, []string{v})
+			}
+		}
+		m[fields[0]] = a
 	}
 	ct := []string{"application/ocsp-response"}
 	srv := &http.Server{
 		Addr:              addr,
 		ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, ok := m[r.URL.Path]
+			a, ok := m[r.URL.Path]
 			if !ok {
 				http.NotFound(w, r)
 				return
 			}
-			w.Header()["Content-Type"] = ct
-			w.Write(body)
+			h := w.Header()
+			h["Content-Type"] = ct
+			for i, v := range a.hdr {
+				if v[0] != "" {
+					h[cachingHeaders[i]] = v
+				}
+			}
+			w.Write(a.body)
 		}),
 	}
 	return srv.ListenAndServe()
@@ -848,8 +883,30 @@ func (r report) print(w io.Writer) {
 		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.2fx | %.2fx | %d + %d | %d + %d |\n", i+1, p[0].rps, p[1].rps, p[0].rps/p[1].rps, float64(p[0].p99)/float64(p[1].p99),
 			p[0].mem.AnonKB>>10, p[0].mem.FileKB>>10, p[1].mem.AnonKB>>10, p[1].mem.FileKB>>10)
 	}
+	if len(r.rounds) > 0 {
+		cc, ceil, ratios := spread(r.rounds, 0), spread(r.rounds, 1), make([]float64, len(r.rounds))
+		for i, p := range r.rounds {
+			ratios[i] = p[0].rps / p[1].rps
+		}
+		slices.Sort(ratios)
+		fmt.Fprintf(w, "\nSpread of the rounds (max/min requests/s): certcenter %.2f, ceiling %.2f; median req/s ratio %.2fx (min %.2fx, max %.2fx). Ceiling headers: %s.\n",
+			cc, ceil, ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], map[bool]string{false: "Content-Type only", true: "the same caching headers as certcenter (-same-headers)"}[f.sameHeaders])
+	}
 	fmt.Fprintf(w, "\nOne connection per request (Go closed-loop client, %d workers, Connection: close):\n\n", f.conns)
 	table(w, r.conn)
+}
+
+// spread is max/min of the requests/s of server i (0 certcenter, 1 the
+// ceiling) over the rounds: how steady it was.
+func spread(rounds [][2]result, i int) float64 {
+	lo, hi := rounds[0][i].rps, rounds[0][i].rps
+	for _, p := range rounds {
+		lo, hi = min(lo, p[i].rps), max(hi, p[i].rps)
+	}
+	if lo == 0 {
+		return 0
+	}
+	return hi / lo
 }
 
 // loadAverage is /proc/loadavg's three averages: what else the shared

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -27,6 +28,8 @@ import (
 type apiClient struct {
 	server, dataDir, cert, key, cacert string
 	http                               *http.Client
+	// timeout bounds each call; default 30s.
+	timeout time.Duration
 }
 
 func (c *apiClient) register(cmd *cobra.Command) {
@@ -59,7 +62,7 @@ func (c *apiClient) connect() error {
 	if !pool.AppendCertsFromPEM(pemCA) {
 		return fmt.Errorf("%s holds no certificate", c.cacert)
 	}
-	c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	c.http = &http.Client{Timeout: cmp.Or(c.timeout, 30*time.Second), Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{kp}, RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}}
 	return nil

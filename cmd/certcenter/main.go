@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -162,11 +163,23 @@ func seedCmd() *cobra.Command {
 	var c common
 	var count int
 	var fraction float64
+	var api apiClient
+	var batch int
 	cmd := &cobra.Command{
 		Use:   "seed",
-		Short: "Add synthetic subscribers seed-0000000, seed-0000001, ... with certificates (server stopped)",
+		Short: "Add synthetic subscribers seed-0000000, seed-0000001, ... with certificates (server stopped, or --server with api.seed)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if api.server != "" {
+				api.dataDir = cmp.Or(c.dataDir, "./data")
+				res, err := seedOverAPI(cmd.Context(), &api, count, batch, fraction, os.Stderr)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, through %s, in %s\n",
+					res.Subscribers, res.First, res.Last, res.Revoked, api.server, (time.Duration(res.ElapsedMS) * time.Millisecond).Round(time.Millisecond))
+				return nil
+			}
 			cfg, err := c.load()
 			if err != nil {
 				return err
@@ -187,7 +200,7 @@ func seedCmd() *cobra.Command {
 				},
 			})
 			if err != nil {
-				return err
+				return seedInUse(err)
 			}
 			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, %d OCSP responses pre-signed, in %s\n",
 				res.Subscribers, res.First, res.Last, res.Revoked, res.OCSPSigned, res.Elapsed.Round(time.Millisecond))
@@ -197,6 +210,7 @@ func seedCmd() *cobra.Command {
 	c.register(cmd)
 	cmd.Flags().IntVar(&count, "count", 1000, "subscribers to add")
 	cmd.Flags().Float64Var(&fraction, "revoked-fraction", 0, "fraction of the new certificates to revoke (0..1)")
+	registerSeedAPIFlags(cmd, &api, &batch)
 	return cmd
 }
 

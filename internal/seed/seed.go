@@ -25,7 +25,9 @@ import (
 type Options struct {
 	Count           int
 	RevokedFraction float64
-	// Workers sign in parallel; default GOMAXPROCS.
+	// Workers sign in parallel; default 2 × GOMAXPROCS: a worker waits for
+	// its batch's commit (an fsync) with its core idle, and a second worker
+	// per core signs meanwhile.
 	Workers int
 	// BatchSize certificates are stored per transaction; default 500.
 	BatchSize int
@@ -34,6 +36,11 @@ type Options struct {
 	// Now is the clock of the subscribers' creation and the revocations;
 	// default time.Now. (Certificates take the authority's clock.)
 	Now func() time.Time
+	// OnBatch, if set, runs in each batch's transaction with the names of
+	// its first and last subscriber and how many it revokes (the API
+	// writes its audit record there, so a batch and its record commit
+	// together).
+	OnBatch func(tx *store.Tx, first, last string, revoked int) error
 }
 
 // Result reports what was added.
@@ -56,7 +63,7 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 		return Result{}, fmt.Errorf("revoked fraction %g must be between 0 and 1", opts.RevokedFraction)
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
@@ -97,7 +104,7 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 		go func() {
 			defer wg.Done()
 			for b := range jobs {
-				n, err := seedBatch(ctx, st, auth, iss.Name, org, base, b.from, b.to, opts.RevokedFraction, opts.Now)
+				n, err := seedBatch(ctx, st, auth, iss.Name, org, base, b.from, b.to, opts.RevokedFraction, opts.Now, opts.OnBatch)
 				if err != nil {
 					fail(err)
 					return
@@ -173,7 +180,8 @@ func revokes(k int, fraction float64) bool {
 	return math.Round(float64(k+1)*fraction) > math.Round(float64(k)*fraction)
 }
 
-func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName, org string, base, from, to int, fraction float64, clock func() time.Time) (int, error) {
+func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName, org string, base, from, to int, fraction float64, clock func() time.Time,
+	onBatch func(tx *store.Tx, first, last string, revoked int) error) (int, error) {
 	reqs := make([]ca.IssueRequest, 0, to-from)
 	subs := make([]*store.Subscriber, 0, to-from)
 	now := clock().UTC()
@@ -216,6 +224,9 @@ func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName,
 			// the record as committed, revoked, not the one before.
 			*c = *r
 			revoked++
+		}
+		if onBatch != nil {
+			return onBatch(tx, Name(from), Name(to-1), revoked)
 		}
 		return nil
 	})

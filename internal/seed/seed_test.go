@@ -213,3 +213,13 @@ func TestRunRefuses(t *testing.T) {
 		}
 	})
 }
+
+func BenchmarkRun(b *testing.B) {
+	e := testenv.New(b, testenv.Options{})
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := seed.Run(e.Ctx, e.Store, e.CA, seed.Options{Count: 2000, RevokedFraction: 0.02}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

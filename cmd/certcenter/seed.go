@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/certcenter/certcenter/bootstrap"
+	"github.com/certcenter/certcenter/internal/seed"
+	"github.com/certcenter/certcenter/store"
+)
+
+// seedOverAPI adds count subscribers to a running server through POST
+// /api/v1/seed, batch at a time: one HTTP request per batch, so a long
+// seed shows progress, an interruption loses at most the batch in flight,
+// and each call stays within the server's request limits.
+func seedOverAPI(ctx context.Context, c *apiClient, count, batch int, fraction float64, progress io.Writer) (seed.Response, error) {
+	var total seed.Response
+	if batch < 1 || batch > seed.MaxBatch {
+		return total, fmt.Errorf("--batch %d must be between 1 and %d", batch, seed.MaxBatch)
+	}
+	begin := time.Now()
+	c.timeout = 10 * time.Minute // a batch signs thousands of certificates and responses
+	for done := 0; done < count; {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n := min(batch, count-done)
+		var res seed.Response
+		if err := c.do("POST", "/api/v1/seed", seed.Request{Count: n, RevokedFraction: fraction}, &res); err != nil {
+			return total, fmt.Errorf("seeding through %s after %d of %d: %w", c.server, done, count, err)
+		}
+		if total.First == "" {
+			total.First = res.First
+		}
+		total.Last = res.Last
+		total.Subscribers += res.Subscribers
+		total.Revoked += res.Revoked
+		done += n
+		fmt.Fprintf(progress, "seeded %d of %d (%s .. %s)\n", done, count, res.First, res.Last)
+	}
+	total.ElapsedMS = time.Since(begin).Milliseconds()
+	return total, nil
+}
+
+func registerSeedAPIFlags(cmd *cobra.Command, api *apiClient, batch *int) {
+	f := cmd.Flags()
+	f.StringVar(&api.server, "server", "", "seed a running server through its API (POST /api/v1/seed, needs api.seed: true), e.g. https://localhost:8443")
+	f.StringVar(&api.cert, "cert", "", "with --server: client certificate PEM of a CA operator (default DATA/"+bootstrap.AdminCert+")")
+	f.StringVar(&api.key, "key", "", "with --server: client key PEM (default DATA/"+bootstrap.AdminKey+")")
+	f.StringVar(&api.cacert, "cacert", "", "with --server: CA certificate to trust (default DATA/"+bootstrap.CACert+")")
+	f.IntVar(batch, "batch", 1000, "with --server: subscribers per API call")
+}
+
+// seedInUse turns the offline seed's "data directory in use" into what to
+// do instead.
+func seedInUse(err error) error {
+	if errors.Is(err, store.ErrInUse) {
+		return fmt.Errorf("%v: a server is running on it; seed it through its API instead: "+
+			"set api.seed: true in its config and run `certcenter seed --server https://HOST:8443 --data DIR --count N` "+
+			"(DIR holds the administrator credential), or stop the server", err)
+	}
+	return err
+}
