@@ -159,7 +159,7 @@ func TestServeRevokeAndShutdown(t *testing.T) {
 	})
 	t.Run("fail/seed while serving", func(t *testing.T) {
 		out, err := run(t, "seed", "--data", s.data, "--count", "1")
-		if err == nil || !strings.Contains(out, "stop the running server") {
+		if err == nil || !strings.Contains(out, "in use by another certcenter process") {
 			t.Errorf("seed while serving: %v\n%s", err, out)
 		}
 	})
