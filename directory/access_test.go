@@ -361,7 +361,13 @@ func TestFailedBindsSlowed(t *testing.T) {
 		{m.searches.WithLabelValues("his-a"), 2, "his-a searches"},
 		{m.searches.WithLabelValues("anonymous"), 1, "anonymous searches"},
 	} {
-		if got := counter(t, want.c); got != want.n {
+		// The server counts a search after it has written the answer the
+		// client already holds: wait for the count, not for a time.
+		got := counter(t, want.c)
+		for deadline := time.Now().Add(10 * time.Second); got != want.n && time.Now().Before(deadline); got = counter(t, want.c) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got != want.n {
 			t.Errorf("%s: %v, want %v", want.name, got, want.n)
 		}
 	}
