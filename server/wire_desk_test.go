@@ -54,8 +54,31 @@ func TestDeskWired(t *testing.T) {
 	if code, resp := post(t, eng, api+"/api/v1/tickets/"+tk.ID+"/replacement", string(repl)); code != http.StatusBadRequest || !strings.Contains(resp, "inventory") {
 		t.Errorf("replacement of a token not in the inventory = %d %s, want 400 from the RA", code, resp)
 	}
-	if code, resp := get(t, agent, api+"/api/v1/tickets/"+tk.ID+"/articles"); code != http.StatusOK {
-		t.Errorf("articles searched from a ticket = %d %s", code, resp)
+	// The knowledge base searched from the ticket: the agent finds the
+	// agent-level article by a two-character word of the ticket's subject
+	// language, and not the engineers' one.
+	tc := staffClient(t, s, cfg.DataDir, "tess", "technical_centre")
+	for _, a := range []string{
+		`{"lang":"zh","title":"介质损坏的更换流程","body":"介质损坏时，由支持工程师确认后办理更换。","category":"token_use","level":"agent"}`,
+		`{"lang":"zh","title":"介质固件调试","body":"介质损坏时读取固件日志。","category":"token_use","level":"engineer"}`,
+	} {
+		if code, resp := post(t, tc, api+"/api/v1/kb/articles", a); code != http.StatusCreated {
+			t.Fatalf("kb article = %d %s", code, resp)
+		}
+	}
+	for who, c := range map[string]*http.Client{"agent": agent, "engineer": eng} {
+		code, resp := get(t, c, api+"/api/v1/tickets/"+tk.ID+"/articles?q=%E6%8D%9F%E5%9D%8F")
+		var page struct {
+			Items []struct {
+				Title string `json:"title"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal([]byte(resp), &page)
+		hits := page.Items
+		want := map[string]int{"agent": 1, "engineer": 2}[who]
+		if code != http.StatusOK || len(hits) != want {
+			t.Errorf("%s searches the knowledge base from a ticket: %d %s, want %d hits", who, code, resp, want)
+		}
 	}
 	code, metrics := get(t, agent, api+"/metrics")
 	if code != 200 || !strings.Contains(metrics, `certcenter_desk_tickets_created_total{channel="hotline",class="general"} 1`) {
