@@ -25,24 +25,9 @@ func (r *RA) issueEncryption(ctx context.Context, rq *store.RARequest) (*store.R
 		return nil, err
 	}
 	if len(rq.SigningSerial) == 0 {
-		serial, err := ca.NewSerial()
-		if err != nil {
+		var err error
+		if rq, err = r.reserveSerial(ctx, rq); err != nil {
 			return nil, err
-		}
-		err = r.update(ctx, func(tx *store.Tx, _ func(audit.Record) error) error {
-			cur, err := tx.RARequest(rq.ID)
-			if err != nil {
-				return err
-			}
-			rq = cur
-			if rq.State != StateEscrowing || len(rq.SigningSerial) > 0 {
-				return nil
-			}
-			rq.SigningSerial = serial
-			return r.put(tx, rq)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("recording the serial of request %s: %w", rq.ID, err)
 		}
 		if rq.State != StateEscrowing {
 			return rq, nil

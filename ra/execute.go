@@ -229,19 +229,22 @@ func (r *RA) supersede(tx *store.Tx, rq *store.RARequest, cert *store.Cert) erro
 }
 
 // reserveSerial chooses the serial rq will be signed with and records it in
-// its own transaction, before anything is signed.
+// its own transaction, before anything is signed, unless the request has
+// left its execution state or has a serial already (another attempt).
+// Issuance, encryption certificates and USBKey replacements all use it.
 func (r *RA) reserveSerial(ctx context.Context, rq *store.RARequest) (*store.RARequest, error) {
 	serial, err := ca.NewSerial()
 	if err != nil {
 		return nil, err
 	}
+	state := rq.State
 	err = r.update(ctx, func(tx *store.Tx, _ func(audit.Record) error) error {
 		cur, err := tx.RARequest(rq.ID)
 		if err != nil {
 			return err
 		}
 		rq = cur
-		if rq.State != StateIssuing || len(rq.SigningSerial) > 0 {
+		if rq.State != state || len(rq.SigningSerial) > 0 {
 			return nil
 		}
 		rq.SigningSerial = serial
