@@ -28,6 +28,10 @@ const AppliedCursor = "replica-applied"
 // errBehind reports a gap: a message whose predecessor was not applied.
 var errBehind = errors.New("replica is behind the stream's retention")
 
+// errSnapshotOld reports that the stored snapshot is not newer than what
+// the replica applied, so loading it cannot close a gap.
+var errSnapshotOld = errors.New("the snapshot is not newer than the applied position")
+
 // FollowerOptions configure a Follower.
 type FollowerOptions struct {
 	Store     *store.Store
@@ -62,8 +66,10 @@ type Follower struct {
 	m    *followMetrics
 	now  func() time.Time
 
-	applied   atomic.Uint64
-	loaded    atomic.Bool
+	applied atomic.Uint64
+	loaded  atomic.Bool
+	// behind is set while a gap waits for a newer snapshot.
+	behind    atomic.Bool
 	contact   atomic.Int64 // unix nanos of the last successful fetch
 	lagSince  atomic.Int64 // unix nanos of the oldest unapplied change, 0: caught up
 	mu        sync.Mutex
@@ -115,7 +121,7 @@ func (f *Follower) Start(ctx context.Context) error {
 		return nil
 	}
 	for {
-		err := f.bootstrap(ctx)
+		err := f.bootstrap(ctx, 0)
 		if err == nil {
 			return nil
 		}
@@ -130,8 +136,11 @@ func (f *Follower) Start(ctx context.Context) error {
 }
 
 // bootstrap loads the snapshot into the store and sets the applied
-// position to the snapshot's.
-func (f *Follower) bootstrap(ctx context.Context) error {
+// position to the snapshot's. A snapshot below minSeq is not loaded
+// (errSnapshotOld): after a gap, one that is not newer than the applied
+// position cannot close it, and loading it would only empty the store
+// under the readers for nothing.
+func (f *Follower) bootstrap(ctx context.Context, minSeq uint64) error {
 	begin := time.Now()
 	// Short attempts for the metadata: while the cluster elects its meta
 	// leader a request gets no answer, and the caller retries.
@@ -148,6 +157,9 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 	seq, err := strconv.ParseUint(info.Metadata[metaSeq], 10, 64)
 	if err != nil {
 		return fmt.Errorf("snapshot has no change-log position (%q)", info.Metadata[metaSeq])
+	}
+	if seq < minSeq {
+		return fmt.Errorf("%w: snapshot at %d, applied %d", errSnapshotOld, seq, minSeq-1)
 	}
 	// Downloaded to a file first: the object's chunks come from a consumer
 	// that times out if its reader (Badger loading) falls behind.
@@ -177,6 +189,7 @@ func (f *Follower) bootstrap(ctx context.Context) error {
 		return err
 	}
 	f.setApplied(seq)
+	f.behind.Store(false)
 	f.m.bootstraps.Inc()
 	f.loaded.Store(true)
 	f.log.Info("bootstrapped from the snapshot", "seq", seq, "bytes", info.Size, "elapsed", time.Since(begin).Round(time.Millisecond))
@@ -207,8 +220,9 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		}
 		if errors.Is(err, errBehind) {
+			f.behind.Store(true)
 			f.log.Warn("fell behind the stream's retention; loading the snapshot again", "applied", f.Applied(), "err", err)
-			if err = f.bootstrap(ctx); err == nil {
+			if err = f.bootstrap(ctx, f.Applied()+1); err == nil {
 				backoff = 100 * time.Millisecond
 				continue
 			}
@@ -393,6 +407,9 @@ func (f *Follower) apply(ctx context.Context, msgs []jetstream.Msg, large jetstr
 		}
 	}
 	f.setApplied(at)
+	if at > applied {
+		f.behind.Store(false)
+	}
 	if len(recs) > 0 && f.opts.OnApplied != nil {
 		f.opts.OnApplied(ctx, recs)
 	}
@@ -424,6 +441,11 @@ func (f *Follower) Ready(context.Context) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return fmt.Errorf("loading the snapshot (%s)", f.lastError)
+	}
+	if f.behind.Load() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return fmt.Errorf("missed change-log entries the stream no longer holds; waiting for a newer snapshot (applied %d; %s)", f.Applied(), f.lastError)
 	}
 	now := f.now()
 	if c := f.contact.Load(); c == 0 || now.Sub(time.Unix(0, c)) > f.opts.MaxLag {

@@ -20,6 +20,16 @@ import (
 // entry up to it is in the stream (or resolved to nothing).
 const CursorName = "replica"
 
+// publishedNS/publishedKey hold, beside the cursor and written in the same
+// transaction, the sequence of the last entry the publisher put in the
+// stream: the Prev of the next message. The cursor alone does not say it,
+// since entries that resolve to no records (cert-revoked, crl-published)
+// advance the cursor without reaching the stream. Not replicated.
+const (
+	publishedNS  = "replica-publisher"
+	publishedKey = "published"
+)
+
 // PublisherOptions configure a Publisher.
 type PublisherOptions struct {
 	Store      *store.Store
@@ -48,7 +58,12 @@ type Publisher struct {
 	// cursor is the last entry handled, prev the last published, lastSeq
 	// the stream's last sequence.
 	cursor, prev, lastSeq uint64
-	published             atomic.Uint64
+	// needSnap is the position the snapshot must cover after setUp: the
+	// chain of Prev jumps past what the stream holds (prev is beyond its
+	// last message), so a replica caught up with the stream sees a gap
+	// and can only recover from a snapshot at least this new (0: none).
+	needSnap  uint64
+	published atomic.Uint64
 }
 
 // NewPublisher returns a Publisher; Run starts it.
@@ -100,7 +115,7 @@ func (p *Publisher) run(ctx context.Context, wake <-chan struct{}) error {
 	if err := p.setUp(ctx); err != nil {
 		return err
 	}
-	if err := p.snapshotIfMissing(ctx); err != nil {
+	if err := p.snapshotCovering(ctx, p.needSnap); err != nil {
 		return err
 	}
 	snap := time.NewTicker(p.opts.SnapshotInterval)
@@ -150,27 +165,51 @@ func (p *Publisher) setUp(ctx context.Context) error {
 		return fmt.Errorf("reading stream %s: %w", p.opts.Stream.Name, err)
 	}
 	p.lastSeq = info.State.LastSeq
+	saved, known, err := p.savedPublished(ctx)
+	if err != nil {
+		return err
+	}
 	// An empty stream (new, or lost) gets cursor as the predecessor: a
 	// replica that applied less than that has missed entries and
 	// re-bootstraps.
 	p.prev = cursor
+	var id uint64 // the entry of the stream's last message (0: none)
 	if info.State.Msgs > 0 {
 		last, err := st.GetMsg(sctx, info.State.LastSeq)
 		if err != nil {
 			return fmt.Errorf("reading the stream's last message: %w", err)
 		}
-		id, err := strconv.ParseUint(last.Header.Get(hdrMsgID), 10, 64)
+		id, err = strconv.ParseUint(last.Header.Get(hdrMsgID), 10, 64)
 		if err != nil {
 			return fmt.Errorf("stream's last message %d has message ID %q", last.Sequence, last.Header.Get(hdrMsgID))
 		}
-		if id > cursor {
+		switch {
+		case id > cursor:
 			p.log.Info("change-log entries were published before the cursor was saved; not publishing them again", "cursor", cursor, "published", id)
-			if err := p.st.Update(ctx, func(tx *store.Tx) error { return tx.SetCursor(CursorName, id) }); err != nil {
+			if err := p.st.Update(ctx, func(tx *store.Tx) error { return p.saveCursor(tx, id, id) }); err != nil {
 				return err
 			}
 			cursor = id
+			p.prev = id
+		case known && saved <= id:
+			// The stream holds every message published: the entries after
+			// id up to the cursor resolved to no records, so the next
+			// message follows id. (Taking the cursor as its predecessor
+			// made every replica that applied all of the stream see a gap.)
+			p.prev = id
+		default:
+			// The stream lost messages it acknowledged (saved > id), or
+			// this store predates the saved position: the next message
+			// names the cursor, so replicas that may miss entries reload.
+			p.prev = max(id, cursor)
+			if known {
+				p.log.Warn("the stream lacks change-log entries it acknowledged; replicas load the snapshot again", "stream_last", id, "published", saved, "cursor", cursor)
+			}
 		}
-		p.prev = max(id, cursor)
+	}
+	p.needSnap = 0
+	if p.prev > id {
+		p.needSnap = p.prev
 	}
 	p.cursor = cursor
 	p.published.Store(p.prev)
@@ -205,7 +244,7 @@ func (p *Publisher) round(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	last := es[len(es)-1].Seq
-	if err := p.st.Update(ctx, func(tx *store.Tx) error { return tx.SetCursor(CursorName, last) }); err != nil {
+	if err := p.st.Update(ctx, func(tx *store.Tx) error { return p.saveCursor(tx, last, p.prev) }); err != nil {
 		return 0, err
 	}
 	p.cursor = last
@@ -278,4 +317,34 @@ func (p *Publisher) offload(ctx context.Context, m *message, nm *nats.Msg) (*nat
 	out.Header = nm.Header
 	out.Header.Set(hdrObject, name)
 	return out, nil
+}
+
+// saveCursor records, in tx, that every entry up to cursor is handled and
+// that published is the last entry in the stream.
+func (p *Publisher) saveCursor(tx *store.Tx, cursor, published uint64) error {
+	if err := tx.SetCursor(CursorName, cursor); err != nil {
+		return err
+	}
+	return tx.PutBlob(publishedNS, publishedKey, []byte(strconv.FormatUint(published, 10)))
+}
+
+// savedPublished reads the last published entry saveCursor recorded; known
+// is false for a store that has none (never published, or written by a
+// version without it).
+func (p *Publisher) savedPublished(ctx context.Context) (seq uint64, known bool, err error) {
+	err = p.st.View(ctx, func(tx *store.Tx) error {
+		b, err := tx.Blob(publishedNS, publishedKey)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if seq, err = strconv.ParseUint(string(b), 10, 64); err != nil {
+			return fmt.Errorf("publisher's last published entry %q: %w", b, err)
+		}
+		known = true
+		return nil
+	})
+	return seq, known, err
 }

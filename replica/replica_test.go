@@ -249,3 +249,125 @@ func TestFollowerBehindRetentionRebootstraps(t *testing.T) {
 		t.Fatalf("not ready after catching up: %v", err)
 	}
 }
+
+// publishedThrough waits until the publisher's cursor reaches the change
+// log's head.
+func (e *env) publishedThrough() {
+	e.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := e.primary.LogStats(ctx)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var c uint64
+		if err := e.primary.View(ctx, func(tx *store.Tx) error {
+			c, _, err = tx.Cursor(CursorName)
+			return err
+		}); err != nil {
+			e.t.Fatal(err)
+		}
+		if c >= st.Head {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("publisher's cursor %d short of the head %d", c, st.Head)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPublisherRestartAfterSkippedEntries: the last entries the publisher
+// handled before it restarted resolved to no records (as a revocation's
+// cert-revoked or a CRL's crl-published do), so they are not in the
+// stream. The next message must follow the stream's last one, not the
+// cursor: a replica that applied the whole stream goes on without loading
+// the snapshot again (it used to see a gap and reload an older snapshot in
+// a loop).
+func TestPublisherRestartAfterSkippedEntries(t *testing.T) {
+	e := newEnv(t, 1000)
+	e.write(0, 5)
+	stopPub := run(t, e.publisher().Run)
+	replica := openStore(t)
+	reg := prometheus.NewRegistry()
+	f := e.follower(replica, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run(t, f.Run)
+	e.write(5, 3)
+	// A change whose last entry names no replicated record.
+	if err := e.primary.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.PutBlob("ocsp", "ff01", []byte("revoked")); err != nil {
+			return err
+		}
+		return tx.AppendLog(store.LogEntry{Kind: store.LogCertRevoked, Key: "ff01"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.publishedThrough()
+	e.same(replica)
+	stopPub()
+
+	run(t, e.publisher().Run)
+	e.write(8, 5)
+	e.same(replica)
+	if n := testutil.ToFloat64(f.m.bootstraps); n != 1 {
+		t.Fatalf("bootstraps: %v, want 1 (the first): the restart made the replica reload", n)
+	}
+	if err := f.Ready(ctx); err != nil {
+		t.Fatalf("not ready after catching up: %v", err)
+	}
+}
+
+// TestPublisherAfterLostStreamRefreshesSnapshot: the stream was lost while
+// the publisher was down, so its next message names the cursor and every
+// replica must reload; the snapshot, older than the cursor, is replaced so
+// that reloading it closes the gap, and the replica catches up.
+func TestPublisherAfterLostStreamRefreshesSnapshot(t *testing.T) {
+	e := newEnv(t, 1000)
+	e.write(0, 5)
+	stopPub := run(t, e.publisher().Run)
+	replica := openStore(t)
+	reg := prometheus.NewRegistry()
+	f := e.follower(replica, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopFol := run(t, f.Run)
+	e.write(5, 3)
+	e.same(replica)
+	stopPub()
+	stopFol()
+	// Written while the publisher is down, then the stream is lost: the
+	// replica can only get these from a snapshot.
+	e.write(8, 3)
+	if err := e.js.DeleteStream(ctx, e.stream.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.primary.Update(ctx, func(tx *store.Tx) error {
+		st, err := e.primary.LogStats(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.SetCursor(CursorName, st.Head)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, e.publisher().Run)
+	f2 := e.follower(replica, prometheus.NewRegistry())
+	run(t, f2.Run)
+	e.write(11, 3)
+	e.same(replica)
+	if n := testutil.ToFloat64(f2.m.bootstraps); n != 1 {
+		t.Fatalf("re-bootstraps: %v, want 1", n)
+	}
+	if err := f2.Ready(ctx); err != nil {
+		t.Fatalf("not ready after catching up: %v", err)
+	}
+}

@@ -43,9 +43,13 @@ func (p *Publisher) Snapshot(ctx context.Context) (uint64, error) {
 	return st.Head, nil
 }
 
-// snapshotIfMissing stores a first snapshot, so a replica can start.
-func (p *Publisher) snapshotIfMissing(ctx context.Context) error {
-	_, err := p.snaps.GetInfo(ctx, snapshotName)
+// snapshotCovering stores a snapshot if there is none, or if the one
+// stored covers less than need: after setUp made the next message name a
+// predecessor beyond the stream's last message, a replica can only close
+// that gap from a snapshot at least that new, and an older one would have
+// it load the snapshot again and again until the next scheduled one.
+func (p *Publisher) snapshotCovering(ctx context.Context, need uint64) error {
+	info, err := p.snaps.GetInfo(ctx, snapshotName)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		_, err = p.Snapshot(ctx)
 		return err
@@ -53,5 +57,13 @@ func (p *Publisher) snapshotIfMissing(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("looking for the snapshot: %w", err)
 	}
-	return nil
+	if need == 0 {
+		return nil
+	}
+	if seq, perr := strconv.ParseUint(info.Metadata[metaSeq], 10, 64); perr == nil && seq >= need {
+		return nil
+	}
+	p.log.Info("the snapshot is older than the change-log stream's new start; storing a new one", "snapshot", info.Metadata[metaSeq], "need", need)
+	_, err = p.Snapshot(ctx)
+	return err
 }
