@@ -351,3 +351,33 @@ func waitNoPublicConns(t *testing.T, s *Server, admin *http.Client) {
 		}
 	}
 }
+
+// TestEscrowKEKUnavailable: a key-encryption key that cannot be opened (here
+// a directory where the key file should be; on an HSM, a lost or read-only
+// token) does not keep the server from starting: OCSP, CRLs and the rest of
+// the RA serve, /readyz says why, and the escrow routes refuse with 501.
+func TestEscrowKEKUnavailable(t *testing.T) {
+	cfg := testConfig(t)
+	s := startTest(t, cfg)
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kek := filepath.Join(cfg.DataDir, "keys", cfg.RA.Escrow.KEKName+".kek")
+	if err := os.Remove(kek); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(kek, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s = startTest(t, cfg)
+	public := "http://" + s.Addr("http")
+	code, body := readyz(t, public)
+	if !strings.Contains(body, "key escrow unavailable") {
+		t.Errorf("/readyz = %d %q, want it to say the key escrow is unavailable", code, body)
+	}
+	admin := adminClient(t, cfg.DataDir)
+	code, body = post(t, admin, "https://"+s.Addr("api")+"/api/v1/ra/encryption-certificates", `{"org":"o","signing_serial":"01"}`)
+	if code != http.StatusNotImplemented {
+		t.Errorf("encryption certificate request without a KEK = %d %s, want 501", code, body)
+	}
+}

@@ -31,6 +31,20 @@ func wireEscrow(c *components) (*escrow.Escrow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ra.escrow.kek_name: %w", err)
 	}
+	// A round trip at start makes the file KEK on the first start and finds
+	// a KEK that cannot be used (a lost token, an unreadable key file) now,
+	// for /readyz, rather than at the first encryption certificate.
+	probe := []byte("certcenter escrow start-up check")
+	wrapped, err := w.Wrap(ctx, probe, []byte("start-up"))
+	if err == nil {
+		var back []byte
+		if back, err = w.Unwrap(ctx, wrapped, []byte("start-up")); err == nil && string(back) != string(probe) {
+			err = errors.New("the KEK does not give back what it wrapped")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ra.escrow.kek_name %s: %w", c.cfg.RA.Escrow.KEKName, err)
+	}
 	e, err := escrow.New(escrow.Options{Store: c.core.store, Wrapper: w, Logger: c.log})
 	if err != nil {
 		return nil, err

@@ -21,7 +21,14 @@ func wireRA(c *components) error {
 	}
 	keys, err := raEscrow(c)
 	if err != nil {
-		return err
+		// OCSP, CRLs, the directory and the rest of the RA must not wait on
+		// the key-encryption key (a lost or read-only token): the server
+		// starts, /readyz detail says why, and the escrow routes answer 501
+		// until an operator restores the KEK.
+		c.log.Error("key escrow unavailable: encryption certificates and key recovery will be refused", "component", "ra", "err", err)
+		escrowErr := err
+		c.addWarning("escrow", func(context.Context) string { return "key escrow unavailable: " + escrowErr.Error() })
+		keys = nil
 	}
 	r, err := ra.New(ra.Options{
 		Store: c.core.store, Authority: c.core.ca, Audit: c.auditLog, Config: c.cfg.RA, Auth: c.auth,
