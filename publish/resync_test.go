@@ -39,7 +39,12 @@ func TestResyncComparesAndRepairs(t *testing.T) {
 	eventually(t, "delivered", func() bool {
 		return has(ldapd.values(subDN("alice", "Hospital A"), "userCertificate;binary"), alice.DER) == 1 &&
 			has(ldapd.values(subDN("bob", "Hospital B"), "userCertificate;binary"), bob.DER) == 1 &&
-			len(ldapd.values(subDN("carl", "Hospital C"), "userCertificate;binary")) == 0 && e.state("his").Pending == 0
+			len(ldapd.values(subDN("carl", "Hospital C"), "userCertificate;binary")) == 0 && e.state("his").Pending == 0 &&
+			// the full CRL re-issued after carl's revocation, and delivered:
+			// a resync before that would (rightly) repair the CA entry too
+			listsSerial(e.storedCRL("demo.crl"), carl.Serial) &&
+			has(ldapd.values(caDN, "certificateRevocationList;binary"), e.storedCRL("demo.crl")) == 1 &&
+			has(ldapd.values(caDN, "deltaRevocationList;binary"), e.storedCRL("demo-delta.crl")) == 1
 	})
 	iss, _ := e.ca.Issuer("demo")
 	conn := ldapd.dial()
@@ -119,4 +124,19 @@ func foreignCert(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// listsSerial says whether the CRL der lists serial.
+func listsSerial(der, serial []byte) bool {
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return false
+	}
+	want := new(big.Int).SetBytes(serial)
+	for _, r := range rl.RevokedCertificateEntries {
+		if r.SerialNumber.Cmp(want) == 0 {
+			return true
+		}
+	}
+	return false
 }
