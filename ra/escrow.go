@@ -324,10 +324,8 @@ func (r *RA) SubmitEncryptionCert(ctx context.Context, c *caller, s EscrowSubmis
 	now := r.now()
 	var rq *store.RARequest
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
-		org, err := tx.Org(in.Org)
-		if errors.Is(err, store.ErrNotFound) {
-			return httpapi.BadRequest("organisation %q does not exist", in.Org)
-		} else if err != nil {
+		org, err := namedOrg(tx, in.Org)
+		if err != nil {
 			return err
 		}
 		if err := r.mayActFor(tx, c, signerCert, org.ID, signing); err != nil {
@@ -420,10 +418,8 @@ func (r *RA) SubmitKeyRecovery(ctx context.Context, c *caller, s EscrowSubmissio
 	now := r.now()
 	var rq *store.RARequest
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
-		org, err := tx.Org(in.Org)
-		if errors.Is(err, store.ErrNotFound) {
-			return httpapi.BadRequest("organisation %q does not exist", in.Org)
-		} else if err != nil {
+		org, err := namedOrg(tx, in.Org)
+		if err != nil {
 			return err
 		}
 		if err := r.mayActFor(tx, c, signerCert, org.ID, nil); err != nil {

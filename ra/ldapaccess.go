@@ -88,10 +88,8 @@ func (r *RA) SubmitLDAPAccess(ctx context.Context, c *caller, in LDAPAccessReque
 	now := r.now()
 	var rq *store.RARequest
 	err := r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
-		org, err := tx.Org(in.Org)
-		if errors.Is(err, store.ErrNotFound) {
-			return httpapi.BadRequest("organisation %q does not exist", in.Org)
-		} else if err != nil {
+		org, err := namedOrg(tx, in.Org)
+		if err != nil {
 			return err
 		}
 		if _, err := tx.DirAccount(in.Account); err == nil {

@@ -150,10 +150,8 @@ func (r *RA) Submit(ctx context.Context, c *httpapi.Principal, s Submission) (*S
 	err = r.update(ctx, func(tx *store.Tx, log func(audit.Record) error) error {
 		out = Submitted{}
 		auto = auto[:0]
-		org, err := tx.Org(app.Org)
-		if errors.Is(err, store.ErrNotFound) {
-			return httpapi.BadRequest("organisation %q does not exist", app.Org)
-		} else if err != nil {
+		org, err := namedOrg(tx, app.Org)
+		if err != nil {
 			return err
 		}
 		rec := &store.RAApplication{OrgID: org.ID, Kind: app.Kind, SubmittedBy: c.ID(), Content: content, ReceivedAt: now.UTC()}

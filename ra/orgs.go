@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"net/http"
 
 	"github.com/certcenter/certcenter/ca"
@@ -123,4 +124,14 @@ func (r *RA) revokeOrphan(req *http.Request, cert *store.Cert) {
 	if _, err := r.auth.Revoke(req.Context(), cert.Serial, ca.ReasonCessationOfOperation); err != nil {
 		r.log.Error("revoking orphan credential", "serial", cert.SerialHex(), "err", err)
 	}
+}
+
+// namedOrg reads the organisation a request names; one that does not exist
+// is the requester's mistake (400), not a missing resource.
+func namedOrg(tx *store.Tx, id string) (*store.Org, error) {
+	org, err := tx.Org(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, httpapi.BadRequest("organisation %q does not exist", id)
+	}
+	return org, err
 }
