@@ -412,11 +412,6 @@ func (d *Directory) cachedEntry(st *staticDIT, norm string, wait bool) *Entry {
 	return nil
 }
 
-// lookupDN is lookupDNAt for a caller that has just opened tx.
-func (d *Directory) lookupDN(tx *store.Tx, st *staticDIT, norm string) (*Entry, error) {
-	return d.lookupDNAt(tx, st, norm, d.gen.Load())
-}
-
 // lookupDNAt finds an entry by normalized DN: a static one, a cached one, or
 // a subscriber found through the cn index (the RDN's cn) — never a scan.
 // gen is the cache generation from before tx opened (subscriberEntry).

@@ -683,9 +683,13 @@ func (c *conn) compare(ctx context.Context, body []byte) result {
 		if !c.mayRead(c.d.opts.Config.AnonymousRead) {
 			return result{code: resultInsufficientAccess, diag: "anonymous read is disabled: bind as a service account"}
 		}
+		// The cache generation is read before the transaction opens, as a
+		// search reads it (search.go): an entry built from a snapshot older
+		// than a change is then never cached.
+		gen := c.d.gen.Load()
 		if err := c.d.st.View(ctx, func(tx *store.Tx) error {
 			var err error
-			e, err = c.d.lookupDN(tx, st, norm)
+			e, err = c.d.lookupDNAt(tx, st, norm, gen)
 			return err
 		}); err != nil {
 			return result{code: resultOther, diag: "internal error"}
