@@ -223,20 +223,7 @@ func (c *conn) bind(m *message, start time.Time) error {
 			defer c.inflight.Done()
 			defer close(done) // after the response: later requests answer after the bind
 			a, code := c.d.checkPassword(c.ctx, name, password)
-			label := "unknown"
-			if a.grant != nil {
-				label = a.grant.account
-			}
-			switch code {
-			case resultSuccess:
-				c.setAccount(&a)
-				c.d.metrics.binds.WithLabelValues(label, "success").Inc()
-			case resultInvalidCredentials:
-				c.d.limiter.failed(src)
-				c.d.metrics.binds.WithLabelValues(label, "invalid").Inc()
-			default:
-				c.d.metrics.binds.WithLabelValues(label, "error").Inc()
-			}
+			c.recordBind(&a, code, src)
 			c.respond(m.id, opBindResponse, "bind", start, result{code: code}, nil)
 		}()
 		return nil
@@ -257,13 +244,20 @@ func (c *conn) bindExternal(authzID []byte) result {
 		return result{code: resultBusy, diag: fmt.Sprintf("too many failed binds from %s: retry in %ds", src, int(wait.Seconds())+1)}
 	}
 	a, r := c.d.externalBind(c.ctx, c.peerCerts, authzID)
+	c.recordBind(&a, r.code, src)
+	return r
+}
+
+// recordBind records the outcome of a password or EXTERNAL bind from src: the
+// account on success, a failure for the address's bind limiter, the count.
+func (c *conn) recordBind(a *account, code resultCode, src string) {
 	label := "unknown"
 	if a.grant != nil {
 		label = a.grant.account
 	}
-	switch r.code {
+	switch code {
 	case resultSuccess:
-		c.setAccount(&a)
+		c.setAccount(a)
 		c.d.metrics.binds.WithLabelValues(label, "success").Inc()
 	case resultInvalidCredentials:
 		c.d.limiter.failed(src)
@@ -271,7 +265,6 @@ func (c *conn) bindExternal(authzID []byte) result {
 	default:
 		c.d.metrics.binds.WithLabelValues(label, "error").Inc()
 	}
-	return r
 }
 
 // setAccount records the bound account; nil is anonymous.
