@@ -1,15 +1,20 @@
 package ocsp
 
 import (
+	"bytes"
 	"crypto"
+	"encoding/base64"
 	"encoding/binary"
+	"io"
+	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
 
 func testEntry(derLen int) *entry {
 	now := time.Now()
-	return newEntry(&record{der: make([]byte, derLen), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)})
+	return newEntry(&record{der: make([]byte, derLen), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)}, nil)
 }
 
 // TestCacheByteBound inserts far more bytes than the cache may hold, in
@@ -94,5 +99,66 @@ func TestResponderCacheBytes(t *testing.T) {
 	}
 	if e.r.cache.len() == 0 {
 		t.Fatal("nothing cached")
+	}
+}
+
+// TestCachedResponseSharesResponderCert checks that a cached response keeps
+// one copy of the responder certificate for all responses, is served byte
+// for byte as stored, and that a response too large for net/http's buffer
+// still goes out with a Content-Length, not chunked.
+func TestCachedResponseSharesResponderCert(t *testing.T) {
+	e := newEnv(t)
+	iss := e.issuer("demo")
+	var entries []*entry
+	var targets []string
+	var keys []cacheKey
+	for range 3 {
+		_, x := e.issue("")
+		target := "/ocsp/" + base64.StdEncoding.EncodeToString(e.request(x, iss.Cert, crypto.SHA1))
+		_, _, first := e.getRaw(target, nil) // fills the cache
+		code, hdr, cached := e.getRaw(target, nil)
+		if code != http.StatusOK || !bytes.Equal(first, cached) {
+			t.Fatalf("HTTP %d; cached response differs from the first (%d vs %d bytes)", code, len(cached), len(first))
+		}
+		parse(t, cached, x, iss.Cert)
+		if cl := hdr.Get("Content-Length"); cl != strconv.Itoa(len(cached)) {
+			t.Fatalf("Content-Length %q for %d bytes", cl, len(cached))
+		}
+		k, _ := makeKey(SHA1, x.SerialNumber.Bytes())
+		ce := e.r.cache.get(&k)
+		if ce == nil {
+			t.Fatal("response not cached")
+		}
+		if !bytes.Equal(ce.response(), cached) {
+			t.Fatal("entry's response differs from what was served")
+		}
+		entries = append(entries, ce)
+		targets = append(targets, target)
+		keys = append(keys, k)
+	}
+	for _, ce := range entries {
+		if len(ce.tail) == 0 || &ce.tail[0] != &entries[0].tail[0] {
+			t.Fatal("responses do not share one copy of the responder certificate")
+		}
+		if ce.size() >= int64(len(ce.der)+len(ce.tail)) {
+			t.Fatalf("entry counts %d bytes for a %d-byte response with a shared tail", ce.size(), len(ce.der)+len(ce.tail))
+		}
+	}
+
+	// A response larger than net/http's buffer (an RSA-4096 responder's
+	// can be): the cached entry is replaced by one of 3 000 bytes.
+	now := e.clock.Now()
+	big := newEntry(&record{der: bytes.Repeat([]byte{0x30}, 3000), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)}, nil)
+	e.r.cache.put(&keys[0], big)
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL, nil)
+	req.URL.Opaque = targets[0]
+	res, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if len(body) != 3000 || res.ContentLength != 3000 || len(res.TransferEncoding) != 0 {
+		t.Fatalf("large response: %d bytes, Content-Length %d, Transfer-Encoding %v", len(body), res.ContentLength, res.TransferEncoding)
 	}
 }

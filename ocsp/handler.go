@@ -98,6 +98,10 @@ func (b *reqBuf) readPOST(body io.Reader, contentLength int64) ([]byte, bool) {
 	return b.der[:n], true
 }
 
+// bufferedBody is the body net/http buffers before it must choose between
+// Content-Length and chunked encoding (its bufferBeforeChunkingSize).
+const bufferedBody = 2048
+
 // ServeHTTP answers POST {Path} and GET {Path}/{base64}. Mount it for the
 // path and everything below it, in front of any ServeMux: a mux would clean
 // "//" inside the base64 and redirect the client.
@@ -173,13 +177,17 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request, method int) 
 			return resNotModified
 		}
 	}
-	if req.Method == http.MethodHead {
-		// net/http works out Content-Length itself from a small body written
-		// before the handler returns; a HEAD has no body to measure.
+	if req.Method == http.MethodHead || len(e.der)+len(e.tail) > bufferedBody {
+		// net/http works out Content-Length itself from a body it still
+		// holds in its buffer when the handler returns; a HEAD has no body
+		// to measure, and a larger one would go out chunked.
 		h["Content-Length"] = e.contentLength
 	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(e.der)
+	if len(e.tail) > 0 {
+		w.Write(e.tail)
+	}
 	if e.revoked {
 		return resRevoked
 	}
@@ -212,7 +220,7 @@ func (r *Responder) serveLive(ctx context.Context, w http.ResponseWriter, req *R
 		if err != nil {
 			return r.writeLookupError(w, err)
 		}
-		return r.writeDER(w, e.der, e.revoked)
+		return r.writeDER(w, e.response(), e.revoked)
 	}
 	der, err := r.signLive(ctx, req.CertIDs, nonce)
 	if err != nil {

@@ -66,7 +66,7 @@ func (r *Responder) Inspect(ctx context.Context, c *store.Cert) (Served, error) 
 	var der []byte
 	if k, ok := makeKey(SHA1, c.Serial); ok {
 		if e := r.cache.get(&k); e != nil && now.Before(e.nextUpdate) && e.issuer == c.Issuer {
-			s.Source, der, s.SignedForUpdate = SourceCache, e.der, e.certUpdatedAt
+			s.Source, der, s.SignedForUpdate = SourceCache, e.response(), e.certUpdatedAt
 		}
 	}
 	if der == nil {

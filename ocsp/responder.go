@@ -379,7 +379,7 @@ func (r *Responder) resign(ctx context.Context, c *store.Cert, reason string) er
 		if written[0] {
 			r.invalidate(c.Serial)
 			if k, ok := makeKey(SHA1, c.Serial); ok {
-				r.cache.put(&k, newEntry(rec))
+				r.cache.put(&k, r.entryOf(rec))
 			}
 			return nil
 		}
@@ -403,6 +403,23 @@ func (r *Responder) resign(ctx context.Context, c *store.Cert, reason string) er
 // Invalidate drops serial's cached responses: a read replica calls it when
 // a replicated response for serial is written to its store.
 func (r *Responder) Invalidate(serial []byte) { r.invalidate(serial) }
+
+// entryOf is rec ready to cache, sharing its issuer's current responder
+// certificate.
+func (r *Responder) entryOf(rec *record) *entry {
+	var shared []byte
+	iss := r.issuers.Load().byName[rec.issuer]
+	if iss != nil && iss.resp != nil {
+		shared = iss.resp.cert.Raw
+	}
+	e := newEntry(rec, shared)
+	if iss != nil {
+		// The table's copy: lookup compares it with the CertID's issuer on
+		// every hit, and equal pointers compare without reading the bytes.
+		e.issuer = iss.name
+	}
+	return e
+}
 
 func (r *Responder) invalidate(serial []byte) {
 	for h := SHA1; h < numHashes; h++ {
@@ -461,7 +478,7 @@ func (r *Responder) lookup(ctx context.Context, iss *issuer, id *CertID, now tim
 			if rec.issuer != iss.name {
 				return nil, errUnknown
 			}
-			e := newEntry(rec)
+			e := r.entryOf(rec)
 			r.cache.fill(&k, e, gen)
 			return e, nil
 		}
@@ -494,10 +511,10 @@ func (r *Responder) lookup(ctx context.Context, iss *issuer, id *CertID, now tim
 			// The certificate changed or a newer response exists: answer
 			// from the store's current state on the next request, and this
 			// one from what was signed for the status just read.
-			return newEntry(rec), nil
+			return r.entryOf(rec), nil
 		}
 	}
-	e := newEntry(rec)
+	e := r.entryOf(rec)
 	r.cache.fill(&k, e, gen)
 	return e, nil
 }

@@ -103,12 +103,17 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 
 // SetWriteDeadline passes a handler's own deadline (CRL downloads arm one
 // per request) through and remembers it, so Write does not re-arm early.
+//
+// A clear is not passed on: net/http clears the write deadline after every
+// request, which would make the next Write re-arm it, once per request
+// instead of about twice per timeout. The deadline left in force is at
+// most one timeout away, and Write moves it before it can cut a write
+// short, so keeping it changes nothing a client can see.
 func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
-	var a int64
-	if !t.IsZero() {
-		a = t.UnixNano()
+	if t.IsZero() {
+		return nil
 	}
-	c.armed.Store(a)
+	c.armed.Store(t.UnixNano())
 	return c.Conn.SetWriteDeadline(t)
 }
 

@@ -58,3 +58,38 @@ func BenchmarkConnWrite(b *testing.B) {
 		})
 	}
 }
+
+// TestDeadlineConnKeepsArmedAcrossClears: net/http clears the write deadline
+// after every request; the lazily armed one stays, so the next response
+// does not re-arm it, and a handler's own deadline still replaces it.
+func TestDeadlineConnKeepsArmedAcrossClears(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	l := newPublicListener(nil, 1, 30*time.Second, newConnMetrics(prometheus.NewRegistry(), "test"))
+	c := &deadlineConn{Conn: a, l: l}
+	if _, err := c.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	armed := c.armed.Load()
+	if armed == 0 {
+		t.Fatal("no deadline armed by the first write")
+	}
+	if err := c.SetWriteDeadline(time.Time{}); err != nil { // what net/http does after a request
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.armed.Load(); got != armed {
+		t.Fatalf("deadline re-armed after a clear: %d, was %d", got, armed)
+	}
+	own := time.Now().Add(time.Hour)
+	if err := c.SetWriteDeadline(own); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.armed.Load(); got != own.UnixNano() {
+		t.Fatalf("a handler's deadline was not kept: %d, want %d", got, own.UnixNano())
+	}
+}
