@@ -47,10 +47,19 @@ type entry struct {
 	nextUpdate    time.Time
 	certUpdatedAt time.Time
 
+	// The header values. Content-Length, Last-Modified and Expires come
+	// from a headerMemo: responses signed in one batch share their times,
+	// so one copy serves thousands of entries and stays in the CPU cache.
+	// The ETag is the entry's own, stored inside it: a cache hit then
+	// reads the entry, its DER and shared values, and nothing else.
 	contentLength []string
 	lastModified  []string
 	expires       []string
 	etag          []string
+	etagValue     [1]string
+	etagBytes     [etagLen]byte
+
+	slot slot
 }
 
 type maxAgeValue struct {
@@ -59,14 +68,14 @@ type maxAgeValue struct {
 }
 
 // newEntry builds the entry for rec; shared is the responder certificate
-// its response is expected to end with (nil: none).
-func newEntry(rec *record, shared []byte) *entry {
+// its response is expected to end with (nil: none); memo may be nil.
+func newEntry(rec *record, shared []byte, memo *headerMemo) *entry {
 	der, tail := rec.der, []byte(nil)
 	if len(shared) > 0 && len(der) > len(shared) && bytes.HasSuffix(der, shared) {
 		// A copy, so the record's buffer (the store's value) is not kept.
 		der, tail = bytes.Clone(der[:len(der)-len(shared)]), shared
 	}
-	return &entry{
+	e := &entry{
 		der:           der,
 		tail:          tail,
 		issuer:        rec.issuer,
@@ -74,11 +83,50 @@ func newEntry(rec *record, shared []byte) *entry {
 		thisUpdate:    rec.thisUpdate,
 		nextUpdate:    rec.nextUpdate,
 		certUpdatedAt: rec.certUpdatedAt,
-		contentLength: []string{strconv.Itoa(len(rec.der))},
-		lastModified:  []string{rec.thisUpdate.UTC().Format(http.TimeFormat)},
-		expires:       []string{rec.nextUpdate.UTC().Format(http.TimeFormat)},
-		etag:          []string{etagOf(rec.der)},
+		contentLength: memo.get(memoLength, int64(len(rec.der)), formatLength),
+		lastModified:  memo.get(memoDate, rec.thisUpdate.Unix(), formatDate),
+		expires:       memo.get(memoDate, rec.nextUpdate.Unix(), formatDate),
 	}
+	n := appendETag(e.etagBytes[:0], rec.der)
+	e.etagValue[0] = unsafe.String(&e.etagBytes[0], len(n))
+	e.etag = e.etagValue[:]
+	return e
+}
+
+func formatLength(n int64) string { return strconv.FormatInt(n, 10) }
+
+// formatDate is an HTTP date (RFC 9110 §5.6.7) of a Unix second.
+func formatDate(sec int64) string { return time.Unix(sec, 0).UTC().Format(http.TimeFormat) }
+
+const (
+	memoLength = iota
+	memoDate
+	memoKinds
+)
+
+// headerMemo keeps the header values that many entries share, by kind and
+// value, so each is formatted and stored once. A slot holds the last value
+// stored for its hash; a miss only formats a new copy.
+type headerMemo struct {
+	slots [memoKinds][256]atomic.Pointer[memoValue]
+}
+
+type memoValue struct {
+	key int64
+	v   []string
+}
+
+func (m *headerMemo) get(kind int, key int64, format func(int64) string) []string {
+	if m == nil {
+		return []string{format(key)}
+	}
+	slot := &m.slots[kind][uint64(key)%uint64(len(m.slots[kind]))]
+	if v := slot.Load(); v != nil && v.key == key {
+		return v.v
+	}
+	v := &memoValue{key: key, v: []string{format(key)}}
+	slot.Store(v)
+	return v.v
 }
 
 // response is the whole response DER, in a new slice when it is split.
@@ -89,15 +137,20 @@ func (e *entry) response() []byte {
 	return append(bytes.Clone(e.der), e.tail...)
 }
 
-// etagOf is a strong validator: FNV-1a 64 of the DER, which changes with
-// every re-signing because the signature and times do.
-func etagOf(der []byte) string {
+// etagLen is the longest ETag: FNV-1a 64 in hex between quotes.
+const etagLen = 18
+
+// appendETag appends a strong validator: FNV-1a 64 of the DER, which
+// changes with every re-signing because the signature and times do.
+func appendETag(b, der []byte) []byte {
 	h := uint64(14695981039346656037)
 	for _, c := range der {
 		h ^= uint64(c)
 		h *= 1099511628211
 	}
-	return `"` + strconv.FormatUint(h, 16) + `"`
+	b = append(b, '"')
+	b = strconv.AppendUint(b, h, 16)
+	return append(b, '"')
 }
 
 // cacheControl is the Cache-Control value for a response served at now:
@@ -149,17 +202,19 @@ type cache struct {
 
 type cacheShard struct {
 	mu    sync.RWMutex
-	m     map[cacheKey]*slot
-	ring  []*slot
+	m     map[cacheKey]*entry
+	ring  []*entry
 	hand  int
 	bytes int64
 	gen   atomic.Uint64
 	_     [32]byte // keep shards on separate cache lines
 }
 
+// slot is an entry's place in a shard, inside the entry so a hit follows
+// one pointer. An entry is cached under one key at most (every put and
+// fill inserts a new one); key, size and pos change under the shard's lock.
 type slot struct {
 	key  cacheKey
-	e    *entry
 	size int64
 	ref  atomic.Bool
 	pos  int
@@ -171,19 +226,14 @@ const cacheShards = 64
 const minShardBytes = 16 << 10
 
 // entryOverhead is what a cached response costs besides its variable
-// bytes: the entry and slot structs, the header slices' string headers,
-// and the map's key, pointer and bucket share.
-const entryOverhead = int64(unsafe.Sizeof(entry{}) + unsafe.Sizeof(slot{}) + 4*unsafe.Sizeof("") + 2*unsafe.Sizeof(cacheKey{}) + 16)
+// bytes: the entry (its ETag inside) and slot structs, and the map's key,
+// pointer and bucket share.
+const entryOverhead = int64(unsafe.Sizeof(entry{}) + unsafe.Sizeof(cacheKey{}) + 16)
 
 // size is what e costs the cache, in bytes.
 func (e *entry) size() int64 {
-	n := int64(len(e.der) + len(e.issuer)) // tail is shared: not counted
-	for _, h := range [][]string{e.contentLength, e.lastModified, e.expires, e.etag} {
-		for _, v := range h {
-			n += int64(len(v))
-		}
-	}
-	return n + entryOverhead
+	// The tail and the memoised header values are shared: not counted.
+	return int64(len(e.der)+len(e.issuer)) + entryOverhead
 }
 
 // newCache returns a cache of at most size entries and maxBytes bytes;
@@ -202,7 +252,7 @@ func newCache(size int, maxBytes int64) *cache {
 		c.perShardBytes = max(maxBytes/int64(n), 1)
 	}
 	for i := range c.shards {
-		c.shards[i].m = make(map[cacheKey]*slot)
+		c.shards[i].m = make(map[cacheKey]*entry)
 	}
 	return c
 }
@@ -222,13 +272,9 @@ func (c *cache) get(k *cacheKey) *entry {
 		return nil
 	}
 	sh.mu.RLock()
-	s := sh.m[*k]
-	var e *entry
-	if s != nil {
-		e = s.e
-		if !s.ref.Load() {
-			s.ref.Store(true)
-		}
+	e := sh.m[*k]
+	if e != nil && !e.slot.ref.Load() {
+		e.slot.ref.Store(true)
 	}
 	sh.mu.RUnlock()
 	return e
@@ -282,11 +328,12 @@ func (c *cache) invalidate(k *cacheKey) {
 }
 
 // remove takes s out of the map and the ring; mu is held.
-func (sh *cacheShard) remove(s *slot) {
+func (sh *cacheShard) remove(e *entry) {
+	s := &e.slot
 	delete(sh.m, s.key)
 	last := sh.ring[len(sh.ring)-1]
 	sh.ring[s.pos] = last
-	last.pos = s.pos
+	last.slot.pos = s.pos
 	sh.ring = sh.ring[:len(sh.ring)-1]
 	sh.bytes -= s.size
 	if sh.hand >= len(sh.ring) {
@@ -300,8 +347,8 @@ func (sh *cacheShard) remove(s *slot) {
 func (sh *cacheShard) evict() {
 	for {
 		victim := sh.ring[sh.hand]
-		if victim.ref.Load() {
-			victim.ref.Store(false)
+		if victim.slot.ref.Load() {
+			victim.slot.ref.Store(false)
 			sh.hand = (sh.hand + 1) % len(sh.ring)
 			continue
 		}
@@ -324,12 +371,12 @@ func (c *cache) insert(sh *cacheShard, k *cacheKey, e *entry) {
 	for len(sh.ring) > 0 && (len(sh.ring) >= c.perShard || sh.bytes+size > c.perShardBytes) {
 		sh.evict()
 	}
-	s := &slot{key: *k, e: e, size: size, pos: len(sh.ring)}
+	e.slot.key, e.slot.size, e.slot.pos = *k, size, len(sh.ring)
 	if old != nil {
-		s.ref.Store(true)
+		e.slot.ref.Store(true)
 	}
-	sh.ring = append(sh.ring, s)
-	sh.m[*k] = s
+	sh.ring = append(sh.ring, e)
+	sh.m[*k] = e
 	sh.bytes += size
 }
 

@@ -14,7 +14,7 @@ import (
 
 func testEntry(derLen int) *entry {
 	now := time.Now()
-	return newEntry(&record{der: make([]byte, derLen), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)}, nil)
+	return newEntry(&record{der: make([]byte, derLen), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)}, nil, nil)
 }
 
 // TestCacheByteBound inserts far more bytes than the cache may hold, in
@@ -71,11 +71,11 @@ func checkCache(t *testing.T, c *cache, maxEntries int, maxBytes int64) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		var sum int64
-		for pos, s := range sh.ring {
-			if s.pos != pos || sh.m[s.key] != s || s.size != s.e.size() {
+		for pos, e := range sh.ring {
+			if s := &e.slot; s.pos != pos || sh.m[s.key] != e || s.size != e.size() {
 				t.Fatalf("shard %d: slot at %d inconsistent", i, pos)
 			}
-			sum += s.size
+			sum += e.slot.size
 		}
 		if sum != sh.bytes || len(sh.m) != len(sh.ring) {
 			t.Fatalf("shard %d: counted %d bytes, %d map entries; holds %d bytes, %d ring entries", i, sh.bytes, len(sh.m), sum, len(sh.ring))
@@ -148,7 +148,7 @@ func TestCachedResponseSharesResponderCert(t *testing.T) {
 	// A response larger than net/http's buffer (an RSA-4096 responder's
 	// can be): the cached entry is replaced by one of 3 000 bytes.
 	now := e.clock.Now()
-	big := newEntry(&record{der: bytes.Repeat([]byte{0x30}, 3000), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)}, nil)
+	big := newEntry(&record{der: bytes.Repeat([]byte{0x30}, 3000), issuer: "demo", thisUpdate: now, nextUpdate: now.Add(time.Hour)}, nil, nil)
 	e.r.cache.put(&keys[0], big)
 	req, _ := http.NewRequest(http.MethodGet, e.srv.URL, nil)
 	req.URL.Opaque = targets[0]
@@ -160,5 +160,23 @@ func TestCachedResponseSharesResponderCert(t *testing.T) {
 	res.Body.Close()
 	if len(body) != 3000 || res.ContentLength != 3000 || len(res.TransferEncoding) != 0 {
 		t.Fatalf("large response: %d bytes, Content-Length %d, Transfer-Encoding %v", len(body), res.ContentLength, res.TransferEncoding)
+	}
+}
+
+// TestHeaderMemo: entries signed in the same second share one copy of
+// their date and length header values, and the values are right.
+func TestHeaderMemo(t *testing.T) {
+	var memo headerMemo
+	this := time.Date(2026, 12, 1, 9, 59, 24, 0, time.UTC)
+	a := newEntry(&record{der: []byte{0x30, 1, 2}, thisUpdate: this, nextUpdate: this.Add(72 * time.Hour)}, nil, &memo)
+	b := newEntry(&record{der: []byte{0x30, 1, 3}, thisUpdate: this, nextUpdate: this.Add(72 * time.Hour)}, nil, &memo)
+	if &a.lastModified[0] != &b.lastModified[0] || &a.expires[0] != &b.expires[0] || &a.contentLength[0] != &b.contentLength[0] {
+		t.Fatal("header values of one batch are not shared")
+	}
+	if a.lastModified[0] != "Tue, 01 Dec 2026 09:59:24 GMT" || a.expires[0] != "Fri, 04 Dec 2026 09:59:24 GMT" || a.contentLength[0] != "3" {
+		t.Fatalf("values %q %q %q", a.lastModified, a.expires, a.contentLength)
+	}
+	if a.etag[0] == b.etag[0] || len(a.etag[0]) < 3 || a.etag[0][0] != '"' {
+		t.Fatalf("ETags %q %q", a.etag, b.etag)
 	}
 }

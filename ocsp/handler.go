@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // reqBuf is the per-request scratch space, pooled so a request allocates
@@ -51,6 +52,17 @@ func (b *reqBuf) decodeGET(rest string) ([]byte, bool) {
 	if len(rest) == 0 || len(rest) > cap(b.text) {
 		return nil, false
 	}
+	// Most clients send padded standard base64 (RFC 6960 Appendix A.1,
+	// percent-decoded above): decode it as it is, and normalise only what
+	// that refuses.
+	if n, err := base64.StdEncoding.Decode(b.der, unsafe.Slice(unsafe.StringData(rest), len(rest))); err == nil {
+		return b.der[:n], true
+	}
+	return b.normalise(rest)
+}
+
+// normalise decodes the base64 variants clients send (see decodeGET).
+func (b *reqBuf) normalise(rest string) ([]byte, bool) {
 	t := b.text[:0]
 	for i := 0; i < len(rest); i++ {
 		c := rest[i]

@@ -121,6 +121,7 @@ type Responder struct {
 
 	hdrOCSP, hdrNoCache, hdrNoStore []string
 	maxAge                          maxAgeMemo
+	headers                         headerMemo
 }
 
 // New builds a Responder over the CA's issuers.
@@ -412,7 +413,7 @@ func (r *Responder) entryOf(rec *record) *entry {
 	if iss != nil && iss.resp != nil {
 		shared = iss.resp.cert.Raw
 	}
-	e := newEntry(rec, shared)
+	e := newEntry(rec, shared, &r.headers)
 	if iss != nil {
 		// The table's copy: lookup compares it with the CertID's issuer on
 		// every hit, and equal pointers compare without reading the bytes.
