@@ -281,7 +281,11 @@ func (p *Publisher) publish(ctx context.Context, msgs []*message) error {
 		seq++
 		prev = m.Seq
 	}
-	timeout := time.NewTimer(30 * time.Second)
+	// A publish that reaches a stream without a leader (its node was
+	// killed and the others are electing) is dropped without an answer:
+	// only this wait ends it, and the round is retried once the cluster
+	// has a leader again. So it is short, and counts from the last ack.
+	timeout := time.NewTimer(ackWait)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
@@ -290,16 +294,20 @@ func (p *Publisher) publish(ctx context.Context, msgs []*message) error {
 			p.prev = f.m.Seq
 			p.published.Store(f.m.Seq)
 			p.m.published.Set(float64(f.m.Seq))
+			timeout.Reset(ackWait)
 		case err := <-f.ack.Err():
 			return fmt.Errorf("publishing change-log entry %d: %w", f.m.Seq, err)
 		case <-timeout.C:
-			return fmt.Errorf("publishing change-log entry %d: no acknowledgement within 30s", f.m.Seq)
+			return fmt.Errorf("publishing change-log entry %d: no acknowledgement within %s", f.m.Seq, ackWait)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	return nil
 }
+
+// ackWait is how long publish waits for the stream's next acknowledgement.
+const ackWait = 3 * time.Second
 
 // maxInline is the largest body sent in the message itself; larger ones
 // (full CRLs of large CAs) go to the large-message bucket and the message

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -169,6 +170,11 @@ func startReplica(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 			if core.ca != nil {
 				reloadIssuers(ctx, core.ca, responder, log)
 			}
+			// Loading a snapshot leaves the heap it needed (decoded
+			// batches, watchers' rebuilds) to the scavenger, which took
+			// minutes to return it: 1.5 GB RssAnon right after a
+			// bootstrap of 100 000 certificates, 0.45 GB once settled.
+			debug.FreeOSMemory()
 		},
 		OnApplied: func(ctx context.Context, recs []store.Record) {
 			cas := false

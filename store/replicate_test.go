@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -154,6 +155,53 @@ func TestReloadKeepsNewestVersions(t *testing.T) {
 		for _, k := range []string{"gone", "stale"} {
 			if _, err := tx.Blob("ocsp", k); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("%s survived the reload: %v", k, err)
+			}
+		}
+		return nil
+	}))
+}
+
+// TestReloadFlattensTheTree loads a backup several times a memtable's size:
+// the tables it leaves hold the records in one level below level 0, not in
+// overlapping level-0 tables that each read would search.
+func TestReloadFlattensTheTree(t *testing.T) {
+	ctx := context.Background()
+	p, _ := openTest(t)
+	r, err := Open(Options{Dir: t.TempDir(), MinFreeBytes: 4 << 20}) // 1 MiB memtables
+	must(t, err)
+	t.Cleanup(func() { r.Close() })
+	val := bytes.Repeat([]byte("x"), 300) // below the value threshold: in the tables
+	for i := range 60 {
+		must(t, p.Update(ctx, func(tx *Tx) error {
+			for j := range 1000 {
+				if err := tx.PutBlob("ocsp", fmt.Sprintf("%03d-%04d", i, j), val); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	var buf bytes.Buffer
+	must(t, p.Backup(ctx, &buf))
+	must(t, r.Reload(ctx, &buf))
+	var below []int
+	l0 := 0
+	for _, l := range r.db.Levels() {
+		if l.Level == 0 {
+			l0 = l.NumTables
+		} else if l.NumTables > 0 {
+			below = append(below, l.Level)
+		}
+	}
+	// Level 0 may hold a memtable flushed after the merge (without it,
+	// it held ten overlapping tables here).
+	if len(below) != 1 || l0 > 2 {
+		t.Fatalf("after the reload level 0 holds %d tables and levels %v below it hold tables; want the records in one level:\n%s", l0, below, r.db.LevelsToString())
+	}
+	must(t, r.View(ctx, func(tx *Tx) error {
+		for _, k := range []string{"000-0000", "031-0500", "059-0999"} {
+			if b, err := tx.Blob("ocsp", k); err != nil || !bytes.Equal(b, val) {
+				t.Fatalf("%s after the reload: %d bytes, %v", k, len(b), err)
 			}
 		}
 		return nil

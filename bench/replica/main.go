@@ -57,6 +57,7 @@ import (
 
 type flags struct {
 	bin, seeded, work  string
+	profile            string
 	revokes, rounds    int
 	duration           time.Duration
 	conns, samplePaths int
@@ -66,6 +67,8 @@ func main() {
 	var f flags
 	flag.StringVar(&f.bin, "certcenter", "/tmp/cc", "certcenter binary")
 	flag.StringVar(&f.seeded, "seeded", "", "data directory made by certcenter seed (copied, not changed)")
+	flag.StringVar(&f.seeded, "data", "", "the same as -seeded (the name bench/ocsp uses)")
+	flag.StringVar(&f.profile, "profile", "", "directory for CPU profiles of the replica and the all-in-one server during the first OCSP round (enables metrics.pprof)")
 	flag.StringVar(&f.work, "work", "", "work directory (default: a temporary one)")
 	flag.IntVar(&f.revokes, "revokes", 1000, "revocations in the burst")
 	flag.IntVar(&f.rounds, "rounds", 3, "alternating OCSP rounds")
@@ -111,7 +114,7 @@ func start(bin, name, dir, cfg string, role string) (*proc, error) {
 func run(f flags) error {
 	ctx := context.Background()
 	if f.seeded == "" {
-		return errors.New("-seeded is required (certcenter seed --data DIR --count N)")
+		return errors.New("-seeded (or -data) is required: a data directory made by certcenter seed --data DIR --count N")
 	}
 	work := f.work
 	if work == "" {
@@ -145,7 +148,7 @@ func run(f flags) error {
 	common := func(httpAddr, apiAddr, metrics string) []string {
 		return []string{"log: {level: warn}", "store: {sync_writes: true}", "crl: {delta_delay: 100ms}",
 			"http: {addr: \"" + httpAddr + "\"}", "api: {addr: \"" + apiAddr + "\"}",
-			"ldap: {addr: \"\", ldaps_addr: \"\"}", "metrics: {addr: \"" + metrics + "\"}"}
+			"ldap: {addr: \"\", ldaps_addr: \"\"}", "metrics: {addr: \"" + metrics + "\", pprof: " + strconv.FormatBool(f.profile != "") + "}"}
 	}
 	// The replica runs the (single) NATS server, so that stopping the
 	// primary for the OCSP comparison leaves the replica healthy.
@@ -186,8 +189,8 @@ func run(f flags) error {
 	boot := time.Since(begin)
 	logf("snapshot written in %.1fs", snapSecs)
 	logf("replica ready after %s; %s", boot.Round(time.Millisecond), benchproc.MemOf(rep.cmd.Process.Pid))
-	fmt.Printf("bootstrap: %d certificates, snapshot written by the primary in %.1fs, replica ready %s after the snapshot was stored (fetched, loaded, caught up); replica %s; primary %s\n",
-		n, snapSecs, boot.Round(time.Millisecond), benchproc.MemOf(rep.cmd.Process.Pid), benchproc.MemOf(prim.cmd.Process.Pid))
+	fmt.Printf("bootstrap: %d certificates, snapshot written by the primary in %.1fs, replica ready %s after the snapshot was stored (fetched, loaded, caught up); replica %s, store %s; primary %s, store %s\n",
+		n, snapSecs, boot.Round(time.Millisecond), benchproc.MemOf(rep.cmd.Process.Pid), dbFiles(rdir), benchproc.MemOf(prim.cmd.Process.Pid), dbFiles(pdir))
 
 	// 2. Lag under a burst of revocations.
 	before, err := histogram(ports[6], "certcenter_replica_apply_delay_seconds")
@@ -236,9 +239,9 @@ func run(f flags) error {
 		return err
 	}
 	targets := []struct {
-		name, addr string
-		pid        int
-	}{{"replica", ports[4], rep.cmd.Process.Pid}, {"all-in-one", ports[1], aio.cmd.Process.Pid}}
+		name, addr, metrics string
+		pid                 int
+	}{{"replica", ports[4], ports[6], rep.cmd.Process.Pid}, {"all-in-one", ports[1], ports[3], aio.cmd.Process.Pid}}
 	for _, t := range targets { // warm both caches
 		load(t.addr, paths, f.conns, 3*time.Second)
 	}
@@ -250,15 +253,71 @@ func run(f flags) error {
 			order = []int{1, 0}
 		}
 		for _, i := range order {
+			var prof chan error
+			if f.profile != "" && r == 0 {
+				prof = make(chan error, 1)
+				go func() { prof <- cpuProfile(targets[i].metrics, f.duration-time.Second, filepath.Join(f.profile, targets[i].name+".pprof")) }()
+			}
 			res := load(targets[i].addr, paths, f.conns, f.duration)
+			if prof != nil {
+				if err := <-prof; err != nil {
+					return err
+				}
+			}
 			rps[i] = res.rps
 			fmt.Printf("ocsp round %d %-10s %8.0f req/s  p50 %s  p99 %s  errors %d  %s\n", r+1, targets[i].name, res.rps, res.p50, res.p99, res.errors, benchproc.MemOf(targets[i].pid))
 		}
 		ratios = append(ratios, rps[0]/rps[1])
 	}
+	fmt.Printf("stores after the rounds: replica %s; all-in-one %s\n", dbFiles(rdir), dbFiles(pdir))
 	slices.Sort(ratios)
 	fmt.Printf("ocsp replica/all-in-one ratio: median %.2fx, rounds %v\n", ratios[len(ratios)/2], ratios)
 	return nil
+}
+
+// dbFiles sums the Badger tables and value logs of a data directory.
+func dbFiles(dir string) string {
+	var sst, vlog, nsst int64
+	entries, _ := os.ReadDir(filepath.Join(dir, "db"))
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		switch filepath.Ext(e.Name()) {
+		case ".sst":
+			nsst++
+			sst += info.Size()
+		case ".vlog":
+			vlog += info.Size()
+		}
+	}
+	return fmt.Sprintf("%d tables %d MB, value log %d MB", nsst, sst>>20, vlog>>20)
+}
+
+// cpuProfile saves a CPU profile of d from the pprof handler on a
+// process's metrics listener.
+func cpuProfile(metricsAddr string, d time.Duration, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", metricsAddr, int(d.Seconds())))
+	if err != nil {
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("CPU profile: %s", resp.Status)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func dur(s float64) string {
