@@ -165,19 +165,27 @@ func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.O
 	if _, err := b.Finish(ctx); err != nil {
 		return seed.Result{}, err
 	}
-	res, err := seed.Run(ctx, c.store, c.ca, opts)
-	if err != nil {
-		return res, err
-	}
 	r, err := newOCSPResponder(cfg, c, log, prometheus.NewRegistry())
 	if err != nil {
+		return seed.Result{}, err
+	}
+	// Each batch stores its certificates' OCSP responses in its own
+	// transaction: no dirty marks to write and clear, no second walk.
+	opts.Presign = r.PresignTx
+	c.store.SetOCSPPresigned(true)
+	res, err := seed.Run(ctx, c.store, c.ca, opts)
+	c.store.SetOCSPPresigned(false)
+	if err != nil {
 		return res, err
 	}
+	// What the seed did not sign (a store seeded before, or a crash
+	// between an earlier run's batches) the usual refresh signs: it reads
+	// the dirty set and the schedule's head, not every record.
 	st, err := r.Refresh(ctx)
 	if err != nil {
 		return res, fmt.Errorf("pre-signing OCSP responses: %w", err)
 	}
-	res.OCSPSigned = st.Signed
+	res.OCSPSigned = res.Subscribers + st.Signed // each seeded certificate with its batch
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,4 +67,27 @@ func seedInUse(err error) error {
 			"(DIR holds the administrator credential), or stop the server", err)
 	}
 	return err
+}
+
+// registerSeedProfileFlag adds the hidden --cpuprofile of the offline seed
+// (where a bulk load spends its time); start begins the profile, if asked,
+// and returns what stops it.
+func registerSeedProfileFlag(cmd *cobra.Command) (start func() (stop func(), err error)) {
+	var path string
+	cmd.Flags().StringVar(&path, "cpuprofile", "", "write a CPU profile of the offline seed to this file")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
+	return func() (func(), error) {
+		if path == "" {
+			return func() {}, nil
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	}
 }
