@@ -72,7 +72,8 @@ func (c *core) close() error {
 	return errors.Join(errs...)
 }
 
-func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core, error) {
+// tune, if given, adjusts the store's options (the seed's bulk load).
+func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger, tune ...func(*store.Options)) (*core, error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -84,7 +85,11 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core,
 	if c.signers, err = openSigner(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	c.store, err = store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: cfg.Store.SyncWrites, MinFreeBytes: cfg.Store.MinFreeMB << 20, CacheBytes: cfg.Store.CacheMB << 20, Logger: log})
+	sopts := store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: cfg.Store.SyncWrites, MinFreeBytes: cfg.Store.MinFreeMB << 20, CacheBytes: cfg.Store.CacheMB << 20, Logger: log}
+	for _, t := range tune {
+		t(&sopts)
+	}
+	c.store, err = store.Open(sopts)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -153,7 +158,7 @@ func Recover(ctx context.Context, cfg *config.Config, log *slog.Logger, operator
 // and pre-signs their OCSP responses, so the next serve is ready at once.
 func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.Options) (seed.Result, error) {
 	start := time.Now()
-	c, err := openCore(ctx, cfg, log)
+	c, err := openCore(ctx, cfg, log, func(o *store.Options) { o.BulkLoad = true })
 	if err != nil {
 		return seed.Result{}, err
 	}
