@@ -191,6 +191,9 @@ func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.O
 		return res, fmt.Errorf("pre-signing OCSP responses: %w", err)
 	}
 	res.OCSPSigned = res.Subscribers + st.Signed // each seeded certificate with its batch
+	if res.CRLs, err = buildSeedCRLs(ctx, cfg, c, log); err != nil {
+		return res, err
+	}
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
+	"net/http"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -76,6 +78,11 @@ func TestSeedPresignsInItsBatches(t *testing.T) {
 		}); err != nil {
 			return err
 		}
+		// The CRLs the revocations made due are built before the seed
+		// returns, not left to the next start.
+		if _, err := tx.Blob("crl", cfg.CA.Name+".crl"); err != nil {
+			t.Errorf("no full CRL after the seed: %v", err)
+		}
 		return tx.EachCert(func(c *store.Cert) error {
 			if !strings.HasPrefix(c.SubscriberID, "seed-") {
 				return nil
@@ -109,6 +116,17 @@ func TestSeedPresignsInItsBatches(t *testing.T) {
 	public := "http://" + s.Addr("http")
 	waitReady(t, public)
 	issuer := readCert(t, filepath.Join(cfg.DataDir, bootstrap.CACert))
+	code, body := get(t, http.DefaultClient, public+"/crl/"+cfg.CA.Name+".crl")
+	if code != 200 {
+		t.Fatalf("full CRL: %d", code)
+	}
+	list, err := x509.ParseRevocationList([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.RevokedCertificateEntries) != 15 {
+		t.Errorf("full CRL lists %d; want the 15 seeded revocations", len(list.RevokedCertificateEntries))
+	}
 	for _, c := range []struct {
 		serial string
 		want   int

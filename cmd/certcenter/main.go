@@ -208,8 +208,8 @@ func seedCmd() *cobra.Command {
 			if err != nil {
 				return seedInUse(err)
 			}
-			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, %d OCSP responses pre-signed, in %s\n",
-				res.Subscribers, res.First, res.Last, res.Revoked, res.OCSPSigned, res.Elapsed.Round(time.Millisecond))
+			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, %d OCSP responses pre-signed, CRLs built in %s, in %s\n",
+				res.Subscribers, res.First, res.Last, res.Revoked, res.OCSPSigned, res.CRLs.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 			return nil
 		},
 	}

@@ -55,7 +55,10 @@ type Result struct {
 	First, Last string
 	// OCSPSigned counts responses pre-signed after seeding (set by the caller).
 	OCSPSigned int
-	Elapsed    time.Duration
+	// CRLs is how long building the CRLs after seeding took (set by the
+	// caller; 0: not built).
+	CRLs    time.Duration
+	Elapsed time.Duration
 }
 
 // Run issues opts.Count certificates through the authority's default CA.
