@@ -72,8 +72,7 @@ func (c *core) close() error {
 	return errors.Join(errs...)
 }
 
-// tune, if given, adjusts the store's options (the seed's bulk load).
-func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger, tune ...func(*store.Options)) (*core, error) {
+func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*core, error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -85,11 +84,7 @@ func openCore(ctx context.Context, cfg *config.Config, log *slog.Logger, tune ..
 	if c.signers, err = openSigner(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	sopts := store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: cfg.Store.SyncWrites, MinFreeBytes: cfg.Store.MinFreeMB << 20, CacheBytes: cfg.Store.CacheMB << 20, Logger: log}
-	for _, t := range tune {
-		t(&sopts)
-	}
-	c.store, err = store.Open(sopts)
+	c.store, err = store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, dbDir), SyncWrites: cfg.Store.SyncWrites, MinFreeBytes: cfg.Store.MinFreeMB << 20, CacheBytes: cfg.Store.CacheMB << 20, Logger: log})
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -158,7 +153,7 @@ func Recover(ctx context.Context, cfg *config.Config, log *slog.Logger, operator
 // and pre-signs their OCSP responses, so the next serve is ready at once.
 func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.Options) (seed.Result, error) {
 	start := time.Now()
-	c, err := openCore(ctx, cfg, log, func(o *store.Options) { o.BulkLoad = true })
+	c, err := openCore(ctx, cfg, log)
 	if err != nil {
 		return seed.Result{}, err
 	}

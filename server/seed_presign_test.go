@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"crypto/x509"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"

@@ -72,10 +72,6 @@ type Options struct {
 	// index caches share it. 0 means DefaultCacheBytes.
 	CacheBytes int64
 	Logger     *slog.Logger
-	// BulkLoad tunes Badger's compaction for one writer loading many
-	// records (the offline seed; bulk.go). The next open without it is
-	// back to the normal options: they are not stored with the data.
-	BulkLoad bool
 }
 
 // Store is the embedded database. It is safe for concurrent use.
@@ -109,7 +105,7 @@ type Store struct {
 	compactMu sync.Mutex
 	// repl is the replicated key prefixes (replicate.go); nil: off.
 	repl replState
-	// ocspPresigned: certificate writes leave no OCSP mark (bulk.go).
+	// ocspPresigned: certificate writes leave no OCSP mark (presigned.go).
 	ocspPresigned atomic.Bool
 }
 
@@ -135,9 +131,6 @@ func Open(opts Options) (*Store, error) {
 		bopts = bopts.WithMemTableSize(mt).WithValueLogFileSize(vl).
 			WithValueThreshold(min(bopts.ValueThreshold, mt*15/100/2))
 		s.dir, s.floor = opts.Dir, opts.MinFreeBytes
-	}
-	if opts.BulkLoad {
-		bopts = withBulkLoad(bopts)
 	}
 	if opts.InMemory {
 		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
