@@ -53,7 +53,9 @@ type Result struct {
 	Subscribers int
 	Revoked     int
 	First, Last string
-	// OCSPSigned counts responses pre-signed after seeding (set by the caller).
+	// OCSPSigned counts the OCSP responses pre-signed: the seeded ones
+	// (with their batches) and any the refresh after the seed signed (set
+	// by the caller).
 	OCSPSigned int
 	// CRLs is how long building the CRLs after seeding took (set by the
 	// caller; 0: not built).
