@@ -178,9 +178,9 @@ func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.O
 	if err != nil {
 		return res, err
 	}
-	// What the seed did not sign (a store seeded before, or a crash
-	// between an earlier run's batches) the usual refresh signs: it reads
-	// the dirty set and the schedule's head, not every record.
+	// What the seed did not sign (the bootstrap's certificates, a store
+	// seeded by an older version) the usual refresh signs: it reads the
+	// dirty set and the schedule's head, not every record.
 	st, err := r.Refresh(ctx)
 	if err != nil {
 		return res, fmt.Errorf("pre-signing OCSP responses: %w", err)
