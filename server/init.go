@@ -153,6 +153,11 @@ func Recover(ctx context.Context, cfg *config.Config, log *slog.Logger, operator
 // and pre-signs their OCSP responses, so the next serve is ready at once.
 func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.Options) (seed.Result, error) {
 	start := time.Now()
+	// Most of the seed's peak heap is garbage (Badger's compaction
+	// buffers): server.memory_limit bounds it as it does the server's
+	// (at 100 000, 1.3 GB RssAnon without a limit, 0.69 GB at 800 MiB,
+	// for the same CPU).
+	defer applyMemoryLimit(cfg, log)()
 	c, err := openCore(ctx, cfg, log)
 	if err != nil {
 		return seed.Result{}, err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -134,5 +135,29 @@ func TestSeedPresignsInItsBatches(t *testing.T) {
 		if got := ocspStatusAt(t, cfg.DataDir, public, c.serial, issuer); got != c.want {
 			t.Errorf("OCSP status of seeded %s = %d; want %d", c.serial, got, c.want)
 		}
+	}
+}
+
+// TestSeedAppliesMemoryLimit: the offline seed runs under
+// server.memory_limit, as the server does, and puts the previous limit
+// back when it returns.
+func TestSeedAppliesMemoryLimit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Server.MemoryLimit = 300 << 20
+	before := debug.SetMemoryLimit(-1)
+	opts := seedOptions(3, 0)
+	var during atomic.Int64
+	opts.OnBatch = func(*store.Tx, string, string, int) error {
+		during.Store(debug.SetMemoryLimit(-1))
+		return nil
+	}
+	if _, err := Seed(context.Background(), cfg, slog.New(slog.DiscardHandler), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := during.Load(); got != 300<<20 {
+		t.Errorf("memory limit while seeding = %d; want server.memory_limit %d", got, 300<<20)
+	}
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("memory limit after the seed = %d; want the previous %d", got, before)
 	}
 }
