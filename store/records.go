@@ -239,9 +239,12 @@ func (tx *Tx) putCert(c *Cert) error {
 		return fmt.Errorf("writing certificate %x: %w", c.Serial, err)
 	}
 	serial := hex.EncodeToString(c.Serial)
-	// Every write of a certificate changes what its OCSP response must say.
-	if err := tx.MarkDirty(DirtyOCSP, serial); err != nil {
-		return err
+	// Every write of a certificate changes what its OCSP response must say,
+	// unless the writer stores that response in this transaction too.
+	if !tx.s.ocspPresigned.Load() {
+		if err := tx.MarkDirty(DirtyOCSP, serial); err != nil {
+			return err
+		}
 	}
 	tx.changed(KindCert, serial)
 	return nil

@@ -105,6 +105,8 @@ type Store struct {
 	compactMu sync.Mutex
 	// repl is the replicated key prefixes (replicate.go); nil: off.
 	repl replState
+	// ocspPresigned: certificate writes leave no OCSP mark (presigned.go).
+	ocspPresigned atomic.Bool
 }
 
 // Open opens (creating if needed) the database in opts.Dir.

@@ -165,6 +165,7 @@ func seedCmd() *cobra.Command {
 	var fraction float64
 	var api apiClient
 	var batch int
+	var startProfile func() (func(), error)
 	cmd := &cobra.Command{
 		Use:   "seed",
 		Short: "Add synthetic subscribers seed-0000000, seed-0000001, ... with certificates (server stopped, or --server with api.seed)",
@@ -189,6 +190,11 @@ func seedCmd() *cobra.Command {
 			}
 			log := newLogger(cfg, os.Stderr)
 			quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			stopProfile, err := startProfile()
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			last := time.Now()
 			res, err := server.Seed(cmd.Context(), cfg, quiet, seed.Options{
 				Count: count, RevokedFraction: fraction,
@@ -202,8 +208,8 @@ func seedCmd() *cobra.Command {
 			if err != nil {
 				return seedInUse(err)
 			}
-			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, %d OCSP responses pre-signed, in %s\n",
-				res.Subscribers, res.First, res.Last, res.Revoked, res.OCSPSigned, res.Elapsed.Round(time.Millisecond))
+			fmt.Printf("seeded %d subscribers (%s .. %s), %d revoked, %d OCSP responses pre-signed, CRLs built in %s, in %s\n",
+				res.Subscribers, res.First, res.Last, res.Revoked, res.OCSPSigned, res.CRLs.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 			return nil
 		},
 	}
@@ -211,6 +217,7 @@ func seedCmd() *cobra.Command {
 	cmd.Flags().IntVar(&count, "count", 1000, "subscribers to add")
 	cmd.Flags().Float64Var(&fraction, "revoked-fraction", 0, "fraction of the new certificates to revoke (0..1)")
 	registerSeedAPIFlags(cmd, &api, &batch)
+	startProfile = registerSeedProfileFlag(cmd)
 	return cmd
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,4 +67,61 @@ func seedInUse(err error) error {
 			"(DIR holds the administrator credential), or stop the server", err)
 	}
 	return err
+}
+
+// registerSeedProfileFlag adds the hidden --cpuprofile of the offline seed
+// (where a bulk load spends its time); start begins the profile, if asked,
+// and returns what stops it.
+func registerSeedProfileFlag(cmd *cobra.Command) (start func() (stop func(), err error)) {
+	var path, heap string
+	cmd.Flags().StringVar(&path, "cpuprofile", "", "write a CPU profile of the offline seed to this file")
+	cmd.Flags().StringVar(&heap, "memprofile", "", "write a heap profile of the offline seed to this file every 10 s and at the end")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
+	_ = cmd.Flags().MarkHidden("memprofile")
+	return func() (func(), error) {
+		stopHeap := func() {}
+		if heap != "" {
+			done := make(chan struct{})
+			finished := make(chan struct{})
+			go func() {
+				defer close(finished)
+				t := time.NewTicker(10 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-t.C:
+					case <-done:
+						writeHeapProfile(heap)
+						return
+					}
+					writeHeapProfile(heap)
+				}
+			}()
+			stopHeap = func() { close(done); <-finished }
+		}
+		if path == "" {
+			return stopHeap, nil
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return func() { pprof.StopCPUProfile(); f.Close(); stopHeap() }, nil
+	}
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return
+	}
+	if pprof.Lookup("heap").WriteTo(f, 0) == nil && f.Close() == nil {
+		_ = os.Rename(path+".tmp", path)
+		return
+	}
+	f.Close()
 }

@@ -41,6 +41,11 @@ type Options struct {
 	// writes its audit record there, so a batch and its record commit
 	// together).
 	OnBatch func(tx *store.Tx, first, last string, revoked int) error
+	// Presign, if set, runs in each batch's transaction after the
+	// revocations with the batch's certificates as they will commit, and
+	// stores their OCSP responses there (the offline seed: one pass, no
+	// second walk of the store to pre-sign them afterwards).
+	Presign func(ctx context.Context, tx *store.Tx, certs []*store.Cert) error
 }
 
 // Result reports what was added.
@@ -48,9 +53,14 @@ type Result struct {
 	Subscribers int
 	Revoked     int
 	First, Last string
-	// OCSPSigned counts responses pre-signed after seeding (set by the caller).
+	// OCSPSigned counts the OCSP responses pre-signed: the seeded ones
+	// (with their batches) and any the refresh after the seed signed (set
+	// by the caller).
 	OCSPSigned int
-	Elapsed    time.Duration
+	// CRLs is how long building the CRLs after seeding took (set by the
+	// caller; 0: not built).
+	CRLs    time.Duration
+	Elapsed time.Duration
 }
 
 // Run issues opts.Count certificates through the authority's default CA.
@@ -104,7 +114,7 @@ func Run(ctx context.Context, st *store.Store, auth *ca.Authority, opts Options)
 		go func() {
 			defer wg.Done()
 			for b := range jobs {
-				n, err := seedBatch(ctx, st, auth, iss.Name, org, base, b.from, b.to, opts.RevokedFraction, opts.Now, opts.OnBatch)
+				n, err := seedBatch(ctx, st, auth, iss.Name, org, base, b.from, b.to, opts)
 				if err != nil {
 					fail(err)
 					return
@@ -180,8 +190,8 @@ func revokes(k int, fraction float64) bool {
 	return math.Round(float64(k+1)*fraction) > math.Round(float64(k)*fraction)
 }
 
-func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName, org string, base, from, to int, fraction float64, clock func() time.Time,
-	onBatch func(tx *store.Tx, first, last string, revoked int) error) (int, error) {
+func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName, org string, base, from, to int, opts Options) (int, error) {
+	fraction, clock, onBatch := opts.RevokedFraction, opts.Now, opts.OnBatch
 	reqs := make([]ca.IssueRequest, 0, to-from)
 	subs := make([]*store.Subscriber, 0, to-from)
 	now := clock().UTC()
@@ -224,6 +234,11 @@ func seedBatch(ctx context.Context, st *store.Store, auth *ca.Authority, caName,
 			// the record as committed, revoked, not the one before.
 			*c = *r
 			revoked++
+		}
+		if opts.Presign != nil {
+			if err := opts.Presign(ctx, tx, certs); err != nil {
+				return fmt.Errorf("pre-signing OCSP responses: %w", err)
+			}
 		}
 		if onBatch != nil {
 			return onBatch(tx, Name(from), Name(to-1), revoked)

@@ -3,6 +3,7 @@ package seed_test
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"math"
 	"strings"
 	"sync"
@@ -221,5 +222,61 @@ func BenchmarkRun(b *testing.B) {
 		if _, err := seed.Run(e.Ctx, e.Store, e.CA, seed.Options{Count: 2000, RevokedFraction: 0.02}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPresignSeesBatchAsCommitted: Presign runs in each batch's
+// transaction after the revocations, with the certificates as they will
+// commit (revoked ones revoked); what it writes commits with the batch,
+// and an error from it rolls the batch back and fails the run.
+func TestPresignSeesBatchAsCommitted(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	var mu sync.Mutex
+	seen := map[string]store.CertStatus{}
+	_, err := seed.Run(e.Ctx, e.Store, e.CA, seed.Options{Count: 20, RevokedFraction: 0.25, BatchSize: 6, Workers: 2, Now: e.Clock.Now,
+		Presign: func(_ context.Context, tx *store.Tx, certs []*store.Cert) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range certs {
+				stored, err := tx.Cert(c.Serial)
+				if err != nil {
+					return err
+				}
+				if stored.Status != c.Status || !stored.UpdatedAt.Equal(c.UpdatedAt) {
+					t.Errorf("%s: Presign got status %v updated %v, the transaction holds %v %v", c.CommonName, c.Status, c.UpdatedAt, stored.Status, stored.UpdatedAt)
+				}
+				seen[c.SerialHex()] = c.Status
+				if err := tx.PutBlob("presign-test", c.SerialHex(), []byte{1}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, st := range seen {
+		if st == store.StatusRevoked {
+			revoked++
+		}
+	}
+	if len(seen) != 20 || revoked != 5 {
+		t.Fatalf("Presign saw %d certificates, %d revoked; want 20 and 5", len(seen), revoked)
+	}
+	for serial := range seen {
+		if err := e.Store.View(e.Ctx, func(tx *store.Tx) error { _, err := tx.Blob("presign-test", serial); return err }); err != nil {
+			t.Errorf("what Presign wrote for %s did not commit: %v", serial, err)
+		}
+	}
+
+	before := len(seeded(t, e))
+	_, err = seed.Run(e.Ctx, e.Store, e.CA, seed.Options{Count: 4, BatchSize: 4, Now: e.Clock.Now,
+		Presign: func(context.Context, *store.Tx, []*store.Cert) error { return errors.New("signer gone") }})
+	if err == nil || !strings.Contains(err.Error(), "signer gone") {
+		t.Fatalf("Run with a failing Presign: %v", err)
+	}
+	if after := len(seeded(t, e)); after != before {
+		t.Errorf("a batch whose Presign failed committed: %d seeded certificates, %d before", after, before)
 	}
 }
