@@ -1,9 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // Directory indexes: the LDAP directory answers equality on uid, mail and
@@ -12,12 +16,17 @@ import (
 //	i\0subuid\0<lower uid>\0<id>
 //	i\0submail\0<lower mail>\0<id>
 //	i\0subsn\0<lower serialNumber>\0<id>
-//	i\0subidx                          marker: the three indexes are complete
+//	i\0suborg\0<o>\0<ou>\0<id>          the organisation tree: the directory's
+//	                                   containers at start, without reading
+//	                                   every subscriber
+//	i\0subidx2                         marker: the four indexes are complete
+//	                                   (i\0subidx: the first three)
 var (
 	pIdxSubUID    = []byte("i\x00subuid\x00")
 	pIdxSubMail   = []byte("i\x00submail\x00")
 	pIdxSubSN     = []byte("i\x00subsn\x00")
-	kSubIdxMarker = []byte("i\x00subidx")
+	pIdxSubOrg    = []byte("i\x00suborg\x00")
+	kSubIdxMarker = []byte("i\x00subidx2")
 )
 
 // subscriberAttrIndexes lists the directory index keys of one subscriber.
@@ -31,7 +40,39 @@ func subscriberAttrIndexes(s *Subscriber) [][]byte {
 			out = append(out, cat(ix.prefix, fold(ix.v), []byte(s.ID)))
 		}
 	}
-	return out
+	return append(out, cat(pIdxSubOrg, stripNUL(s.Organization), stripNUL(s.OrgUnit), []byte(s.ID)))
+}
+
+// stripNUL removes the NUL that separates key parts, keeping case.
+func stripNUL(s string) []byte { return []byte(strings.ReplaceAll(s, "\x00", "")) }
+
+// EachOrgUnit calls fn once for every (organisation, unit) pair that some
+// subscriber has, in key order. It reads one index key per pair, seeking
+// past the rest of the pair's subscribers, so it costs the number of
+// pairs, not of subscribers.
+func (tx *Tx) EachOrgUnit(fn func(org, unit string) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = pIdxSubOrg
+	it := tx.txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(pIdxSubOrg); it.ValidForPrefix(pIdxSubOrg); {
+		k := it.Item().Key()
+		rest := k[len(pIdxSubOrg):]
+		o, afterO, ok1 := bytes.Cut(rest, []byte{0})
+		u, _, ok2 := bytes.Cut(afterO, []byte{0})
+		if !ok1 || !ok2 {
+			return fmt.Errorf("organisation index key %q: malformed", k)
+		}
+		org, unit := string(o), string(u)
+		if err := fn(org, unit); err != nil {
+			return err
+		}
+		// Past every key of this pair: <o>\0<ou>\0 then 0xff, which sorts
+		// after every ID (and 0xff never occurs in UTF-8).
+		it.Seek(append(cat(pIdxSubOrg, o, u, nil), 0xff))
+	}
+	return nil
 }
 
 // indexSubscriberAttrs replaces old's directory index keys with s's; old may
