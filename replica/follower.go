@@ -169,7 +169,12 @@ func (f *Follower) bootstrap(ctx context.Context, minSeq uint64) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	res, err := obs.Get(ctx, snapshotName)
+	// The object store gives a Get without a deadline its default timeout
+	// (5 s) for the whole download, which a snapshot of a million
+	// certificates (gigabytes) never meets: bound it by the size instead.
+	dctx, dcancel := context.WithTimeout(ctx, downloadTimeout(info.Size))
+	defer dcancel()
+	res, err := obs.Get(dctx, snapshotName)
 	if err != nil {
 		return fmt.Errorf("reading the snapshot: %w", err)
 	}
@@ -197,6 +202,16 @@ func (f *Follower) bootstrap(ctx context.Context, minSeq uint64) error {
 		f.opts.OnReload(ctx)
 	}
 	return nil
+}
+
+// minDownloadRate is the slowest snapshot download the follower waits
+// for, in bytes per second: a stalled one is retried rather than awaited
+// for ever, and a large one on a slow link still finishes.
+const minDownloadRate = 4 << 20
+
+// downloadTimeout is how long a snapshot of size bytes may take to download.
+func downloadTimeout(size uint64) time.Duration {
+	return time.Minute + time.Duration(size/minDownloadRate)*time.Second
 }
 
 func (f *Follower) setApplied(seq uint64) {

@@ -55,3 +55,15 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestDownloadTimeoutGrowsWithTheSnapshot: the object store's default
+// (5 s for the whole Get) failed every download of a million-certificate
+// snapshot (about 2 GB); the bound now allows the slowest accepted rate.
+func TestDownloadTimeoutGrowsWithTheSnapshot(t *testing.T) {
+	for _, size := range []uint64{0, 300 << 20, 2 << 30, 20 << 30} {
+		d := downloadTimeout(size)
+		if d < time.Minute || d < time.Duration(size/minDownloadRate)*time.Second {
+			t.Fatalf("%d bytes: %s is less than a minute or than at %d B/s", size, d, minDownloadRate)
+		}
+	}
+}
