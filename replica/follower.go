@@ -204,6 +204,10 @@ func (f *Follower) bootstrap(ctx context.Context, minSeq uint64) error {
 	return nil
 }
 
+// stallCheckEvery is how often an idle follower asks its consumer whether
+// it holds undelivered messages.
+const stallCheckEvery = 3 * time.Second
+
 // minDownloadRate is the slowest snapshot download the follower waits
 // for, in bytes per second: a stalled one is retried rather than awaited
 // for ever, and a large one on a slow link still finishes.
@@ -292,11 +296,35 @@ func (f *Follower) follow(ctx context.Context) error {
 		return fmt.Errorf("consuming %s: %w", f.opts.Stream.Name, err)
 	}
 	defer it.Stop()
+	var lastCheck time.Time
+	stalledChecks := 0
 	for ctx.Err() == nil {
 		m, err := it.Next(jetstream.NextMaxWait(time.Second))
 		if errors.Is(err, nats.ErrTimeout) {
-			// Nothing new for a second: caught up, and the consumer
-			// answers (heartbeats would have failed otherwise).
+			// Nothing new for a second. Usually caught up; but when the
+			// consumer's leader dies under the pull (a NATS node lost),
+			// the iterator may wait for ever while the stream holds
+			// messages for it. Every few idle seconds ask the consumer:
+			// messages pending at two checks in a row with nothing
+			// received between them, or no answer, and the consumer is
+			// made again from the applied position.
+			if now := time.Now(); now.Sub(lastCheck) >= stallCheckEvery {
+				lastCheck = now
+				ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
+				info, ierr := cons.Info(ictx)
+				icancel()
+				switch {
+				case ierr != nil:
+					return fmt.Errorf("consumer %s does not answer: %w", f.consumerName(), ierr)
+				case info.NumPending > 0:
+					if stalledChecks++; stalledChecks >= 2 {
+						return fmt.Errorf("consumer %s holds %d messages it does not deliver", f.consumerName(), info.NumPending)
+					}
+					continue // not caught up: no contact recorded
+				default:
+					stalledChecks = 0
+				}
+			}
 			f.contact.Store(f.now().UnixNano())
 			f.lagSince.Store(0)
 			f.m.pending.Set(0)
@@ -306,6 +334,7 @@ func (f *Follower) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("consuming %s: %w", f.opts.Stream.Name, err)
 		}
+		stalledChecks = 0
 		f.contact.Store(f.now().UnixNano())
 		msgs := []jetstream.Msg{m}
 		for len(msgs) < f.opts.BatchSize {
