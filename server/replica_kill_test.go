@@ -386,9 +386,9 @@ func TestReplicaProcessesKilled(t *testing.T) {
 		// are current: the replica restarted above must have caught up
 		// with the stream's Raft group first (as an operator waits before
 		// taking the next machine down).
-		replEventually(t, 30*time.Second, "every stream peer current", func() bool {
-			info := killStreamInfo(t, pcfg, primary.Client)
-			if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		replEventually(t, 60*time.Second, "every stream peer current", func() bool {
+			info, err := tryStreamInfo(pcfg, primary.Client, 5*time.Second)
+			if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 				return false
 			}
 			for _, p := range info.Cluster.Replicas {
@@ -461,28 +461,35 @@ func killSerials(t *testing.T, cfg *config.Config) ([][]byte, *x509.Certificate)
 
 func killStreamInfo(t *testing.T, cfg *config.Config, client int) *jetstream.StreamInfo {
 	t.Helper()
-	ncfg := cfg.NATS
-	ncfg.Embedded, ncfg.URL = false, fmt.Sprintf("nats://127.0.0.1:%d", client)
-	nc, err := replica.Connect(ncfg, nil, "test", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, cfg.Replica.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
+	info, err := tryStreamInfo(cfg, client, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return info
+}
+
+// tryStreamInfo is the stream's description, or why the cluster does not
+// give it now (after a node's SIGKILL and restart, nats-server's meta
+// layer may take tens of seconds to answer again).
+func tryStreamInfo(cfg *config.Config, client int, wait time.Duration) (*jetstream.StreamInfo, error) {
+	ncfg := cfg.NATS
+	ncfg.Embedded, ncfg.URL = false, fmt.Sprintf("nats://127.0.0.1:%d", client)
+	nc, err := replica.Connect(ncfg, nil, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := js.Stream(ctx, cfg.Replica.Stream)
+	if err != nil {
+		return nil, err
+	}
+	return st.Info(ctx)
 }
 
 func lastLines(s string, n int) string {
@@ -513,7 +520,7 @@ func leadersOn(t *testing.T, cfg *config.Config, client int, name string, subjec
 	body := []byte(`{"placement":{"preferred":"` + name + `"}}`)
 	for _, subj := range subjects {
 		var last string
-		for deadline := time.Now().Add(20 * time.Second); ; {
+		for deadline := time.Now().Add(60 * time.Second); ; {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: %s does not lead: %s", subj, name, last)
 			}
@@ -543,8 +550,9 @@ func leadersOn(t *testing.T, cfg *config.Config, client int, name string, subjec
 	}
 	// The stream's leader is where the tests expects it once the
 	// election settled.
-	replEventually(t, 20*time.Second, "stream leader on "+name, func() bool {
-		return killStreamInfo(t, cfg, client).Cluster.Leader == name
+	replEventually(t, 60*time.Second, "stream leader on "+name, func() bool {
+		info, err := tryStreamInfo(cfg, client, 5*time.Second)
+		return err == nil && info.Cluster != nil && info.Cluster.Leader == name
 	})
 }
 
