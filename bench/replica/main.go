@@ -256,7 +256,9 @@ func run(f flags) error {
 			var prof chan error
 			if f.profile != "" && r == 0 {
 				prof = make(chan error, 1)
-				go func() { prof <- cpuProfile(targets[i].metrics, f.duration-time.Second, filepath.Join(f.profile, targets[i].name+".pprof")) }()
+				go func() {
+					prof <- cpuProfile(targets[i].metrics, f.duration-time.Second, filepath.Join(f.profile, targets[i].name+".pprof"))
+				}()
 			}
 			res := load(targets[i].addr, paths, f.conns, f.duration)
 			if prof != nil {
