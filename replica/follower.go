@@ -308,7 +308,7 @@ func (f *Follower) follow(ctx context.Context) error {
 			// messages pending at two checks in a row with nothing
 			// received between them, or no answer, and the consumer is
 			// made again from the applied position.
-			if now := time.Now(); now.Sub(lastCheck) >= stallCheckEvery {
+			if now := f.now(); now.Sub(lastCheck) >= stallCheckEvery {
 				lastCheck = now
 				ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
 				info, ierr := cons.Info(ictx)
