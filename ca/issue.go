@@ -345,7 +345,7 @@ func (a *Authority) sign(req *IssueRequest) (*store.Cert, error) {
 	if prof.OCSPNoCheck {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidOCSPNoCheck, Value: asn1.NullBytes})
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, iss.Cert, pub, iss.Signer)
+	der, err := createLeaf(rand.Reader, tmpl, iss.Cert, pub, iss.Signer)
 	if err != nil {
 		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
