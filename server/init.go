@@ -178,7 +178,18 @@ func Seed(ctx context.Context, cfg *config.Config, log *slog.Logger, opts seed.O
 	// transaction: no dirty marks to write and clear, no second walk.
 	opts.Presign = r.PresignTx
 	c.store.SetOCSPPresigned(true)
+	// With no publishing target or replica following the change log, the
+	// seed's entries would only be deleted a minute after the next start
+	// (see SuspendUnfollowedLog).
+	resumeLog, suspended, err := c.store.SuspendUnfollowedLog(ctx)
+	if err != nil {
+		return seed.Result{}, err
+	}
+	if !suspended {
+		log.Info("the change log has consumers: the seed writes its entries for them")
+	}
 	res, err := seed.Run(ctx, c.store, c.ca, opts)
+	resumeLog()
 	c.store.SetOCSPPresigned(false)
 	if err != nil {
 		return res, err

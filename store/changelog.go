@@ -87,6 +87,9 @@ func (tx *Tx) AppendLog(e LogEntry) error {
 	if e.Kind == "" || e.Key == "" {
 		return fmt.Errorf("change-log entry needs a kind and a key (got %q, %q)", e.Kind, e.Key)
 	}
+	if tx.s.logSuspended.Load() {
+		return nil
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
@@ -328,6 +331,9 @@ func (tx *Tx) Cursors() (map[string]uint64, error) {
 func (s *Store) RegisterConsumer(ctx context.Context, consumer string) (cursor uint64, fresh bool, err error) {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
+	if s.logSuspended.Load() {
+		return 0, false, fmt.Errorf("registering change-log consumer %s: the change log is suspended (an offline seed is writing)", consumer)
+	}
 	err = s.View(ctx, func(tx *Tx) error {
 		cursor, fresh, err = tx.Cursor(consumer)
 		fresh = !fresh

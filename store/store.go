@@ -107,6 +107,8 @@ type Store struct {
 	repl replState
 	// ocspPresigned: certificate writes leave no OCSP mark (presigned.go).
 	ocspPresigned atomic.Bool
+	// logSuspended: change-log appends write nothing (changelog_suspend.go).
+	logSuspended atomic.Bool
 }
 
 // Open opens (creating if needed) the database in opts.Dir.
