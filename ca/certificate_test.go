@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-func testIssuer(t *testing.T, key crypto.Signer) *x509.Certificate {
+func testIssuer(t testing.TB, key crypto.Signer) *x509.Certificate {
 	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test CA", Organization: []string{"certcenter"}},
@@ -174,8 +174,7 @@ func TestCreateLeafChecksTokenSignatures(t *testing.T) {
 
 func BenchmarkCreateLeaf(b *testing.B) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	var t testing.T
-	parent := testIssuer(&t, key)
+	parent := testIssuer(b, key)
 	sub, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "x"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, OCSPServer: []string{"http://ocsp.example"}}
