@@ -11,8 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -192,5 +194,96 @@ func BenchmarkCreateLeaf(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCreateLeafMatchesX509Random draws templates of the kinds sign makes,
+// with every key-usage bit pattern, extended key usages, SAN lists and
+// dates crypto/x509 encodes either way, and holds createLeaf to its bytes.
+func TestCreateLeafMatchesX509Random(t *testing.T) {
+	issuerKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	parent := testIssuer(t, issuerKey)
+	subjectKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	ekus := []x509.ExtKeyUsage{x509.ExtKeyUsageAny, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth,
+		x509.ExtKeyUsageCodeSigning, x509.ExtKeyUsageEmailProtection, x509.ExtKeyUsageTimeStamping, x509.ExtKeyUsageOCSPSigning}
+	words := []string{"a", "Zhang San", "张三", "O'Brien", "x,y+z", "  padded ", "#hash", "医院", "ütf"}
+	pick := func(n int) []string {
+		var out []string
+		for range rng.IntN(n) {
+			out = append(out, words[rng.IntN(len(words))])
+		}
+		return out
+	}
+	compared := 0
+	for i := range 300 {
+		serial := make([]byte, 1+rng.IntN(20))
+		for j := range serial {
+			serial[j] = byte(rng.Uint32())
+		}
+		serial[0] = serial[0]&0x7f | 1
+		notBefore := time.Date(1950+rng.IntN(150), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), 0, time.UTC)
+		tmpl := &x509.Certificate{
+			SerialNumber: new(big.Int).SetBytes(serial),
+			Subject: pkix.Name{CommonName: words[rng.IntN(len(words))], Organization: pick(3), OrganizationalUnit: pick(3),
+				Country: []string{"CN", "DE"}[:rng.IntN(3)], Province: pick(2), Locality: pick(2)},
+			NotBefore:             notBefore,
+			NotAfter:              notBefore.Add(time.Duration(rng.IntN(100*365*24)) * time.Hour),
+			KeyUsage:              x509.KeyUsage(rng.IntN(1 << 9)),
+			BasicConstraintsValid: rng.IntN(2) == 0,
+		}
+		for _, u := range ekus {
+			if rng.IntN(3) == 0 {
+				tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, u)
+			}
+		}
+		for range rng.IntN(3) {
+			tmpl.DNSNames = append(tmpl.DNSNames, fmt.Sprintf("h%d.example", rng.IntN(1000)))
+		}
+		for range rng.IntN(3) {
+			tmpl.EmailAddresses = append(tmpl.EmailAddresses, fmt.Sprintf("u%d@example.org", rng.IntN(1000)))
+		}
+		for range rng.IntN(3) {
+			ip := make(net.IP, []int{4, 16}[rng.IntN(2)])
+			for j := range ip {
+				ip[j] = byte(rng.Uint32())
+			}
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		}
+		if rng.IntN(2) == 0 {
+			tmpl.SubjectKeyId = []byte{byte(i), 1, 2}
+		}
+		if rng.IntN(2) == 0 {
+			tmpl.OCSPServer = []string{"http://ocsp.example/" + fmt.Sprint(i)}
+		}
+		if rng.IntN(2) == 0 {
+			tmpl.IssuingCertificateURL = []string{"http://ca.example/ca.crt"}
+		}
+		for range rng.IntN(3) {
+			tmpl.CRLDistributionPoints = append(tmpl.CRLDistributionPoints, fmt.Sprintf("http://crl.example/%d.crl", rng.IntN(9)))
+		}
+		if rng.IntN(4) == 0 {
+			tmpl.ExtraExtensions = []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1.NullBytes}}
+		}
+		ours, err := createLeaf(rand.Reader, tmpl, parent, subjectKey.Public(), issuerKey)
+		theirs, xerr := x509.CreateCertificate(rand.Reader, tmpl, parent, subjectKey.Public(), issuerKey)
+		if (err == nil) != (xerr == nil) {
+			t.Fatalf("template %d: createLeaf error %v, x509 error %v", i, err, xerr)
+		}
+		if err != nil {
+			continue
+		}
+		a, err := x509.ParseCertificate(ours)
+		if err != nil {
+			t.Fatalf("template %d: parsing ours: %v", i, err)
+		}
+		b, _ := x509.ParseCertificate(theirs)
+		if !bytes.Equal(a.RawTBSCertificate, b.RawTBSCertificate) {
+			t.Fatalf("template %d: to-be-signed bytes differ\nours   %x\ntheirs %x", i, a.RawTBSCertificate, b.RawTBSCertificate)
+		}
+		compared++
+	}
+	if compared < 250 {
+		t.Errorf("only %d of 300 templates were encodable by both", compared)
 	}
 }
