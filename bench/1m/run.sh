@@ -3,9 +3,10 @@
 # subscribers with real certificates (a P-256 key each, 10 % revoked, so the
 # full CRL lists 100 000), then measures
 #   1. the seed's time,
-#   2. start until /readyz: the first start (which builds the full CRL of
-#      100 000 entries) and a restart (nothing to repair),
-#   3. the full CRL: build time (from the server's log) and size,
+#   2. start until /readyz: the first start after the seed and a restart
+#      (the seed has built the CRLs and pre-signed the OCSP responses, so
+#      neither has anything to repair),
+#   3. the full CRL: its size, and its build time if a start rebuilt it,
 #   4. resident memory (RssAnon, RssFile) idle after start,
 #   5. OCSP against the bare Go server (bench/ocsp, alternating rounds),
 #   6. LDAP against OpenLDAP slapd on the same entries (bench/ldap).
