@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -876,7 +877,7 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nMachine: %d CPUs (%s), %s/%s, %s; load average before the run %s (1, 5, 15 min). %d random certificates of %d (%.0f%% revoked), GET, SHA-1 CertIDs; %s per server and load generator (+%s warm-up). certcenter start-up until /readyz: %s. Date: %s.\n",
 		runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH, runtime.Version(), r.load, len(r.ds.paths), r.ds.total, f.revoked*100,
 		f.duration, f.warmup, r.ready.Round(100*time.Millisecond), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(w, "\nwrk -t%d -c%d, kept-alive connections, %d rounds alternating certcenter and the ceiling; the round with the median requests/s ratio:\n\n", f.threads, f.conns, len(r.rounds))
+	fmt.Fprintf(w, "\nwrk -t%d -c%d, kept-alive connections, %d rounds alternating certcenter and the ceiling; the round with the median requests/s ratio (the upper of the two middle ones for an even count):\n\n", f.threads, f.conns, len(r.rounds))
 	table(w, r.wrk)
 	fmt.Fprintf(w, "\nEvery round (certcenter / ceiling; resident memory right after the server's run, MB anonymous + file-backed):\n\n| round | certcenter req/s | ceiling req/s | req/s ratio | p99 ratio | certcenter RssAnon+RssFile | ceiling RssAnon+RssFile |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for i, p := range r.rounds {
@@ -884,16 +885,48 @@ func (r report) print(w io.Writer) {
 			p[0].mem.AnonKB>>10, p[0].mem.FileKB>>10, p[1].mem.AnonKB>>10, p[1].mem.FileKB>>10)
 	}
 	if len(r.rounds) > 0 {
-		cc, ceil, ratios := spread(r.rounds, 0), spread(r.rounds, 1), make([]float64, len(r.rounds))
-		for i, p := range r.rounds {
-			ratios[i] = p[0].rps / p[1].rps
-		}
-		slices.Sort(ratios)
-		fmt.Fprintf(w, "\nSpread of the rounds (max/min requests/s): certcenter %.2f, ceiling %.2f; median req/s ratio %.2fx (min %.2fx, max %.2fx). Ceiling headers: %s.\n",
-			cc, ceil, ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], map[bool]string{false: "Content-Type only", true: "the same caching headers as certcenter (-same-headers)"}[f.sameHeaders])
+		cc, ceil := spread(r.rounds, 0), spread(r.rounds, 1)
+		median, ratios := medianRatio(r.rounds)
+		// The spread is set by the one slowest round, which a shared machine
+		// hands to either server; the coefficient of variation uses them all.
+		fmt.Fprintf(w, "\nSpread of the rounds (max/min requests/s): certcenter %.2f, ceiling %.2f; coefficient of variation certcenter %.3f, ceiling %.3f; median req/s ratio %.3fx (min %.2fx, max %.2fx). Ceiling headers: %s.\n",
+			cc, ceil, variation(r.rounds, 0), variation(r.rounds, 1), median, ratios[0], ratios[len(ratios)-1], map[bool]string{false: "Content-Type only", true: "the same caching headers as certcenter (-same-headers)"}[f.sameHeaders])
 	}
 	fmt.Fprintf(w, "\nOne connection per request (Go closed-loop client, %d workers, Connection: close):\n\n", f.conns)
 	table(w, r.conn)
+}
+
+// medianRatio returns the median of the rounds' certcenter/ceiling
+// requests/s ratios (the mean of the two middle ones for an even count) and
+// the ratios sorted.
+func medianRatio(rounds [][2]result) (float64, []float64) {
+	ratios := make([]float64, len(rounds))
+	for i, p := range rounds {
+		ratios[i] = p[0].rps / p[1].rps
+	}
+	slices.Sort(ratios)
+	median := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		median = (ratios[len(ratios)/2-1] + median) / 2
+	}
+	return median, ratios
+}
+
+// variation is the standard deviation of server i's requests/s over the
+// rounds divided by their mean.
+func variation(rounds [][2]result, i int) float64 {
+	var sum, sq float64
+	for _, p := range rounds {
+		sum += p[i].rps
+	}
+	mean := sum / float64(len(rounds))
+	for _, p := range rounds {
+		sq += (p[i].rps - mean) * (p[i].rps - mean)
+	}
+	if mean == 0 {
+		return 0
+	}
+	return math.Sqrt(sq/float64(len(rounds))) / mean
 }
 
 // spread is max/min of the requests/s of server i (0 certcenter, 1 the
