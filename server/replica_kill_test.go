@@ -204,9 +204,11 @@ func TestReplicaProcessesKilled(t *testing.T) {
 	}
 	root := t.TempDir()
 	nodes := make([]*killNode, 3)
+	ports := freeTCPPorts(t, 12)
 	for i, role := range []string{"primary", "replica", "replica"} {
+		p := ports[4*i:]
 		nodes[i] = &killNode{Dir: filepath.Join(root, fmt.Sprintf("n%d", i)), Role: role, Name: fmt.Sprintf("n%d", i),
-			HTTP: freeTCPPort(t), API: freeTCPPort(t), Client: freeTCPPort(t), Route: freeTCPPort(t)}
+			HTTP: p[0], API: p[1], Client: p[2], Route: p[3]}
 	}
 	for i, n := range nodes {
 		for j, o := range nodes {

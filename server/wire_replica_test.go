@@ -27,14 +27,22 @@ import (
 	"github.com/certcenter/certcenter/store"
 )
 
-func freeTCPPort(t *testing.T) int {
+// freeTCPPorts returns n distinct loopback ports that were free a moment
+// ago. Every listener stays open until all n are chosen: closed one by one,
+// the kernel may hand the same port out twice (a CI run had a replica's
+// HTTP port equal to another node's NATS client port).
+func freeTCPPorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // replicaCluster is a primary and two replicas, each with an embedded
@@ -68,8 +76,9 @@ func nodeConfig(t *testing.T, role, name string, client, route int, routes []int
 func startCluster(t *testing.T, seeded int) *replicaCluster {
 	t.Helper()
 	var client, route [3]int
+	ports := freeTCPPorts(t, 6)
 	for i := range 3 {
-		client[i], route[i] = freeTCPPort(t), freeTCPPort(t)
+		client[i], route[i] = ports[2*i], ports[2*i+1]
 	}
 	rc := &replicaCluster{}
 	others := func(i int) []int {
