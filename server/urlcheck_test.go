@@ -43,7 +43,8 @@ func TestWarnsWhenPublicURLMissesListener(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
-			cfg.HTTP.Addr, cfg.LDAP.Addr = freePort(t), freePort(t)
+			addrs := freeAddrs(t, 2)
+			cfg.HTTP.Addr, cfg.LDAP.Addr = addrs[0], addrs[1]
 			if tc.publicPort {
 				cfg.CA.PublicURL = "http://" + cfg.HTTP.Addr
 			}

@@ -101,9 +101,10 @@ func TestFullCRLAfterRevocationWithNSS(t *testing.T) {
 	needTool(t, "ldapsearch", "ldap-utils")
 	needTool(t, "vfychain", "libnss3-tools")
 	cfg := testConfig(t)
-	cfg.HTTP.Addr = freePort(t)
+	addrs := freeAddrs(t, 2)
+	cfg.HTTP.Addr = addrs[0]
 	cfg.CA.PublicURL = "http://" + cfg.HTTP.Addr
-	cfg.LDAP.Addr = freePort(t)
+	cfg.LDAP.Addr = addrs[1]
 	cfg.CA.LDAPURL = "ldap://" + cfg.LDAP.Addr
 	s := startTest(t, cfg)
 	core := s.c.core

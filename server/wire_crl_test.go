@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -17,14 +17,17 @@ import (
 
 // freePort reserves a loopback port so that the public URL in certificates
 // can name the address the server will listen on.
-func freePort(t *testing.T) string {
+func freePort(t *testing.T) string { return freeAddrs(t, 1)[0] }
+
+// freeAddrs is freeTCPPorts as host:port addresses: n distinct ones, for a
+// server that listens on several.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i, p := range freeTCPPorts(t, n) {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 func fetchCRL(t *testing.T, url string, issuer *x509.Certificate) *x509.RevocationList {
