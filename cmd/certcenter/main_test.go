@@ -40,14 +40,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct loopback addresses that were free a moment
+// ago. Every listener stays open until all n are chosen: closed one by one,
+// the kernel may hand the same port out twice, and a server given one port
+// for two listeners fails to start.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -68,7 +76,8 @@ type served struct {
 // serve starts `certcenter serve` on a new data directory and waits for /healthz.
 func serve(t *testing.T, data string) *served {
 	t.Helper()
-	s := &served{data: data, http: freeAddr(t), api: freeAddr(t), log: &bytes.Buffer{}}
+	addrs := freeAddrs(t, 2)
+	s := &served{data: data, http: addrs[0], api: addrs[1], log: &bytes.Buffer{}}
 	s.cmd = exec.Command(bin, "serve", "--data", data, "--http-addr", s.http, "--api-addr", s.api,
 		"--ldap-addr", "", "--ldaps-addr", "")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -152,7 +161,8 @@ func TestServeRevokeAndShutdown(t *testing.T) {
 		}
 	})
 	t.Run("fail/second serve on the same data directory", func(t *testing.T) {
-		out, err := run(t, "serve", "--data", s.data, "--http-addr", freeAddr(t), "--api-addr", freeAddr(t), "--ldap-addr", "", "--ldaps-addr", "")
+		addrs := freeAddrs(t, 2)
+		out, err := run(t, "serve", "--data", s.data, "--http-addr", addrs[0], "--api-addr", addrs[1], "--ldap-addr", "", "--ldaps-addr", "")
 		if err == nil || !strings.Contains(out, "in use") {
 			t.Errorf("second serve: %v\n%s", err, out)
 		}
@@ -309,7 +319,8 @@ func TestPKCS11InitAndServe(t *testing.T) {
 	if err != nil {
 		t.Fatalf("seed through the HSM: %v\n%s", err, out)
 	}
-	s := &served{data: data, http: freeAddr(t), api: freeAddr(t), log: &bytes.Buffer{}}
+	addrs := freeAddrs(t, 2)
+	s := &served{data: data, http: addrs[0], api: addrs[1], log: &bytes.Buffer{}}
 	s.cmd = exec.Command(bin, "serve", "--config", cfg, "--data", data, "--http-addr", s.http, "--api-addr", s.api, "--ldap-addr", "", "--ldaps-addr", "")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

@@ -42,7 +42,8 @@ type pubServer struct {
 
 func servePublishing(t *testing.T, data, cfg string) *pubServer {
 	t.Helper()
-	s := &pubServer{served: &served{data: data, http: freeAddr(t), api: freeAddr(t), log: &bytes.Buffer{}}, metrics: freeAddr(t)}
+	addrs := freeAddrs(t, 3)
+	s := &pubServer{served: &served{data: data, http: addrs[0], api: addrs[1], log: &bytes.Buffer{}}, metrics: addrs[2]}
 	// metrics.addr has no flag: a copy of the config per start names a
 	// fresh port
 	c, err := os.ReadFile(cfg)

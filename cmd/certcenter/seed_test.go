@@ -19,7 +19,8 @@ func TestSeedRunningServer(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("api:\n  seed: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &served{data: data, http: freeAddr(t), api: freeAddr(t)}
+	addrs := freeAddrs(t, 2)
+	s := &served{data: data, http: addrs[0], api: addrs[1]}
 	var log strings.Builder
 	s.cmd = exec.Command(bin, "serve", "--config", conf, "--data", data, "--http-addr", s.http, "--api-addr", s.api,
 		"--ldap-addr", "", "--ldaps-addr", "")
