@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -16,6 +15,8 @@ import (
 	"math/big"
 	"time"
 	"unicode"
+
+	"github.com/certcenter/certcenter/internal/sigalg"
 )
 
 // createLeaf encodes and signs an end-entity certificate the way
@@ -32,7 +33,10 @@ import (
 // attacks), so createLeaf verifies only when the signer is something else: a
 // PKCS#11 token, whose answer crosses a boundary and whose mechanism could be
 // misconfigured.
-func createLeaf(random io.Reader, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) ([]byte, error) {
+//
+// spki is pub's SubjectPublicKeyInfo, which sign has encoded already for the
+// subject key identifier.
+func createLeaf(random io.Reader, tmpl, parent *x509.Certificate, pub crypto.PublicKey, spki []byte, key crypto.Signer) ([]byte, error) {
 	if tmpl.IsCA || len(tmpl.URIs) > 0 || len(tmpl.Policies) > 0 || len(tmpl.PolicyIdentifiers) > 0 ||
 		len(tmpl.UnknownExtKeyUsage) > 0 || tmpl.SignatureAlgorithm != x509.UnknownSignatureAlgorithm ||
 		len(tmpl.PermittedDNSDomains) > 0 || len(tmpl.ExcludedDNSDomains) > 0 ||
@@ -45,16 +49,12 @@ func createLeaf(random io.Reader, tmpl, parent *x509.Certificate, pub crypto.Pub
 	if tmpl.SerialNumber == nil || tmpl.SerialNumber.Sign() <= 0 {
 		return nil, errors.New("certificate serial number must be positive")
 	}
-	hash, algID, err := signatureAlgorithmFor(key.Public())
+	alg, err := sigalg.For(key.Public())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the issuer's key: %w", err)
 	}
 	if eq, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || (parent.PublicKey != nil && !eq.Equal(parent.PublicKey)) {
 		return nil, errors.New("the issuer's signer does not hold the key of the issuer's certificate")
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("encoding public key: %w", err)
 	}
 	subject := tmpl.RawSubject
 	if len(subject) == 0 {
@@ -79,7 +79,7 @@ func createLeaf(random io.Reader, tmpl, parent *x509.Certificate, pub crypto.Pub
 	tbs, err := asn1.Marshal(tbsCertificate{
 		Version:            2,
 		SerialNumber:       tmpl.SerialNumber,
-		SignatureAlgorithm: algID,
+		SignatureAlgorithm: asn1.RawValue{FullBytes: alg.DER},
 		Issuer:             asn1.RawValue{FullBytes: issuer},
 		Validity:           validity{tmpl.NotBefore.UTC(), tmpl.NotAfter.UTC()},
 		Subject:            asn1.RawValue{FullBytes: subject},
@@ -89,22 +89,23 @@ func createLeaf(random io.Reader, tmpl, parent *x509.Certificate, pub crypto.Pub
 	if err != nil {
 		return nil, fmt.Errorf("encoding certificate: %w", err)
 	}
-	h := hash.New()
+	h := alg.Hash.New()
 	h.Write(tbs)
-	sig, err := key.Sign(random, h.Sum(nil), hash)
+	digest := h.Sum(nil)
+	sig, err := key.Sign(random, digest, alg.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
 	if !softwareKey(key) {
-		if err := verifySignature(key.Public(), hash, h.Sum(nil), sig); err != nil {
+		if err := alg.Verify(key.Public(), digest, sig); err != nil {
 			return nil, fmt.Errorf("the signer's signature does not verify: %w", err)
 		}
 	}
 	der, err := asn1.Marshal(struct {
 		TBS       asn1.RawValue
-		Algorithm pkix.AlgorithmIdentifier
+		Algorithm asn1.RawValue
 		Signature asn1.BitString
-	}{asn1.RawValue{FullBytes: tbs}, algID, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	}{asn1.RawValue{FullBytes: tbs}, asn1.RawValue{FullBytes: alg.DER}, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
 	if err != nil {
 		return nil, fmt.Errorf("encoding certificate: %w", err)
 	}
@@ -114,7 +115,7 @@ func createLeaf(random io.Reader, tmpl, parent *x509.Certificate, pub crypto.Pub
 type tbsCertificate struct {
 	Version            int `asn1:"optional,explicit,default:0,tag:0"`
 	SerialNumber       *big.Int
-	SignatureAlgorithm pkix.AlgorithmIdentifier
+	SignatureAlgorithm asn1.RawValue
 	Issuer             asn1.RawValue
 	Validity           validity
 	Subject            asn1.RawValue
@@ -131,45 +132,6 @@ func softwareKey(key crypto.Signer) bool {
 		return true
 	}
 	return false
-}
-
-var (
-	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-	oidECDSAWithSHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
-	oidECDSAWithSHA512 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
-	oidSHA256WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
-)
-
-// signatureAlgorithmFor is crypto/x509's default algorithm for a key:
-// ECDSA with the curve's hash, RSA PKCS #1 v1.5 with SHA-256.
-func signatureAlgorithmFor(pub crypto.PublicKey) (crypto.Hash, pkix.AlgorithmIdentifier, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return crypto.SHA256, pkix.AlgorithmIdentifier{Algorithm: oidECDSAWithSHA256}, nil
-		case elliptic.P384():
-			return crypto.SHA384, pkix.AlgorithmIdentifier{Algorithm: oidECDSAWithSHA384}, nil
-		case elliptic.P521():
-			return crypto.SHA512, pkix.AlgorithmIdentifier{Algorithm: oidECDSAWithSHA512}, nil
-		}
-	case *rsa.PublicKey:
-		return crypto.SHA256, pkix.AlgorithmIdentifier{Algorithm: oidSHA256WithRSA, Parameters: asn1.NullRawValue}, nil
-	}
-	return 0, pkix.AlgorithmIdentifier{}, fmt.Errorf("the issuer's key (%T) is not ECDSA P-256/384/521 or RSA", pub)
-}
-
-func verifySignature(pub crypto.PublicKey, hash crypto.Hash, digest, sig []byte) error {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(k, digest, sig) {
-			return errors.New("ECDSA verification failed")
-		}
-		return nil
-	case *rsa.PublicKey:
-		return rsa.VerifyPKCS1v15(k, hash, digest, sig)
-	}
-	return fmt.Errorf("cannot verify with a %T", pub)
 }
 
 var (

@@ -39,6 +39,15 @@ func testIssuer(t testing.TB, key crypto.Signer) *x509.Certificate {
 	return c
 }
 
+// leafOf is createLeaf with the subject key encoded as sign encodes it.
+func leafOf(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) ([]byte, error) {
+	spki, err := marshalPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return createLeaf(rand.Reader, tmpl, parent, pub, spki, key)
+}
+
 // TestCreateLeafMatchesX509 holds createLeaf to crypto/x509's encoding: the
 // to-be-signed part of every certificate is the same bytes either way.
 func TestCreateLeafMatchesX509(t *testing.T) {
@@ -109,7 +118,7 @@ func TestCreateLeafMatchesX509(t *testing.T) {
 			if name == "rsa subject" {
 				pub = subjectRSA.Public()
 			}
-			ours, err := createLeaf(rand.Reader, tmpl, parent, pub, issuerKey)
+			ours, err := leafOf(tmpl, parent, pub, issuerKey)
 			if err != nil {
 				t.Fatalf("%T %s: %v", issuerKey, name, err)
 			}
@@ -158,18 +167,18 @@ func TestCreateLeafChecksTokenSignatures(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	parent := testIssuer(t, key)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "x"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-	if _, err := createLeaf(rand.Reader, tmpl, parent, key.Public(), tokenSigner{Signer: key}); err != nil {
+	if _, err := leafOf(tmpl, parent, key.Public(), tokenSigner{Signer: key}); err != nil {
 		t.Fatalf("a token's good signature: %v", err)
 	}
-	if _, err := createLeaf(rand.Reader, tmpl, parent, key.Public(), tokenSigner{Signer: key, corrupt: true}); err == nil {
+	if _, err := leafOf(tmpl, parent, key.Public(), tokenSigner{Signer: key, corrupt: true}); err == nil {
 		t.Fatal("a token's bad signature was accepted")
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if _, err := createLeaf(rand.Reader, tmpl, parent, key.Public(), other); err == nil {
+	if _, err := leafOf(tmpl, parent, key.Public(), other); err == nil {
 		t.Fatal("a signer whose key is not the issuer's was accepted")
 	}
 	tmpl.DNSNames = []string{"bücher.example"}
-	if _, err := createLeaf(rand.Reader, tmpl, parent, key.Public(), key); !errors.Is(err, ErrBadRequest) {
+	if _, err := leafOf(tmpl, parent, key.Public(), key); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("a DNS name that is not IA5: %v, want ErrBadRequest", err)
 	}
 }
@@ -184,7 +193,7 @@ func BenchmarkCreateLeaf(b *testing.B) {
 		name   string
 		create func() ([]byte, error)
 	}{
-		{"createLeaf", func() ([]byte, error) { return createLeaf(rand.Reader, tmpl, parent, sub.Public(), key) }},
+		{"createLeaf", func() ([]byte, error) { return leafOf(tmpl, parent, sub.Public(), key) }},
 		{"x509", func() ([]byte, error) { return x509.CreateCertificate(rand.Reader, tmpl, parent, sub.Public(), key) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -265,7 +274,7 @@ func TestCreateLeafMatchesX509Random(t *testing.T) {
 		if rng.IntN(4) == 0 {
 			tmpl.ExtraExtensions = []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1.NullBytes}}
 		}
-		ours, err := createLeaf(rand.Reader, tmpl, parent, subjectKey.Public(), issuerKey)
+		ours, err := leafOf(tmpl, parent, subjectKey.Public(), issuerKey)
 		theirs, xerr := x509.CreateCertificate(rand.Reader, tmpl, parent, subjectKey.Public(), issuerKey)
 		if (err == nil) != (xerr == nil) {
 			t.Fatalf("template %d: createLeaf error %v, x509 error %v", i, err, xerr)

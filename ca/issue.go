@@ -330,7 +330,11 @@ func (a *Authority) sign(req *IssueRequest) (*store.Cert, error) {
 	}
 	tmpl.ExtKeyUsage = prof.ExtKeyUsage
 	tmpl.BasicConstraintsValid = true
-	if tmpl.SubjectKeyId, err = subjectKeyID(pub); err != nil {
+	spki, err := marshalPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	if tmpl.SubjectKeyId, err = keyIDOf(spki); err != nil {
 		return nil, err
 	}
 	urls := a.URLsFor(iss, serial)
@@ -345,7 +349,7 @@ func (a *Authority) sign(req *IssueRequest) (*store.Cert, error) {
 	if prof.OCSPNoCheck {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidOCSPNoCheck, Value: asn1.NullBytes})
 	}
-	der, err := createLeaf(rand.Reader, tmpl, iss.Cert, pub, iss.Signer)
+	der, err := createLeaf(rand.Reader, tmpl, iss.Cert, pub, spki, iss.Signer)
 	if err != nil {
 		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
@@ -389,18 +393,33 @@ func NewSerial() ([]byte, error) {
 
 // subjectKeyID is the SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2 method 1).
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	spki, err := marshalPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return keyIDOf(spki)
+}
+
+// marshalPublicKey is pub's SubjectPublicKeyInfo; a key it cannot encode is
+// the requester's to fix.
+func marshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encoding public key: %w", ErrBadRequest, err)
 	}
-	var spki struct {
+	return spki, nil
+}
+
+// keyIDOf is subjectKeyID of an encoded SubjectPublicKeyInfo.
+func keyIDOf(spki []byte) ([]byte, error) {
+	var info struct {
 		Algorithm pkix.AlgorithmIdentifier
 		PublicKey asn1.BitString
 	}
-	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+	if _, err := asn1.Unmarshal(spki, &info); err != nil {
 		return nil, fmt.Errorf("parsing public key: %w", err)
 	}
-	h := sha1.Sum(spki.PublicKey.Bytes)
+	h := sha1.Sum(info.PublicKey.Bytes)
 	return h[:], nil
 }
 

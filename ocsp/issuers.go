@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/sigalg"
 )
 
 // issuer is one CA as the responder sees it: the hashes a CertID names it
@@ -45,15 +46,15 @@ func newIssuerTable(cas []*ca.Issuer, byKey bool) (*issuerTable, error) {
 			iss.keyHash[h] = kh.Sum(nil)
 		}
 		if c.OCSPCert != nil && c.OCSPSigner != nil {
-			alg, hash, err := sigAlgFor(c.OCSPSigner.Public())
+			alg, err := sigalg.For(c.OCSPSigner.Public())
 			if err != nil {
-				return nil, fmt.Errorf("CA %s: %w", c.Name, err)
+				return nil, fmt.Errorf("CA %s: responder key: %w", c.Name, err)
 			}
 			id, err := responderID(c.OCSPCert, byKey)
 			if err != nil {
 				return nil, fmt.Errorf("CA %s: responder ID: %w", c.Name, err)
 			}
-			iss.resp = &responder{cert: c.OCSPCert, signer: c.OCSPSigner, id: id, sigAlg: alg, hash: hash}
+			iss.resp = &responder{cert: c.OCSPCert, signer: c.OCSPSigner, id: id, sigAlg: alg.DER, hash: alg.Hash}
 		}
 		t.list = append(t.list, iss)
 		t.byName[c.Name] = iss

@@ -2,10 +2,7 @@ package ocsp
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/x509"
 	"fmt"
@@ -34,34 +31,7 @@ func errorResponse(s ResponseStatus) []byte {
 	return []byte{0x30, 0x03, 0x0a, 0x01, byte(s)}
 }
 
-var (
-	oidBasic = []byte{0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01} // id-pkix-ocsp-basic
-	// Signature algorithm identifiers, whole DER.
-	algECDSASHA256 = []byte{0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02}
-	algECDSASHA384 = []byte{0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03}
-	algECDSASHA512 = []byte{0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04}
-	algRSASHA256   = []byte{0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00}
-)
-
-// sigAlgFor picks the signature algorithm for a responder key: ECDSA with
-// the hash matching the curve, RSA PKCS#1 v1.5 with SHA-256 (what every OCSP
-// client verifies).
-func sigAlgFor(pub crypto.PublicKey) ([]byte, crypto.Hash, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return algECDSASHA256, crypto.SHA256, nil
-		case elliptic.P384():
-			return algECDSASHA384, crypto.SHA384, nil
-		case elliptic.P521():
-			return algECDSASHA512, crypto.SHA512, nil
-		}
-	case *rsa.PublicKey:
-		return algRSASHA256, crypto.SHA256, nil
-	}
-	return nil, 0, fmt.Errorf("responder key type %T is not supported", pub)
-}
+var oidBasic = []byte{0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01} // id-pkix-ocsp-basic
 
 // responderID encodes the ResponderID CHOICE: byName [1] EXPLICIT Name, or
 // byKey [2] EXPLICIT KeyHash (SHA-1 of the responder's subjectPublicKey bits).
