@@ -373,19 +373,12 @@ func TestEscrowKEKUnavailable(t *testing.T) {
 	public := "http://" + s.Addr("http")
 	// /readyz names the first check that fails; right after the start
 	// that may still be the OCSP start-up check, which ends by itself.
-	var code int
-	var body string
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		code, body = readyz(t, public)
-		if strings.Contains(body, "key escrow unavailable") || time.Now().After(deadline) {
-			break
-		}
-	}
-	if !strings.Contains(body, "key escrow unavailable") {
-		t.Errorf("/readyz = %d %q, want it to say the key escrow is unavailable", code, body)
-	}
+	replEventually(t, 15*time.Second, "/readyz saying the key escrow is unavailable", func() bool {
+		_, body := readyz(t, public)
+		return strings.Contains(body, "key escrow unavailable")
+	})
 	admin := adminClient(t, cfg.DataDir)
-	code, body = post(t, admin, "https://"+s.Addr("api")+"/api/v1/ra/encryption-certificates", `{"org":"o","signing_serial":"01"}`)
+	code, body := post(t, admin, "https://"+s.Addr("api")+"/api/v1/ra/encryption-certificates", `{"org":"o","signing_serial":"01"}`)
 	if code != http.StatusNotImplemented {
 		t.Errorf("encryption certificate request without a KEK = %d %s, want 501", code, body)
 	}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"fmt"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/certcenter/certcenter/ca"
+	"github.com/certcenter/certcenter/internal/benchproc"
 	"github.com/certcenter/certcenter/internal/crlscope"
 	"github.com/certcenter/certcenter/signer"
 )
@@ -19,13 +19,15 @@ import (
 // can name the address the server will listen on.
 func freePort(t *testing.T) string { return freeAddrs(t, 1)[0] }
 
-// freeAddrs is freeTCPPorts as host:port addresses: n distinct ones, for a
-// server that listens on several.
+// freeAddrs returns n distinct loopback addresses that were free a moment
+// ago (benchproc.FreePorts keeps every listener open until all n are
+// chosen: closed one by one, the kernel may hand one port out twice, and a
+// CI run had a replica's HTTP port equal to another node's NATS port).
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i, p := range freeTCPPorts(t, n) {
-		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	addrs, err := benchproc.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }

@@ -9,8 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
@@ -27,20 +27,16 @@ import (
 	"github.com/certcenter/certcenter/store"
 )
 
-// freeTCPPorts returns n distinct loopback ports that were free a moment
-// ago. Every listener stays open until all n are chosen: closed one by one,
-// the kernel may hand the same port out twice (a CI run had a replica's
-// HTTP port equal to another node's NATS client port).
+// freeTCPPorts is freeAddrs as port numbers.
 func freeTCPPorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for i, a := range freeAddrs(t, n) {
+		addr, err := netip.ParseAddrPort(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports[i] = int(addr.Port())
 	}
 	return ports
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/certcenter/certcenter/internal/benchproc"
 )
 
 // bin is the certcenter binary built once for these end-to-end tests: they
@@ -41,19 +42,14 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddrs returns n distinct loopback addresses that were free a moment
-// ago. Every listener stays open until all n are chosen: closed one by one,
-// the kernel may hand the same port out twice, and a server given one port
-// for two listeners fails to start.
+// ago (benchproc.FreePorts keeps every listener open until all n are
+// chosen: closed one by one, the kernel may hand one port out twice, and
+// serve then fails to bind its second listener).
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs[i] = l.Addr().String()
+	addrs, err := benchproc.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }
